@@ -1,0 +1,320 @@
+"""Configuration: nested dataclasses, loaded from YAML presets, overridable with ``key.sub=value``.
+
+Presets ship inside the package (``sparseclip/configs/*.yaml``) and are resolved by name, like
+OpenCLIP's model configs. Every field can be overridden from the command line. Unknown keys and
+invalid values raise :class:`ConfigError` with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, described in one line that names the offending key."""
+
+
+@dataclass
+class HeadConfig:
+    """The head put after both towers (the same kind in both)."""
+
+    kind: str = "relu"  # relu | dense | linear_wide | topk
+    expansion: int = 32  # wide dim = expansion * embed_dim (relu, linear_wide, topk)
+    placement: str = "replace"  # replace: tower width -> k*D ; append: after the usual D projection
+    bias: bool = False
+    rep_relu: bool = False  # ReLU forward, GELU gradient backward (NCL's RepReLU)
+    topk: int = 64  # K for kind=topk
+
+    def validate(self) -> None:
+        _choice("model.head.kind", self.kind, ("relu", "dense", "linear_wide", "topk"))
+        _choice("model.head.placement", self.placement, ("replace", "append"))
+        _positive("model.head.expansion", self.expansion)
+        _positive("model.head.topk", self.topk)
+
+
+@dataclass
+class ModelConfig:
+    """Towers (OpenCLIP vision/text configs or a named OpenCLIP model) plus the head."""
+
+    embed_dim: int = 128
+    vision_cfg: dict = field(default_factory=dict)
+    text_cfg: dict = field(default_factory=dict)
+    openclip_name: str = ""  # if set, towers come from this OpenCLIP model config (vision/text_cfg ignored)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    init_logit_scale: float = math.log(1 / 0.07)
+    logit_scale_max: float = 100.0  # the cap on exp(logit_scale); paper: Sparse 50, Sparse+ 40
+
+    def validate(self) -> None:
+        _positive("model.embed_dim", self.embed_dim)
+        _positive("model.logit_scale_max", self.logit_scale_max)
+        if math.exp(self.init_logit_scale) > self.logit_scale_max:
+            # OpenCLIP starts at 1/0.07 ~ 14.3; a cap below that simply clamps at step 0.
+            pass
+        self.head.validate()
+
+
+@dataclass
+class LossConfig:
+    l1_coef: float = 0.0  # L1 penalty on the L2-normalised codes (paper's rejected alternative)
+    local_loss: bool = False  # OpenCLIP semantics for distributed training
+    gather_with_grad: bool = False
+
+    def validate(self) -> None:
+        if self.l1_coef < 0:
+            raise ConfigError(f"loss.l1_coef: must be >= 0, got {self.l1_coef}")
+
+
+@dataclass
+class DataConfig:
+    kind: str = "world"  # world (procedural, built in)
+    image_size: int = 32
+    context_length: int = 32
+    train_seed: int = 0
+    val_seed: int = 1
+    max_objects: int = 3
+    num_val: int = 1000  # validation images for evaluation
+    num_probe_train: int = 2000  # training images for the linear probe
+    workers: int = 0
+
+    def validate(self) -> None:
+        _choice("data.kind", self.kind, ("world",))
+        _positive("data.image_size", self.image_size)
+        _positive("data.context_length", self.context_length)
+        if not 1 <= self.max_objects <= 3:
+            raise ConfigError(f"data.max_objects: must be 1, 2 or 3, got {self.max_objects}")
+        _positive("data.num_val", self.num_val)
+        if self.workers < 0:
+            raise ConfigError(f"data.workers: must be >= 0, got {self.workers}")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 500
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.2
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup: int = 50
+    grad_clip: float = 1.0  # 0 disables
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 0  # 0: only at the end (plus ckpt_fractions)
+    ckpt_fractions: list = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3])
+    keep_last: int = 2  # step checkpoints kept besides the fraction checkpoints
+    threads: int = 0  # torch threads; 0 = leave the default
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda
+    tensorboard: bool = True
+    progress: bool = True
+    output_dir: str = "runs/run"
+
+    def validate(self) -> None:
+        _positive("train.steps", self.steps)
+        _positive("train.batch_size", self.batch_size)
+        if self.batch_size < 2:
+            raise ConfigError("train.batch_size: contrastive training needs at least 2 pairs per batch")
+        _positive("train.lr", self.lr)
+        if self.warmup < 0:
+            raise ConfigError(f"train.warmup: must be >= 0, got {self.warmup}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay: must be >= 0, got {self.weight_decay}")
+        _choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
+        _choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        _positive("train.log_every", self.log_every)
+        for f in self.ckpt_fractions:
+            if not isinstance(f, int | float) or not 0 < f <= 1:
+                raise ConfigError(f"train.ckpt_fractions: each must be in (0, 1], got {f!r}")
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> Config:
+        self.model.validate()
+        self.loss.validate()
+        self.data.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _choice(key: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def _positive(key: str, value: Any) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{key}: must be a positive number, got {value!r}")
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    """Check/convert ``value`` to the annotated type ``typ`` (int, float, bool, str, list, dict)."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        typ = [a for a in typing.get_args(typ) if a is not type(None)][0]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if typ is list or origin is list:
+        if isinstance(value, list):
+            return value
+        raise ConfigError(f"{key}: expected a list, got {value!r}")
+    if typ is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"{full}: unknown key (known: {', '.join(sorted(names))})")
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            kwargs[key] = _build(typ, value, full + ".")
+        else:
+            kwargs[key] = _coerce(full, value, typ)
+    return cls(**kwargs)
+
+
+def _merge(base: dict, upd: dict) -> dict:
+    out = dict(base)
+    for k, v in upd.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package."""
+    root = resources.files("sparseclip") / "configs"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {name_or_path}")
+        text = path.read_text()
+    else:
+        res = resources.files("sparseclip") / "configs" / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise ConfigError(
+                f"unknown config {name_or_path!r}: not a file and not a preset "
+                f"(presets: {', '.join(preset_names())})"
+            )
+        text = res.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"{name_or_path}: not valid YAML ({first})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name_or_path}: the top level must be a mapping")
+    parent = data.pop("extends", None)
+    if parent:
+        data = _merge(_read_yaml(parent), data)
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` strings (values parsed as YAML scalars/lists) to a nested dict."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.steps=100")
+        key, _, raw = item.partition("=")
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {p} is not a section")
+        node[parts[-1]] = _parse_value(raw)
+    return data
+
+
+SHRINK = {
+    "train": {"steps": 4, "batch_size": 8, "warmup": 1, "log_every": 1, "ckpt_fractions": [0.5]},
+    "data": {"num_val": 64, "num_probe_train": 64},
+}
+
+
+def load_config(name_or_path: str | None = None, overrides: list[str] | None = None,
+                shrink: bool = False) -> Config:
+    """Load a preset or YAML file, apply ``key=value`` overrides, validate, return a :class:`Config`.
+
+    ``shrink=True`` turns any config into a seconds-long smoke run (a handful of tiny steps).
+    """
+    data = _read_yaml(name_or_path) if name_or_path else {}
+    if shrink:
+        data = _merge(data, SHRINK)
+    data = apply_overrides(data, overrides or [])
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build and validate a :class:`Config` from a plain dict (e.g. a checkpoint's ``config.json``)."""
+    return _build(Config, data, "").validate()

@@ -1,0 +1,96 @@
+"""Heads: the layer each tower ends in. Every head maps a tower feature (B, in_dim) to a code (B, out_dim).
+
+- ``relu``        Sparse CLIP: wide linear then ReLU (optionally RepReLU: ReLU forward, GELU gradient).
+- ``dense``       the standard CLIP projection (in_dim -> embed_dim), or identity when the tower already
+                  projects (placement ``append``).
+- ``linear_wide`` the same wide linear without ReLU: the parameter-matched dense control.
+- ``topk``        wide linear, keep the K largest entries (after ReLU), zero the rest.
+
+All heads share one contract (``forward(x) -> code``, ``out_dim``, ``nonnegative``), so sweeps and
+reports treat them alike.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import HeadConfig
+
+
+class _RepReLU(torch.autograd.Function):
+    """ReLU in the forward pass, the GELU derivative in the backward pass (keeps dead units trainable)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(F.gelu(xd).sum(), xd)
+        return grad * g
+
+
+def rep_relu(x: torch.Tensor) -> torch.Tensor:
+    """ReLU forward, GELU gradient backward (NCL's RepReLU)."""
+    return _RepReLU.apply(x)
+
+
+def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest entries of each row of ``x`` (others set to zero)."""
+    k = min(k, x.shape[-1])
+    vals, idx = x.topk(k, dim=-1)
+    return torch.zeros_like(x).scatter(-1, idx, vals)
+
+
+class Head(nn.Module):
+    """A linear map followed by the head's non-linearity (see module docstring)."""
+
+    def __init__(self, kind: str, in_dim: int, out_dim: int, bias: bool = False, rep_relu: bool = False,
+                 topk: int = 64, identity: bool = False):
+        super().__init__()
+        self.kind = kind
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.use_rep_relu = rep_relu
+        self.k = topk
+        if identity:
+            self.proj = nn.Identity()
+        else:
+            self.proj = nn.Linear(in_dim, out_dim, bias=bias)
+            # OpenCLIP initialises projections with std width**-0.5.
+            nn.init.normal_(self.proj.weight, std=in_dim ** -0.5)
+            if bias:
+                nn.init.zeros_(self.proj.bias)
+
+    @property
+    def nonnegative(self) -> bool:
+        return self.kind in ("relu", "topk")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.proj(x)
+        if self.kind == "relu":
+            return rep_relu(z) if self.use_rep_relu else F.relu(z)
+        if self.kind == "topk":
+            return topk_mask(F.relu(z), self.k)
+        return z
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, in={self.in_dim}, out={self.out_dim}"
+
+
+def build_head(cfg: HeadConfig, in_dim: int, embed_dim: int) -> Head:
+    """Build the head for a tower whose output has ``in_dim`` features.
+
+    With ``placement=replace`` the tower's own projection was removed and ``in_dim`` is its width;
+    with ``append`` the tower still projects to ``embed_dim`` (== ``in_dim``).
+    """
+    if cfg.kind == "dense":
+        identity = cfg.placement == "append"
+        return Head("dense", in_dim, embed_dim, bias=cfg.bias, identity=identity)
+    width = cfg.expansion * embed_dim
+    return Head(cfg.kind, in_dim, width, bias=cfg.bias, rep_relu=cfg.rep_relu, topk=cfg.topk)

@@ -1,0 +1,96 @@
+"""The SparseCLIP module: OpenCLIP towers + one head kind on both towers + a capped logit scale."""
+
+from __future__ import annotations
+
+import math
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from .heads import Head, build_head
+from .towers import build_towers, strip_projections
+
+
+class SparseCLIP(nn.Module):
+    """CLIP whose towers end in a (wide, non-negative) head.
+
+    Keeps the OpenCLIP model contract: ``encode_image(x, normalize=False)`` and
+    ``encode_text(t, normalize=False)`` return the un-normalised code (non-negative for ``relu`` and
+    ``topk`` heads), ``forward(image, text)`` returns a dict with ``image_features``,
+    ``text_features`` (L2-normalised) and ``logit_scale`` (exponentiated); ``logit_scale`` is stored
+    in log space and clamped by :meth:`clamp_logit_scale` after every optimiser step.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.towers = build_towers(cfg)
+        image_dim, text_dim = strip_projections(self.towers, remove=cfg.head.placement == "replace")
+        self.image_head: Head = build_head(cfg.head, image_dim, cfg.embed_dim)
+        self.text_head: Head = build_head(cfg.head, text_dim, cfg.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)))
+        self.clamp_logit_scale()
+
+    # -- OpenCLIP contract ------------------------------------------------------------------------
+    @property
+    def visual(self) -> nn.Module:
+        return self.towers.visual
+
+    @property
+    def code_dim(self) -> int:
+        """Width of the code both towers output."""
+        return self.image_head.out_dim
+
+    @property
+    def logit_scale_cap(self) -> float:
+        """The cap on ``logit_scale`` in log space: ln(cfg.logit_scale_max)."""
+        return math.log(self.cfg.logit_scale_max)
+
+    def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        code = self.image_head(self.towers.encode_image(image, normalize=False))
+        return F.normalize(code, dim=-1) if normalize else code
+
+    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        code = self.text_head(self.towers.encode_text(text, normalize=False))
+        return F.normalize(code, dim=-1) if normalize else code
+
+    def forward(self, image: torch.Tensor | None = None, text: torch.Tensor | None = None) -> dict:
+        out: dict = {"logit_scale": self.logit_scale.exp()}
+        if image is not None:
+            code = self.encode_image(image)
+            out["image_code"] = code
+            out["image_features"] = F.normalize(code, dim=-1)
+        if text is not None:
+            code = self.encode_text(text)
+            out["text_code"] = code
+            out["text_features"] = F.normalize(code, dim=-1)
+        return out
+
+    @torch.no_grad()
+    def clamp_logit_scale(self) -> None:
+        """Clamp ``logit_scale`` (log space) to [0, ln(cap)], as OpenCLIP does after each step."""
+        self.logit_scale.clamp_(0, self.logit_scale_cap)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.towers.set_grad_checkpointing(enable)
+
+
+def create_model(cfg: ModelConfig) -> SparseCLIP:
+    """Build a :class:`SparseCLIP` from a model config (weights randomly initialised)."""
+    return SparseCLIP(cfg)
+
+
+def get_tokenizer(cfg: ModelConfig, context_length: int | None = None):
+    """The OpenCLIP tokenizer that matches the towers."""
+    if cfg.openclip_name:
+        return open_clip.get_tokenizer(cfg.openclip_name, context_length=context_length)
+    ctx = context_length or cfg.text_cfg.get("context_length", 77)
+    return open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
+
+
+def image_transform(image_size: int, train: bool = False):
+    """OpenCLIP's image transform (resize, centre crop, to tensor, CLIP normalisation)."""
+    return open_clip.image_transform(image_size, is_train=train)
