@@ -76,7 +76,7 @@ class LossConfig:
 
 @dataclass
 class DataConfig:
-    kind: str = "world"  # world (procedural, built in)
+    kind: str = "world"  # world (procedural, built in) | csv | wds
     image_size: int = 32
     context_length: int = 32
     train_seed: int = 0
@@ -85,9 +85,28 @@ class DataConfig:
     num_val: int = 1000  # validation images for evaluation
     num_probe_train: int = 2000  # training images for the linear probe
     workers: int = 0
+    # real data (kind csv / wds), with OpenCLIP's conventions (see docs/data.md)
+    train_data: str = ""  # CSV file, or shard pattern(s) joined with '::' ("a/{00000..00099}.tar::b/x.tar")
+    csv_img_key: str = "filepath"  # image-path column (relative paths are relative to the CSV)
+    csv_caption_key: str = "title"
+    csv_separator: str = ","
+    train_num_samples: int = 0  # wds: samples per epoch; 0 = from sizes.json / _info.json next to shards
+    shuffle_buffer: int = 1000  # wds: sample shuffle buffer per worker (0 = no sample shuffling)
+    max_bad_fraction: float = 0.1  # stop the run when more than this fraction of samples were bad
+    bad_min_samples: int = 100  # ... judged only once this many samples were attempted
 
     def validate(self) -> None:
-        _choice("data.kind", self.kind, ("world",))
+        _choice("data.kind", self.kind, ("world", "csv", "wds"))
+        if self.kind in ("csv", "wds") and not self.train_data:
+            raise ConfigError(f"data.train_data: required for data.kind={self.kind} (a CSV file or shards)")
+        if len(self.csv_separator) != 1:
+            raise ConfigError(f"data.csv_separator: must be one character, got {self.csv_separator!r}")
+        if self.train_num_samples < 0 or self.shuffle_buffer < 0:
+            raise ConfigError("data.train_num_samples and data.shuffle_buffer: must be >= 0")
+        if not 0 <= self.max_bad_fraction <= 1:
+            raise ConfigError(f"data.max_bad_fraction: must be in [0, 1], got {self.max_bad_fraction}")
+        if self.bad_min_samples < 1:
+            raise ConfigError(f"data.bad_min_samples: must be >= 1, got {self.bad_min_samples}")
         _positive("data.image_size", self.image_size)
         _positive("data.context_length", self.context_length)
         if not 1 <= self.max_objects <= 3:

@@ -1,0 +1,191 @@
+"""One training-data interface for the trainer, whatever the data format.
+
+``build_train_source(cfg, tokenizer, transform, rank, world_size)`` returns a :class:`TrainSource`:
+
+- ``batches(start_step, batch_size)`` yields ``(images, tokens)`` for steps ``start_step, start_step+1, ...``
+  forever. ``batch_size`` is the per-rank batch; with ``world_size`` ranks the global batch at step ``s`` is
+  the concatenation, in rank order, of the ranks' batches and equals the single-process batch of size
+  ``batch_size * world_size`` at step ``s``. Batches are a pure function of (data, seed, step), so a resumed
+  run continues exactly (webdataset shards: it skips forward deterministically to the shard in which the
+  step falls, see :mod:`sparseclip.data.wds`).
+- ``stats()`` returns counts: ``seen`` (samples delivered), ``attempted`` and ``skipped`` by reason
+  (``missing_file``, ``bad_image``, ``empty_caption``, ``bad_shard``, ...).
+
+Bad samples are skipped and counted, never fatal on their own; once at least ``data.bad_min_samples`` samples
+were attempted and the skipped fraction exceeds ``data.max_bad_fraction``, :class:`DataError` stops the run
+with a one-line message.
+
+Kinds (``data.kind``): ``world`` (procedural, built in), ``csv`` (:mod:`sparseclip.data.csv_data`), ``wds``
+(webdataset shards, :mod:`sparseclip.data.wds`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import Config, DataConfig
+
+Tokenizer = Callable[[list[str]], torch.Tensor]
+Transform = Callable[[Any], torch.Tensor]
+
+
+class DataError(ValueError):
+    """A data problem that stops a run (too many bad samples, no data found), described in one line."""
+
+
+@dataclass
+class Batch:
+    """A batch plus the counts of what it took to build it (so worker processes can report skips)."""
+
+    images: torch.Tensor
+    tokens: torch.Tensor
+    attempted: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    first_error: str = ""
+
+
+class TrainSource(Protocol):
+    """What the trainer consumes."""
+
+    def batches(self, start_step: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        ...
+
+    def stats(self) -> dict:
+        ...
+
+
+class BadSampleGuard:
+    """Counts attempted/skipped samples and stops the run past ``max_bad_fraction``."""
+
+    def __init__(self, max_bad_fraction: float, min_samples: int):
+        self.max_bad_fraction = max_bad_fraction
+        self.min_samples = min_samples
+        self.seen = 0
+        self.attempted = 0
+        self.skipped: Counter = Counter()
+        self.first_error = ""
+
+    def add(self, batch: Batch) -> None:
+        """Record a batch's counts, then raise :class:`DataError` if too many samples were bad."""
+        self.seen += int(batch.images.shape[0])
+        self.attempted += batch.attempted
+        self.skipped.update(batch.skipped)
+        if batch.first_error and not self.first_error:
+            self.first_error = batch.first_error
+        self.check()
+
+    def check(self) -> None:
+        bad = sum(self.skipped.values())
+        if self.attempted < self.min_samples or bad <= self.max_bad_fraction * self.attempted:
+            return
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items()))
+        raise DataError(
+            f"data: {bad} of {self.attempted} samples were bad ({bad / self.attempted:.1%} > "
+            f"data.max_bad_fraction={self.max_bad_fraction}; {reasons}); first: {self.first_error}"
+        )
+
+    def stats(self) -> dict:
+        return {"seen": self.seen, "attempted": self.attempted, "skipped": dict(self.skipped),
+                "skipped_total": sum(self.skipped.values())}
+
+
+class _StepDataset(Dataset):
+    """Map-style dataset whose item ``s`` is the whole batch of step ``s`` (workers build whole batches)."""
+
+    def __init__(self, make_batch: Callable[[int, int], Batch], batch_size: int):
+        self.make_batch = make_batch
+        self.batch_size = batch_size
+
+    def __getitem__(self, step: int) -> Batch:
+        return self.make_batch(step, self.batch_size)
+
+
+def _identity(x: Batch) -> Batch:
+    return x
+
+
+class StepSource:
+    """Base for sources whose batch at each step is a pure function of the step (world, CSV).
+
+    Subclasses implement ``make_batch(step, batch_size) -> Batch``; with ``workers > 0`` whole batches are
+    built in a torch ``DataLoader``'s worker processes, in step order.
+    """
+
+    def __init__(self, cfg: DataConfig, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.cfg = cfg
+        self.rank, self.world_size = rank, world_size
+        self.workers = cfg.workers
+        self.guard = BadSampleGuard(cfg.max_bad_fraction, cfg.bad_min_samples)
+
+    def make_batch(self, step: int, batch_size: int) -> Batch:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def global_indices(self, step: int, batch_size: int) -> range:
+        """Global sample positions of this rank's share of step ``step``."""
+        start = (step * self.world_size + self.rank) * batch_size
+        return range(start, start + batch_size)
+
+    def batches(self, start_step: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(images, tokens)`` for steps ``start_step, start_step + 1, ...`` (infinite)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        steps = itertools.count(start_step)
+        if self.workers > 0:
+            loader = DataLoader(_StepDataset(self.make_batch, batch_size), batch_size=None, sampler=steps,
+                                num_workers=self.workers, collate_fn=_identity, prefetch_factor=4)
+            it: Iterator[Batch] = iter(loader)
+        else:
+            it = (self.make_batch(s, batch_size) for s in steps)
+        for batch in it:
+            self.guard.add(batch)
+            yield batch.images, batch.tokens
+
+    def stats(self) -> dict:
+        return self.guard.stats()
+
+
+class WorldSource(StepSource):
+    """The procedural world: sample ``i`` is ``World(train_seed).sample(i)``; step ``s`` of rank ``r`` on
+    ``W`` ranks takes global samples ``(s*W + r)*B ... + B - 1``."""
+
+    def __init__(self, cfg: DataConfig, tokenizer: Tokenizer, transform: Transform, rank: int = 0,
+                 world_size: int = 1):
+        from .world import World
+
+        super().__init__(cfg, rank, world_size)
+        self.world = World(seed=cfg.train_seed, image_size=cfg.image_size, max_objects=cfg.max_objects)
+        self.tokenizer, self.transform = tokenizer, transform
+
+    def make_batch(self, step: int, batch_size: int) -> Batch:
+        images, captions = [], []
+        for i in self.global_indices(step, batch_size):
+            img, cap, _ = self.world.sample(i)
+            images.append(self.transform(img))
+            captions.append(cap)
+        return Batch(torch.stack(images), self.tokenizer(captions), attempted=batch_size)
+
+
+def build_train_source(cfg: Config, tokenizer: Tokenizer, transform: Transform, rank: int = 0,
+                       world_size: int = 1) -> TrainSource:
+    """The training data of ``cfg.data`` for ``rank`` of ``world_size`` (see the module docstring)."""
+    kind = cfg.data.kind
+    if kind == "world":
+        return WorldSource(cfg.data, tokenizer, transform, rank, world_size)
+    if kind == "csv":
+        from .csv_data import CsvSource
+
+        return CsvSource(cfg.data, tokenizer, transform, rank, world_size)
+    if kind == "wds":
+        from .wds import WdsSource
+
+        return WdsSource(cfg.data, tokenizer, transform, rank, world_size)
+    raise DataError(f"data.kind: unknown kind {kind!r} (world, csv, wds)")
