@@ -1,0 +1,149 @@
+"""The training loop: one readable path from a config to a trained, checkpointed Sparse CLIP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..checkpoint import save_model
+from ..config import Config
+from ..data.sources import build_train_source
+from ..loss import ClipLoss, l1_penalty
+from ..model import create_model, get_tokenizer, image_transform
+from .logger import RunLogger
+from .optim import make_optimizer, make_scheduler
+from .state import find_resume, load_training_state, prune_checkpoints, save_training_checkpoint
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but no CUDA device is available (use train.device=cpu)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def checkpoint_steps(cfg: Config) -> set[int]:
+    """Steps after which a checkpoint is kept: the configured fractions, every ``ckpt_every``, the last."""
+    steps = cfg.train.steps
+    keep = {max(1, round(f * steps)) for f in cfg.train.ckpt_fractions} | {steps}
+    if cfg.train.ckpt_every > 0:
+        keep |= set(range(cfg.train.ckpt_every, steps + 1, cfg.train.ckpt_every))
+    return keep
+
+
+def code_stats(code: torch.Tensor) -> dict:
+    """Per-batch sparsity of a code: L0, L0 as % of dims, % of dims firing on any input of the batch."""
+    nz = code.detach() > 0
+    dim = code.shape[1]
+    l0 = float(nz.sum(1).float().mean())
+    return {"l0": l0, "l0_pct": 100 * l0 / dim, "alive_pct": 100 * float(nz.any(0).float().mean())}
+
+
+def train(cfg: Config, resume: str | None = None, progress: bool | None = None) -> Path:
+    """Train a model as ``cfg`` says; returns the run directory (with ``final/`` holding the model).
+
+    ``resume`` is ``"latest"`` or a checkpoint path; the run then continues exactly where it stopped.
+    """
+    tc = cfg.train
+    run_dir = Path(tc.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    device = pick_device(tc.device)
+    seed_everything(tc.seed)
+    model = create_model(cfg.model).to(device)
+    tokenizer = get_tokenizer(cfg.model, cfg.data.context_length)
+    source = build_train_source(cfg, tokenizer, image_transform(cfg.data.image_size, train=False))
+    optimizer = make_optimizer(model, tc)
+    scheduler = make_scheduler(optimizer, tc)
+    scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
+    loss_fn = ClipLoss()
+
+    start = 0
+    if resume:
+        from safetensors.torch import load_file
+
+        ckpt = find_resume(run_dir, resume)
+        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        start = load_training_state(ckpt, optimizer, scheduler, scaler)
+    (run_dir / "config.json").write_text(cfg.to_json())
+    logger = RunLogger(run_dir, tensorboard=tc.tensorboard, resume_step=start if resume else None)
+    keep = checkpoint_steps(cfg)
+    autocast = (torch.autocast(device.type, dtype=_DTYPES[tc.precision]) if tc.precision in _DTYPES
+                else contextlib.nullcontext())
+    show = tc.progress if progress is None else progress
+    bar = tqdm(total=tc.steps, initial=start, desc=f"train {cfg.name}", disable=not show, dynamic_ncols=True)
+    batches = source.batches(start, tc.batch_size)
+    model.train()
+    step = start
+    t_last, n_last = time.time(), 0
+    try:
+        for step in range(start, tc.steps):
+            images, tokens = next(batches)
+            images, tokens = images.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
+            with autocast:
+                out = model(images, tokens)
+                loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+                total = loss
+                if cfg.loss.l1_coef > 0:
+                    total = total + cfg.loss.l1_coef * l1_penalty(out["image_features"], out["text_features"])
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(total).backward()
+                scaler.unscale_(optimizer)
+            else:
+                total.backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            model.clamp_logit_scale()
+            n_last += images.shape[0]
+            done = step + 1
+            if done % tc.log_every == 0 or done == tc.steps:
+                now = time.time()
+                img, txt = code_stats(out["image_code"]), code_stats(out["text_code"])
+                record = {"step": done, "loss": float(loss.detach()), "total_loss": float(total.detach()),
+                          "lr": scheduler.get_last_lr()[0], "logit_scale": float(model.logit_scale.exp()),
+                          **{f"image_{k}": v for k, v in img.items()},
+                          **{f"text_{k}": v for k, v in txt.items()},
+                          "samples_per_s": n_last / max(now - t_last, 1e-9)}
+                logger.log(record)
+                t_last, n_last = now, 0
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", L0=f"{img['l0_pct']:.1f}%")
+            bar.update(1)
+            if done in keep:
+                save_training_checkpoint(run_dir, done, model, cfg, optimizer, scheduler, scaler)
+                prune_checkpoints(run_dir, keep_steps=keep, keep_last=tc.keep_last)
+    except KeyboardInterrupt:
+        # Never lose work: keep what was trained so far, resumable with --resume latest.
+        if step > start:
+            save_training_checkpoint(run_dir, step, model, cfg, optimizer, scheduler, scaler)
+        bar.close()
+        logger.close()
+        raise
+    bar.close()
+    logger.close()
+    save_model(model, cfg, run_dir / "final")
+    (run_dir / "data_stats.json").write_text(json.dumps(source.stats(), indent=2))
+    return run_dir
