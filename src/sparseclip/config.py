@@ -53,9 +53,15 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     init_logit_scale: float = math.log(1 / 0.07)
     logit_scale_max: float = 100.0  # the cap on exp(logit_scale); paper: Sparse 50, Sparse+ 40
+    pretrained: str = ""  # local OpenCLIP-layout checkpoint for the towers (.safetensors, or .bin/.pt/.pth)
+    freeze_image: bool = False  # LiT style: image tower gets no gradients, stays in eval mode
+    freeze_text: bool = False
 
     def validate(self) -> None:
         _positive("model.embed_dim", self.embed_dim)
+        if self.pretrained and not self.pretrained.endswith((".safetensors", ".bin", ".pt", ".pth")):
+            raise ConfigError(f"model.pretrained: expected a .safetensors/.bin/.pt/.pth file, got "
+                              f"{self.pretrained!r}")
         _positive("model.logit_scale_max", self.logit_scale_max)
         if math.exp(self.init_logit_scale) > self.logit_scale_max:
             # OpenCLIP starts at 1/0.07 ~ 14.3; a cap below that simply clamps at step 0.
