@@ -21,13 +21,16 @@ Kinds (``data.kind``): ``world`` (procedural, built in), ``csv`` (:mod:`sparsecl
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config, DataConfig
@@ -49,6 +52,88 @@ class Batch:
     attempted: int = 0
     skipped: Counter = field(default_factory=Counter)
     first_error: str = ""
+    captions: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def merge(parts: list[Batch], tokenizer: Tokenizer) -> Batch:
+        """One batch from several (images concatenated in order, captions tokenized together)."""
+        out = Batch(torch.cat([p.images for p in parts]), torch.empty(0))
+        for p in parts:
+            out.attempted += p.attempted
+            out.skipped.update(p.skipped)
+            out.first_error = out.first_error or p.first_error
+            out.captions.extend(p.captions)
+        out.tokens = tokenizer(out.captions)
+        return out
+
+
+class SkipSample(Exception):
+    """One bad sample: ``reason`` is the counter it goes to (missing_file, bad_image, empty_caption, ...)."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def decode_image(src: str | Path | bytes, transform: Transform) -> torch.Tensor:
+    """Open an image file or encoded bytes fully, as RGB, and transform it; bad input raises
+    :class:`SkipSample` (``missing_file`` or ``bad_image``; truncated files are bad, never half-read)."""
+    name = f"{len(src)} bytes" if isinstance(src, bytes) else str(src)
+    try:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            im.load()
+            rgb = im.convert("RGB")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise SkipSample("missing_file", name) from None
+    except Exception as e:  # noqa: BLE001 - PIL raises many kinds (OSError, SyntaxError, ValueError, ...)
+        raise SkipSample("bad_image", f"{name} ({type(e).__name__}: {e})") from None
+    try:
+        return transform(rgb)
+    except Exception as e:  # noqa: BLE001
+        raise SkipSample("bad_image", f"{name} (transform failed: {type(e).__name__}: {e})") from None
+
+
+def check_caption(text: Any) -> str:
+    """The caption as a stripped string; empty or missing raises :class:`SkipSample` (``empty_caption``)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if not isinstance(text, str) or not text.strip():
+        raise SkipSample("empty_caption", repr(text))
+    return text.strip()
+
+
+def collect(candidates: Iterable[Any], load: Callable[[Any], tuple[torch.Tensor, str]], n: int,
+            tokenizer: Tokenizer | None, max_attempts: int | None = None) -> Batch | None:
+    """Load samples from ``candidates`` until ``n`` are good; skip and count bad ones.
+
+    Returns ``None`` if the candidates ran out first; raises :class:`DataError` after ``max_attempts``.
+    Without a tokenizer the batch keeps its captions and empty tokens (see :meth:`Batch.merge`).
+    """
+    images: list[torch.Tensor] = []
+    captions: list[str] = []
+    batch = Batch(torch.empty(0), torch.empty(0))
+    max_attempts = max_attempts or 10 * n + 100
+    for cand in candidates:
+        if batch.attempted >= max_attempts:
+            raise DataError(f"data: {batch.attempted} samples tried for one batch of {n}, "
+                            f"{sum(batch.skipped.values())} bad; first: {batch.first_error}")
+        batch.attempted += 1
+        try:
+            img, cap = load(cand)
+        except SkipSample as e:
+            batch.skipped[e.reason] += 1
+            batch.first_error = batch.first_error or str(e)
+            continue
+        images.append(img)
+        captions.append(cap)
+        if len(images) == n:
+            break
+    if len(images) < n:
+        return None
+    batch.images, batch.captions = torch.stack(images), captions
+    if tokenizer is not None:
+        batch.tokens = tokenizer(captions)
+    return batch
 
 
 class TrainSource(Protocol):
