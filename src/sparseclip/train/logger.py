@@ -9,7 +9,7 @@ from pathlib import Path
 class RunLogger:
     """Appends records to ``log.jsonl`` and mirrors scalars to TensorBoard.
 
-    On resume, records at or after the resume step are dropped first, so the log of a resumed run equals the
+    On resume, records after the resume step are dropped first, so the log of a resumed run equals the
     log of an uninterrupted one.
     """
 
@@ -17,7 +17,7 @@ class RunLogger:
         self.path = run_dir / "log.jsonl"
         if resume_step is not None and self.path.exists():
             keep = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", -1) < resume_step]
+                    if line.strip() and json.loads(line).get("step", -1) <= resume_step]
             self.path.write_text("".join(line + "\n" for line in keep))
         elif resume_step is None and self.path.exists():
             self.path.unlink()

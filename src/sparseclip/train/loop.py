@@ -124,7 +124,7 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None) 
                 now = time.time()
                 img, txt = code_stats(out["image_code"]), code_stats(out["text_code"])
                 record = {"step": done, "loss": float(loss.detach()), "total_loss": float(total.detach()),
-                          "lr": scheduler.get_last_lr()[0], "logit_scale": float(model.logit_scale.exp()),
+                          "lr": scheduler.get_last_lr()[0], "logit_scale": float(model.logit_scale.detach().exp()),
                           **{f"image_{k}": v for k, v in img.items()},
                           **{f"text_{k}": v for k, v in txt.items()},
                           "samples_per_s": n_last / max(now - t_last, 1e-9)}
