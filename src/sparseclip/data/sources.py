@@ -196,6 +196,21 @@ def _identity(x: Batch) -> Batch:
     return x
 
 
+def iterate_loader(loader: DataLoader) -> Iterator[Batch]:
+    """Iterate a DataLoader; a :class:`DataError` raised in a worker comes back as one line, not the
+    worker's traceback."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except DataError as e:
+            lines = [ln for ln in str(e).splitlines() if "DataError: " in ln]
+            raise DataError(lines[-1].split("DataError: ", 1)[1] if lines else str(e)) from None
+        yield batch
+
+
 class StepSource:
     """Base for sources whose batch at each step is a pure function of the step (world, CSV).
 
@@ -227,7 +242,7 @@ class StepSource:
         if self.workers > 0:
             loader = DataLoader(_StepDataset(self.make_batch, batch_size), batch_size=None, sampler=steps,
                                 num_workers=self.workers, collate_fn=_identity, prefetch_factor=4)
-            it: Iterator[Batch] = iter(loader)
+            it: Iterator[Batch] = iterate_loader(loader)
         else:
             it = (self.make_batch(s, batch_size) for s in steps)
         for batch in it:
