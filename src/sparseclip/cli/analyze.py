@@ -1,0 +1,60 @@
+"""``sparseclip analyze RUN_OR_CHECKPOINT``: feature metrics, names, alignment and plots for a run."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = """Analyse a trained model's features: sparsity (L0, active %), clarity, modality, naming, ground-truth
+alignment on the procedural world, training dynamics over the run's checkpoints, and occlusion heatmaps.
+
+Writes RUN_DIR/analysis/ (or --out): summary.json (one row per model), features.json (the selected
+features), dynamics.json, plots/*.png, images/*.png, heatmaps/*.png. Example:
+  sparseclip analyze runs/tiny_sparse --dense runs/tiny_dense --n 1000 --features 32
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="analyse a trained model's features", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="a run dir or a checkpoint dir")
+    p.add_argument("--dense", metavar="RUN_OR_CKPT",
+                   help="the dense baseline: adds its row and serves as the clarity reference encoder")
+    p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/analysis)")
+    p.add_argument("--n", type=int, default=1000, help="validation images, one caption each (default 1000)")
+    p.add_argument("--features", type=int, default=32, metavar="K", help="features in features.json (32)")
+    p.add_argument("--select", choices=("auroc", "frequency", "density"), default="auroc",
+                   help="how features.json's features are chosen (default: best ground-truth AUROC)")
+    p.add_argument("--n-task", type=int, default=100,
+                   help="images per zero-shot task for class consistency (100; 0 skips it)")
+    p.add_argument("--sae", action="store_true",
+                   help="add SAE baselines trained on the dense model's embeddings (needs --dense)")
+    p.add_argument("--sae-steps", type=int, default=2000, help="training steps per SAE (2000)")
+    p.add_argument("--band", type=float, nargs=2, default=(0.1, 0.9), metavar=("LOW", "HIGH"),
+                   help="image-share band that counts as multimodal (0.1 0.9)")
+    p.add_argument("--tau", type=float, default=1e-3, help="firing threshold (0.001)")
+    p.add_argument("--n-min", type=int, default=2, help="inputs a feature must fire on to be active (2)")
+    p.add_argument("--wordnet", action="store_true", help="add WordNet lemmas to the naming vocabulary")
+    p.add_argument("--wordfreq", type=int, default=0, metavar="N", help="add the N commonest English words")
+    p.add_argument("--no-dynamics", action="store_true", help="skip the training-dynamics pass")
+    p.add_argument("--no-heatmaps", action="store_true", help="skip occlusion heatmaps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..interpret import AnalyzeConfig, Options, analyze
+
+    lo, hi = args.band
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"--band: need 0 <= LOW <= HIGH <= 1, got {lo} {hi}")
+    if min(args.n - 2, args.features, args.n_task, args.sae_steps - 1, args.n_min - 1, args.tau) < 0:
+        raise ValueError("need --n >= 2, --features >= 0, --n-task >= 0, --sae-steps >= 1, --n-min >= 1, --tau >= 0")
+    cfg = AnalyzeConfig(n=args.n, features=args.features, select=args.select, n_task=args.n_task, sae=args.sae,
+                        sae_steps=args.sae_steps, wordnet=args.wordnet, wordfreq=args.wordfreq,
+                        dynamics=not args.no_dynamics, heatmaps=not args.no_heatmaps,
+                        progress=not args.no_progress)
+    opts = Options(tau=args.tau, n_min=args.n_min, band=(lo, hi))
+    out = analyze(args.target, dense=args.dense, out=args.out, cfg=cfg, opts=opts)
+    print(f"analysis written to {out}")
+    print(f"  {out / 'summary.json'}, {out / 'features.json'}, plots in {out / 'plots'}")
+    return 0

@@ -1,0 +1,123 @@
+"""All metrics of one model's :class:`~sparseclip.interpret.inputs.CodeSet`: a summary row and the
+per-feature details that ``features.json`` and the drift table are built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..data.world import CONCEPTS
+from ._arrays import l2_normalize
+from .alignment import Alignment, alignment, name_match_rate
+from .clarity import clarity, random_clarity
+from .inputs import AnalysisData, CodeSet
+from .modality import DEFAULT_BAND, Modality, modality, modality_histogram
+from .naming import name_features, name_quality, term_scores
+from .stats import N_MIN, TAU, active_mask, class_consistency, effective_rank, firing_frequency, l0
+
+
+@dataclass
+class Options:
+    """Thresholds of the analysis (the paper's where it has them)."""
+
+    tau: float = TAU
+    n_min: int = N_MIN
+    band: tuple[float, float] = DEFAULT_BAND  # image-share band that counts as multimodal
+    monosemantic: float = 0.9  # best concept AUROC for a monosemantic feature
+    quality_top_k: int = 20  # top-activating images the name must find
+
+
+@dataclass
+class ModelAnalysis:
+    """A model's summary row plus the per-feature arrays behind it."""
+
+    codes: CodeSet
+    row: dict
+    live_image: np.ndarray  # (D,) bool: active on the validation images
+    freq: np.ndarray  # (D,) firing frequency on images + texts
+    modality: Modality
+    align: Alignment
+    scores: np.ndarray  # (V, D) normalised term activations
+    names: dict[int, str] = field(default_factory=dict)  # live feature -> name
+    name_score: dict[int, float] = field(default_factory=dict)
+
+
+def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
+              reference_text: np.ndarray | None = None, opts: Options | None = None) -> ModelAnalysis:
+    """Every metric of ``codes``. ``reference_*``: the clarity reference embeddings of the validation
+    images (and captions), row-aligned with ``data``."""
+    opts = opts or Options()
+    tau, n_min = opts.tau, opts.n_min
+    img, txt = codes.image, codes.text
+    both = np.concatenate([img, txt])
+    live_img = active_mask(img, tau, n_min)
+    mod = modality(img, txt, tau, n_min)
+    align = alignment(img, data.concepts, CONCEPTS, tau, n_min, live=live_img)
+    scores = term_scores(codes.terms)
+    feats = np.flatnonzero(live_img)
+    names = name_features(scores, data.vocab, feats)
+    quality = _name_quality(codes, scores, feats, opts)
+    row = {
+        "model": codes.name,
+        "L0_image": l0(img),
+        "L0_text": l0(txt),
+        "active_pct": 100.0 * float(active_mask(both, tau, n_min).mean()),
+        "clarity": clarity(img, reference_image, tau, n_min),
+        "multimodal_frac": mod.multimodal_fraction(opts.band),
+        "mean_best_auroc": align.mean_best_auroc,
+        "monosemantic_frac": align.monosemantic_fraction(opts.monosemantic),
+        "code_dim": codes.dim,
+        "active_pct_image": 100.0 * float(live_img.mean()),
+        "active_pct_text": 100.0 * float(active_mask(txt, tau, n_min).mean()),
+        "dead_pct": 100.0 * float(((both > tau).sum(axis=0) == 0).mean()),
+        "effective_rank_image": effective_rank(img),
+        "clarity_random": random_clarity(reference_image),
+        "name_score": float(np.nanmean(list(quality.values()))) if quality else float("nan"),
+        "name_match_rate": name_match_rate(names, align.feature_best_concept),
+        "class_consistency": _class_consistency(codes, data, tau, n_min),
+    }
+    if reference_text is not None:
+        row["clarity_text"] = clarity(txt, reference_text, tau, n_min)
+        row["clarity_text_random"] = random_clarity(reference_text)
+    return ModelAnalysis(codes, row, live_img, firing_frequency(both, tau), mod, align, scores, names,
+                         quality)
+
+
+def _name_quality(codes: CodeSet, scores: np.ndarray, feats: np.ndarray, opts: Options) -> dict[int, float]:
+    """name_quality for every live feature, with each name's text embedding as the ranking."""
+    if feats.size == 0:
+        return {}
+    best_term = scores[:, feats].argmax(axis=0)  # (F,)
+    sims = l2_normalize(codes.match_image) @ l2_normalize(codes.match_terms)[best_term].T  # (N, F)
+    q = name_quality(codes.image[:, feats], sims, opts.quality_top_k, opts.tau)
+    return {int(f): float(v) for f, v in zip(feats, q, strict=True)}
+
+
+def _class_consistency(codes: CodeSet, data: AnalysisData, tau: float, n_min: int) -> float:
+    """NCL class consistency averaged over the zero-shot tasks (single-label images)."""
+    vals = [class_consistency(codes.tasks[t], data.task_targets[t], tau, n_min)
+            for t in data.task_targets if t in codes.tasks]
+    vals = [v for v in vals if not np.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def select_features(a: ModelAnalysis, k: int, by: str = "auroc") -> list[int]:
+    """``k`` live features to show: by best ground-truth AUROC (``auroc``, ties broken by density), by
+    firing frequency (``frequency``) or by activation density (``density``)."""
+    feats = np.flatnonzero(a.live_image)
+    if by == "auroc":
+        key = [(-a.align.feature_best_auroc.get(int(f), 0.5), -a.modality.density[f]) for f in feats]
+    elif by == "frequency":
+        key = [(-a.freq[f], int(f)) for f in feats]
+    elif by == "density":
+        key = [(-a.modality.density[f], int(f)) for f in feats]
+    else:
+        raise ValueError(f"select: must be auroc, frequency or density, got {by!r}")
+    order = sorted(range(len(feats)), key=lambda i: key[i])
+    return [int(feats[i]) for i in order[:k]]
+
+
+def modality_summary(a: ModelAnalysis, bins: int = 10) -> list[int]:
+    """Histogram of live features' image shares (``bins`` bins over [0, 1])."""
+    return modality_histogram(a.modality.image_share, a.modality.live, bins)

@@ -1,0 +1,236 @@
+"""``analyze``: every metric for a trained run, written as JSON and PNGs for the report.
+
+Writes into ``OUT`` (default ``RUN_DIR/analysis``):
+
+- ``summary.json``: ``{"rows": [{"model", "L0_image", "L0_text", "active_pct", "clarity",
+  "multimodal_frac", "mean_best_auroc", "monosemantic_frac", ...}], "notes": [...]}``; one row for the
+  sparse model, one for the dense baseline's codes (``dense=``), one per SAE (``sae=True``).
+- ``features.json``: ``{"features": [...]}``, the selected live features of the sparse model.
+- ``dynamics.json``: L0 / modality over the run's checkpoints and the feature drift table (if any).
+- ``plots/*.png``, ``images/*.png`` (top images), ``heatmaps/*.png`` (occlusion overlays).
+
+NaN values (a metric that is undefined, e.g. no live feature) are written as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import resolve_checkpoint
+from ._arrays import l2_normalize
+from .analysis import ModelAnalysis, Options, select_features, summarize
+from .attribution import occlusion_heatmap, save_heatmap
+from .inputs import AnalysisData, CodeSet, build_analysis_data, derived_codes, encode_model, preprocess
+from .naming import top_terms
+from .plots import clarity_bars, frequency_histogram_plot, modality_over_training, modality_scatter, over_training
+
+
+class AnalysisError(ValueError):
+    """An analysis that cannot run, in one line."""
+
+
+@dataclass
+class AnalyzeConfig:
+    """Options of :func:`analyze` (CLI flags of ``sparseclip analyze``)."""
+
+    n: int = 1000  # validation images (each with one caption)
+    features: int = 32  # features written to features.json
+    select: str = "auroc"  # how they are chosen: auroc | frequency | density
+    n_task: int = 100  # images per zero-shot task (class consistency); 0 skips it
+    wordnet: bool = False  # add WordNet lemmas to the naming vocabulary
+    wordfreq: int = 0  # add this many common English words
+    sae: bool = False  # SAE rows on the dense model's embeddings (needs dense)
+    sae_steps: int = 2000
+    sae_train: int = 4000  # training scenes whose dense image/caption embeddings train the SAEs
+    dynamics: bool = True  # analyse the run's step checkpoints
+    heatmaps: bool = True
+    progress: bool = True
+
+
+def run_dir_of(target: str | Path) -> Path:
+    """The run directory a run or checkpoint path belongs to (a bare checkpoint dir is its own)."""
+    p = Path(target)
+    ckpt = resolve_checkpoint(p)
+    if ckpt != p:
+        return p
+    if p.name == "final" or p.parent.name == "checkpoints":
+        return p.parent if p.name == "final" else p.parent.parent
+    return p
+
+
+def _clean(x):
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python numbers."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path | None = None,
+            cfg: AnalyzeConfig | None = None, opts: Options | None = None) -> Path:
+    """Analyse the model at ``target`` (a run or checkpoint dir); returns the output directory."""
+    from ..checkpoint import load_model
+    from ..model import get_tokenizer
+
+    cfg = cfg or AnalyzeConfig()
+    opts = opts or Options()
+    if cfg.sae and dense is None:
+        raise AnalysisError("--sae trains SAEs on the dense model's embeddings: pass --dense RUN_OR_CKPT too")
+    if cfg.features < 0 or cfg.n < 2:
+        raise AnalysisError(f"need n >= 2 and features >= 0 (got n={cfg.n}, features={cfg.features})")
+    run_dir = run_dir_of(target)
+    out_dir = Path(out) if out else run_dir / "analysis"
+    model, mcfg = load_model(target)
+    notes: list[str] = []
+    data = build_analysis_data(cfg.n, mcfg.data.val_seed, mcfg.data.train_seed, mcfg.data.image_size,
+                               cfg.n_task, wordnet=cfg.wordnet, wordfreq_n=cfg.wordfreq)
+    notes.append(f"{cfg.n} validation images of the procedural world (seed {mcfg.data.val_seed}), one caption "
+                 f"each; naming vocabulary of {len(data.vocab)} terms")
+    sparse = encode_model(f"sparse ({mcfg.name})", model, get_tokenizer(mcfg.model), data,
+                          progress=cfg.progress)
+    codesets: list[CodeSet] = [sparse]
+    dense_cs = None
+    if dense is not None:
+        dmodel, dcfg = load_model(dense)
+        dense_cs = encode_model(f"dense ({dcfg.name})", dmodel, get_tokenizer(dcfg.model), data,
+                                progress=cfg.progress)
+        codesets.append(dense_cs)
+        ref_img, ref_txt = l2_normalize(dense_cs.image), l2_normalize(dense_cs.text)
+        notes.append(f"clarity reference encoder: the dense baseline {dense}")
+    else:
+        ref_img, ref_txt = l2_normalize(sparse.image), l2_normalize(sparse.text)
+        notes.append("clarity reference encoder: the model's own L2-normalised codes (no --dense given)")
+    if cfg.sae:
+        from .stats import l0
+
+        codesets += _sae_codesets(dense_cs, dmodel, dcfg, cfg, sparse.dim, l0(sparse.image), notes)
+    analyses = [summarize(cs, data, ref_img, ref_txt, opts) for cs in codesets]
+    main = analyses[0]
+    chosen = select_features(main, cfg.features, cfg.select)
+    patch = int(mcfg.model.vision_cfg.get("patch_size", 4)) if mcfg.model.vision_cfg else 4
+    entries = _feature_entries(main, data, chosen, out_dir, patch if cfg.heatmaps else 0, cfg.progress)
+    write_json(out_dir / "features.json", {"features": entries})
+    dyn = None
+    if cfg.dynamics:
+        from .dynamics import training_dynamics
+
+        dyn = training_dynamics(run_dir, data, chosen, opts, cfg.progress)
+        if dyn is not None:
+            write_json(out_dir / "dynamics.json", dyn)
+        else:
+            notes.append("no step checkpoints in the run: no training dynamics")
+    _plots(analyses, data, dyn, out_dir / "plots", opts)
+    notes.append(f"thresholds: tau={opts.tau}, n_min={opts.n_min}, multimodal band={list(opts.band)}, "
+                 f"monosemantic AUROC >= {opts.monosemantic}")
+    write_json(out_dir / "summary.json", {"rows": [a.row for a in analyses], "notes": notes})
+    return out_dir
+
+
+def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: int, match_l0: float,
+                  notes: list[str]) -> list[CodeSet]:
+    """SAE baselines trained on the dense model's image and caption embeddings of training scenes."""
+    try:
+        from .. import sae as sae_lib
+    except ImportError:
+        raise AnalysisError("--sae needs the sparseclip.sae package, which this installation lacks") from None
+    from ..embed import encode_images, encode_texts
+    from ..model import get_tokenizer
+    from .inputs import _np
+
+    world_imgs, world_caps = _training_pairs(dcfg, cfg.sae_train)
+    x_img = _np(encode_images(dmodel, world_imgs, dcfg.data.image_size))
+    x_txt = _np(encode_texts(dmodel, get_tokenizer(dcfg.model), world_caps))
+    k_match = max(1, min(width, round(match_l0)))
+    ks = sorted({8, 32, k_match})
+    saes = sae_lib.train_baselines(x_img, x_txt, width=width, ks=ks, batch_k=k_match, steps=cfg.sae_steps)
+    notes.append(f"SAEs: width {width} (the sparse code's), k in {ks} (k={k_match} matches the sparse image "
+                 f"L0), {cfg.sae_steps} steps on dense embeddings of {cfg.sae_train} training images and "
+                 "their captions")
+    return [derived_codes(name, dense_cs, s.encode) for name, s in saes.items()]
+
+
+def _training_pairs(dcfg, n: int):
+    from ..data.world import World
+
+    world = World(seed=dcfg.data.train_seed, image_size=dcfg.data.image_size)
+    imgs, caps = [], []
+    for i in range(n):
+        img, cap, _ = world.sample(i)
+        imgs.append(img)
+        caps.append(cap)
+    return imgs, caps
+
+
+def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], out_dir: Path, patch: int,
+                     progress: bool, n_images: int = 9, n_captions: int = 5, n_words: int = 8) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    cs = a.codes
+    entries = []
+    for f in tqdm(features, desc="features", disable=not progress):
+        col_i, col_t = cs.image[:, f], cs.text[:, f]
+        top_i = [int(i) for i in np.argsort(-col_i, kind="stable")[:n_images] if col_i[i] > 0]
+        paths = []
+        for r, i in enumerate(top_i):
+            rel = f"images/f{f:05d}_{r}.png"
+            (out_dir / "images").mkdir(parents=True, exist_ok=True)
+            img = data.images[i]
+            img.resize((img.width * 3, img.height * 3), resample=0).save(out_dir / rel)
+            paths.append(rel)
+        top_t = [int(i) for i in np.argsort(-col_t, kind="stable")[:n_captions] if col_t[i] > 0]
+        vals = np.concatenate([col_i, col_t])
+        vals = vals[vals > 0]
+        counts, edges = np.histogram(vals, bins=16, range=(0.0, float(vals.max()) if vals.size else 1.0))
+        heat = None
+        if patch and top_i and cs.encode_image is not None:
+            img = data.images[top_i[0]]
+            hm = occlusion_heatmap(cs.encode_image, preprocess(img, data.image_size), f, patch=patch)
+            heat = f"heatmaps/f{f:05d}.png"
+            save_heatmap(img, hm, out_dir / heat, scale=4)
+        entries.append({
+            "id": int(f),
+            "name": a.names.get(f, ""),
+            "name_score": a.name_score.get(f, float("nan")),
+            "top_images": paths,
+            "top_captions": [data.captions[i] for i in top_t],
+            "top_words": [[t, s] for t, s in top_terms(a.scores, data.vocab, f, n_words)],
+            "hist": {"bins": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+            "modality_share": float(a.modality.image_share[f]),
+            "density": float(a.modality.density[f]),
+            "best_concept": a.align.feature_best_concept.get(f, ""),
+            "best_auroc": a.align.feature_best_auroc.get(f, float("nan")),
+            "heatmap": heat,
+        })
+    return entries
+
+
+def _plots(analyses: list[ModelAnalysis], data: AnalysisData, dyn: dict | None, plots: Path,
+           opts: Options) -> None:
+    n_inputs = 2 * len(data.images)
+    frequency_histogram_plot({a.row["model"]: a.freq for a in analyses}, plots / "frequency_hist.png", n_inputs)
+    modality_scatter({a.row["model"]: (a.modality.density[a.modality.live], a.modality.image_share[a.modality.live])
+                      for a in analyses}, plots / "modality_scatter.png", opts.band)
+    clarity_bars({a.row["model"]: a.row["clarity"] for a in analyses}, analyses[0].row["clarity_random"],
+                 plots / "clarity_bars.png")
+    if dyn is not None:
+        over_training(dyn["steps"], {"image": dyn["L0_image"], "text": dyn["L0_text"]},
+                      plots / "l0_over_training.png", "L0 (non-zeros per input)", "L0 over training", logy=True)
+        modality_over_training(dyn["steps"], dyn["modality_hist"], plots / "modality_over_training.png")

@@ -1,0 +1,72 @@
+"""Modality of features on a paired image/text set.
+
+Per feature: the *image share* of its activation mass, ``sum_images z / (sum_images z + sum_texts z)``,
+and its *activation density*, the mean activation over all inputs of both modalities (a
+magnitude-weighted firing frequency). Codes are L2-normalised per row first (each input carries unit
+weight, as in the contrastive space) and negative entries count as zero (dense codes). A live feature is
+*multimodal* when its image share lies inside ``band`` (default 0.1-0.9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._arrays import as_numpy, l2_normalize
+from .stats import N_MIN, TAU
+
+DEFAULT_BAND = (0.1, 0.9)
+
+
+@dataclass
+class Modality:
+    """Per-feature modality statistics (all arrays have shape (D,))."""
+
+    image_share: np.ndarray  # NaN where the feature has no mass at all
+    density: np.ndarray
+    live: np.ndarray  # fires > tau on >= n_min inputs of the paired set (images and texts together)
+
+    def multimodal_fraction(self, band: tuple[float, float] = DEFAULT_BAND) -> float:
+        """Fraction of live features whose image share lies in ``band`` (inclusive)."""
+        return multimodal_fraction(self.image_share, self.live, band)
+
+
+def modality(image_codes, text_codes, tau: float = TAU, n_min: int = N_MIN,
+             normalize: bool = True) -> Modality:
+    """Image share and density per feature from codes of a paired set (rows need not be paired 1:1)."""
+    img = as_numpy(image_codes, 2, "image_codes")
+    txt = as_numpy(text_codes, 2, "text_codes")
+    if img.shape[1] != txt.shape[1]:
+        raise ValueError(f"image codes have {img.shape[1]} features but text codes have {txt.shape[1]}")
+    if normalize:
+        img, txt = l2_normalize(img), l2_normalize(txt)
+    img, txt = np.clip(img, 0, None), np.clip(txt, 0, None)
+    mi, mt = img.sum(axis=0), txt.sum(axis=0)
+    total = mi + mt
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, mi / total, np.nan)
+    density = total / (img.shape[0] + txt.shape[0])
+    live = ((img > tau).sum(axis=0) + (txt > tau).sum(axis=0)) >= n_min
+    return Modality(share, density, live)
+
+
+def multimodal_fraction(image_share, live=None, band: tuple[float, float] = DEFAULT_BAND) -> float:
+    """Fraction of (live) features whose image share lies in ``band = (low, high)``."""
+    lo, hi = band
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"band: need 0 <= low <= high <= 1, got {band}")
+    share = np.asarray(image_share, dtype=np.float64)
+    keep = ~np.isnan(share) if live is None else (np.asarray(live, dtype=bool) & ~np.isnan(share))
+    if not keep.any():
+        return float("nan")
+    s = share[keep]
+    return float(((s >= lo) & (s <= hi)).mean())
+
+
+def modality_histogram(image_share, live=None, bins: int = 10) -> list[int]:
+    """Counts of live features' image shares in ``bins`` equal bins over [0, 1]."""
+    share = np.asarray(image_share, dtype=np.float64)
+    keep = ~np.isnan(share) if live is None else (np.asarray(live, dtype=bool) & ~np.isnan(share))
+    counts, _ = np.histogram(share[keep], bins=bins, range=(0.0, 1.0))
+    return [int(c) for c in counts]

@@ -1,0 +1,114 @@
+"""``sparseclip analyze`` end to end on randomly initialised micro models (wiring, schema, errors)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sparseclip.checkpoint import save_model
+from sparseclip.cli import main
+from sparseclip.config import load_config
+from sparseclip.interpret import (
+    build_analysis_data,
+    derived_codes,
+    encode_model,
+    list_checkpoints,
+    run_dir_of,
+    summarize,
+)
+from sparseclip.model import create_model, get_tokenizer
+
+ROW_KEYS = {"model": str, "L0_image": float, "L0_text": float, "active_pct": float, "clarity": float,
+            "multimodal_frac": float, "mean_best_auroc": float, "monosemantic_frac": float}
+FEATURE_KEYS = {"id": int, "name": str, "name_score": float, "top_images": list, "top_captions": list,
+                "top_words": list, "hist": dict, "modality_share": float, "density": float,
+                "best_concept": str, "best_auroc": float}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    torch.manual_seed(0)
+    cfg = load_config("micro")
+    model = create_model(cfg.model)
+    save_model(model, cfg, root / "sparse" / "checkpoints" / "step_000002")
+    save_model(model, cfg, root / "sparse" / "final")
+    dcfg = load_config("micro", ["model.head.kind=dense"])
+    save_model(create_model(dcfg.model), dcfg, root / "dense" / "final")
+    return root
+
+
+def _check_type(value, typ):
+    if typ is float:
+        return value is None or isinstance(value, int | float)  # NaN is written as null
+    return isinstance(value, typ)
+
+
+def test_analyze_cli_writes_schema_valid_json(runs, capsys):
+    rc = main(["analyze", str(runs / "sparse"), "--dense", str(runs / "dense"), "--n", "40", "--n-task", "10",
+               "--features", "3", "--no-progress"])
+    assert rc == 0
+    out = runs / "sparse" / "analysis"
+    assert str(out) in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"rows", "notes"} and all(isinstance(n, str) for n in summary["notes"])
+    assert [r["model"] for r in summary["rows"]] == ["sparse (micro)", "dense (micro)"]
+    for row in summary["rows"]:
+        for key, typ in ROW_KEYS.items():
+            assert key in row and _check_type(row[key], typ), key
+        assert all(isinstance(v, str | int | float) or v is None for v in row.values())
+    sparse, dense = summary["rows"]
+    assert dense["L0_image"] == 64.0  # dense codes: every entry non-zero
+    assert 0 < sparse["L0_image"] < 512 and 0 <= sparse["multimodal_frac"] <= 1
+    assert "dense baseline" in " ".join(summary["notes"])
+
+    feats = json.loads((out / "features.json").read_text())["features"]
+    assert len(feats) == 3
+    for f in feats:
+        for key, typ in FEATURE_KEYS.items():
+            assert key in f and _check_type(f[key], typ), key
+        assert f["top_images"] and all((out / p).is_file() for p in f["top_images"])
+        assert f["heatmap"] is None or (out / f["heatmap"]).is_file()
+        assert all(isinstance(w, str) and isinstance(s, float) for w, s in f["top_words"])
+        assert len(f["hist"]["bins"]) == len(f["hist"]["counts"]) + 1
+    for plot in ("frequency_hist", "modality_scatter", "clarity_bars", "l0_over_training"):
+        assert (out / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+    dyn = json.loads((out / "dynamics.json").read_text())
+    assert dyn["steps"] == [2] and len(dyn["drift"]) == 3 and len(dyn["drift"][0]["names"]) == 1
+
+
+def test_analyze_cli_errors_are_one_line(runs, tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "nope"), "--no-progress"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    assert main(["analyze", str(runs / "sparse"), "--sae", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "--dense" in capsys.readouterr().err
+    assert main(["analyze", str(runs / "sparse"), "--band", "0.9", "0.1"]) == 2
+
+
+def test_run_dir_and_checkpoints(runs):
+    assert run_dir_of(runs / "sparse") == runs / "sparse"
+    assert run_dir_of(runs / "sparse" / "final") == runs / "sparse"
+    assert run_dir_of(runs / "sparse" / "checkpoints" / "step_000002") == runs / "sparse"
+    assert [s for s, _ in list_checkpoints(runs / "sparse")] == [2]
+
+
+def test_derived_codes_apply_a_post_hoc_encoder(runs):
+    """An SAE-like encoder over dense embeddings gets the same metrics as a model's codes."""
+    from sparseclip.checkpoint import load_model
+
+    model, cfg = load_model(runs / "dense")
+    data = build_analysis_data(n=24, n_task=6, vocab_captions=50)
+    dense = encode_model("dense", model, get_tokenizer(cfg.model), data)
+    torch.manual_seed(0)
+    w = torch.randn(dense.dim, 256)
+    coded = derived_codes("toy-sae", dense, lambda x: torch.relu(x @ w))
+    assert coded.image.shape == (24, 256) and coded.terms.shape[0] == len(data.vocab)
+    assert np.allclose(coded.match_image, dense.image / np.linalg.norm(dense.image, axis=1, keepdims=True))
+    a = summarize(coded, data, dense.image)
+    assert a.row["model"] == "toy-sae" and a.row["code_dim"] == 256
+    assert a.row["L0_image"] < 256
+    heat_codes = coded.encode_image(torch.zeros(1, 3, 32, 32))
+    assert heat_codes.shape == (1, 256)
