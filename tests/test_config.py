@@ -1,0 +1,65 @@
+import pytest
+
+from sparseclip.cli import main
+from sparseclip.config import ConfigError, load_config, preset_names
+
+
+def test_presets_load_and_validate():
+    names = preset_names()
+    for required in ("micro", "tiny_sparse", "tiny_dense", "vit_b32_32x", "vit_l14_72x"):
+        assert required in names
+        load_config(required)
+    assert load_config("tiny_dense").model.head.kind == "dense"
+    assert load_config("tiny_dense").model.embed_dim == load_config("tiny_sparse").model.embed_dim
+    assert load_config("vit_l14_72x").model.logit_scale_max == 40.0
+
+
+def test_overrides_are_typed():
+    cfg = load_config("micro", ["train.steps=7", "model.head.expansion=4", "train.lr=1e-3",
+                                "model.head.rep_relu=true", "train.ckpt_fractions=[0.5]"])
+    assert cfg.train.steps == 7 and cfg.model.head.expansion == 4 and cfg.train.lr == 1e-3
+    assert cfg.model.head.rep_relu is True and cfg.train.ckpt_fractions == [0.5]
+
+
+@pytest.mark.parametrize("override,match", [
+    ("train.stepz=3", r"train\.stepz: unknown key"),
+    ("model.head.kind=foo", r"model\.head\.kind: must be one of"),
+    ("train.steps=abc", r"train\.steps: expected an integer"),
+    ("train.steps=-1", r"train\.steps: must be a positive number"),
+    ("model.head.bias=maybe", r"model\.head\.bias: expected true or false"),
+    ("nosection.x=1", r"nosection: unknown key"),
+    ("train.batch_size=1", r"train\.batch_size"),
+    ("train.steps", r"expected key=value"),
+])
+def test_bad_overrides_name_the_key(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("micro", [override])
+
+
+def test_unknown_preset_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config 'nope'"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+
+
+def test_yaml_file_with_extends(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("extends: micro\nname: mine\ntrain: {steps: 3}\n")
+    cfg = load_config(str(f))
+    assert cfg.name == "mine" and cfg.train.steps == 3 and cfg.model.embed_dim == 64
+
+
+def test_shrink_makes_a_smoke_run():
+    cfg = load_config("tiny_sparse", shrink=True)
+    assert cfg.train.steps <= 5 and cfg.train.batch_size <= 8
+
+
+def test_cli_reports_config_errors_in_one_line(capsys):
+    assert main(["train", "micro", "train.stepz=3", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sparseclip: error: train.stepz: unknown key")
