@@ -1,0 +1,154 @@
+"""Exact top-k over an inverted index (term-at-a-time accumulation, then a bounded heap).
+
+The index is the code matrix in CSC layout (``n_items x n_features``): column ``j`` is the posting list
+of feature ``j``, item rows sorted ascending. A query with non-zero features ``J`` scores every item by
+``sum_{j in J} q_j * x_ij``, touching only the posting lists of ``J`` (for 16k-wide codes at ~1% density
+that is ~200x fewer multiply-adds than a dense 512-d scan).
+
+Two engines compute the same thing:
+
+- ``numba`` (when ``numba`` is installed): one fused kernel per query, accumulating into a dense
+  float32 buffer and selecting the top k with a size-k min-heap while it clears the buffer; batches
+  run in parallel over queries.
+- ``scipy`` (always available): ``X[:, J] @ q_J`` then ``numpy.argpartition``.
+
+Only items with a score > 0 (and allowed by the optional mask) are returned, best first; a query that
+shares no feature with any item gets no hits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+try:  # optional: the fast engine
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    numba = None
+
+ENGINES = ("numba", "scipy")
+
+
+def default_engine() -> str:
+    """``numba`` when it is installed, else ``scipy``."""
+    return "numba" if numba is not None else "scipy"
+
+
+def _kernel(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, n_items, k, allowed, out_idx, out_val, n_threads):
+    """Top-k of each query (rows of the CSR triple ``q_*``) against the CSC postings ``p_*``."""
+    nq = q_ptr.size - 1
+    nt = min(n_threads, nq)
+    use_mask = allowed.size > 0
+    for t in prange(nt):
+        acc = np.zeros(n_items, np.float32)
+        hv = np.empty(k, np.float32)
+        hi = np.empty(k, np.int64)
+        for qi in range(t, nq, nt):
+            for a in range(q_ptr[qi], q_ptr[qi + 1]):
+                j = q_idx[a]
+                v = q_val[a]
+                for b in range(p_ptr[j], p_ptr[j + 1]):
+                    acc[p_idx[b]] += v * p_val[b]
+            size = 0
+            for i in range(n_items):
+                x = acc[i]
+                if x == 0.0:
+                    continue
+                acc[i] = 0.0
+                if x < 0.0 or (use_mask and not allowed[i]):
+                    continue
+                if size < k:  # push, sift up
+                    c = size
+                    size += 1
+                    while c > 0:
+                        p = (c - 1) // 2
+                        if hv[p] <= x:
+                            break
+                        hv[c] = hv[p]
+                        hi[c] = hi[p]
+                        c = p
+                    hv[c] = x
+                    hi[c] = i
+                elif x > hv[0]:  # replace the root, sift down
+                    c = 0
+                    while True:
+                        m = 2 * c + 1
+                        if m >= k:
+                            break
+                        if m + 1 < k and hv[m + 1] < hv[m]:
+                            m += 1
+                        if hv[m] >= x:
+                            break
+                        hv[c] = hv[m]
+                        hi[c] = hi[m]
+                        c = m
+                    hv[c] = x
+                    hi[c] = i
+            for r in range(size):
+                out_idx[qi, r] = hi[r]
+                out_val[qi, r] = hv[r]
+            for r in range(size, k):
+                out_idx[qi, r] = -1
+                out_val[qi, r] = -np.inf
+
+
+if numba is not None:
+    _kernel_serial = njit(cache=True, nogil=True)(_kernel)
+    _kernel_parallel = njit(cache=True, nogil=True, parallel=True)(_kernel)
+
+
+def _sort_rows(idx: np.ndarray, val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Order each row best first (ties by row number); empty slots are -1 / -inf and come last."""
+    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), -val.astype(np.float64)), axis=-1)
+    order = order[:, :k]
+    return np.take_along_axis(idx, order, 1), np.take_along_axis(val, order, 1)
+
+
+def _topk_scipy(queries: sp.csr_matrix, postings: sp.csc_matrix, k: int,
+                allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    out_idx = np.full((queries.shape[0], k), -1, np.int64)
+    out_val = np.full((queries.shape[0], k), -np.inf, np.float32)
+    for qi in range(queries.shape[0]):
+        s, e = queries.indptr[qi], queries.indptr[qi + 1]
+        if s == e:
+            continue
+        scores = np.asarray(postings[:, queries.indices[s:e]] @ queries.data[s:e], dtype=np.float32).ravel()
+        if allowed is not None:
+            scores[~allowed] = 0.0
+        cand = np.flatnonzero(scores > 0)
+        if cand.size > k:
+            cand = cand[np.argpartition(-scores[cand], k - 1)[:k]]
+        out_idx[qi, : cand.size] = cand
+        out_val[qi, : cand.size] = scores[cand]
+    return out_idx, out_val
+
+
+def topk(queries: sp.csr_matrix, postings: sp.csc_matrix, k: int, allowed: np.ndarray | None = None,
+         engine: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` rows of ``postings`` (CSC, items x features) for each row of ``queries`` (CSR).
+
+    Returns ``(rows, scores)``, both ``(n_queries, k)``, best first; unused slots hold row -1 and
+    score -inf. ``allowed`` (bool, one per item) restricts the candidates.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = min(k, max(postings.shape[0], 1))
+    engine = engine or default_engine()
+    if engine not in ENGINES:
+        raise ValueError(f"unknown search engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "numba" and numba is None:
+        raise ValueError("engine 'numba' needs the numba package (pip install numba)")
+    if engine == "scipy" or postings.shape[0] == 0:
+        idx, val = _topk_scipy(queries, postings, k, allowed)
+    else:
+        nq = queries.shape[0]
+        idx = np.empty((nq, k), np.int64)
+        val = np.empty((nq, k), np.float32)
+        mask = np.zeros(0, np.bool_) if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
+        n_threads = numba.get_num_threads() if nq > 1 else 1
+        kernel = _kernel_parallel if n_threads > 1 else _kernel_serial
+        kernel(queries.indptr.astype(np.int64), queries.indices.astype(np.int64),
+               queries.data.astype(np.float32), postings.indptr.astype(np.int64), postings.indices,
+               postings.data, postings.shape[0], k, mask, idx, val, n_threads)
+    return _sort_rows(idx, val, k)

@@ -1,0 +1,324 @@
+"""``SparseIndex``: exact inverted-index search over Sparse CLIP codes, with explanations and filters.
+
+On disk an index is a directory with two open files:
+
+- ``codes.npz``: the item codes, a ``scipy.sparse`` CSC matrix (items x features, float32) written by
+  ``scipy.sparse.save_npz`` and read back with ``allow_pickle=False``. CSC is the inverted index itself
+  (column ``j`` lists the items with feature ``j`` active), so loading needs no conversion.
+- ``index.json``: format name and version, ``n_items``, ``n_features``, ``normalize``, the items' ``ids``
+  (ids or paths, in row order), ``feature_names`` (``{"id": "name"}``) and ``model`` (where the codes
+  came from: checkpoint path and config), so a query can be embedded with the same model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _topk
+from .approx import SeismicSearch
+from .codes import SparseIndexError, as_csr, check_nonnegative, l2_normalize_rows
+
+FORMAT = "sparseclip-index"
+VERSION = 1
+CODES_FILE = "codes.npz"
+META_FILE = "index.json"
+
+
+@dataclass
+class Contribution:
+    """One shared feature's part of a hit's score: ``contribution = query_value * item_value``."""
+
+    feature: int
+    name: str | None
+    query_value: float
+    item_value: float
+    contribution: float
+
+
+@dataclass
+class Hit:
+    """One search result. With explanations, ``sum(c.contribution for c in contributions) + rest == score``
+    (``rest`` is the part of the score from the shared features not listed)."""
+
+    rank: int
+    row: int
+    id: str
+    score: float
+    contributions: list[Contribution] = field(default_factory=list)
+    rest: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SparseIndex:
+    """An inverted index over non-negative sparse codes (items x features).
+
+    With ``normalize=True`` (the default) item codes are stored L2-normalised and queries are normalised
+    too, so scores are cosine similarities, as CLIP retrieval uses; with ``False`` scores are raw dot
+    products of the codes as given.
+    """
+
+    def __init__(self, codes: sp.csc_matrix, ids: Sequence[str], *, normalize: bool = True,
+                 feature_names: Mapping[int, str] | None = None, model: dict | None = None):
+        if codes.shape[0] != len(ids):
+            raise SparseIndexError(f"{codes.shape[0]} code rows but {len(ids)} ids")
+        self.codes = codes
+        self.ids = list(ids)
+        self.normalize = normalize
+        self.feature_names: dict[int, str] = {int(k): str(v) for k, v in (feature_names or {}).items()}
+        self.model = model
+        self._approx: SeismicSearch | None = None
+
+    # -- building --------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, codes: Any, ids: Sequence[str] | None = None, *, normalize: bool = True,
+              feature_names: Mapping[int, str] | None = None, model: dict | None = None) -> SparseIndex:
+        """An index over ``codes`` (dense or sparse, items x features); ``ids`` default to row numbers."""
+        m = cls._prepare_items(codes, None, normalize)
+        ids = [str(i) for i in range(m.shape[0])] if ids is None else [str(i) for i in ids]
+        return cls(m.tocsc(), ids, normalize=normalize, feature_names=feature_names, model=model)
+
+    @staticmethod
+    def _prepare_items(codes: Any, n_features: int | None, normalize: bool) -> sp.csr_matrix:
+        m = as_csr(codes, n_features)
+        check_nonnegative(m)
+        return l2_normalize_rows(m) if normalize else m
+
+    def append(self, codes: Any, ids: Sequence[str] | None = None) -> None:
+        """Add items (rows) at the end; ``ids`` default to their row numbers."""
+        m = self._prepare_items(codes, self.n_features, self.normalize)
+        start = len(self)
+        new_ids = [str(start + i) for i in range(m.shape[0])] if ids is None else [str(i) for i in ids]
+        if len(new_ids) != m.shape[0]:
+            raise SparseIndexError(f"{m.shape[0]} code rows but {len(new_ids)} ids")
+        self.codes = sp.vstack([self.codes, m.tocsc()], format="csc")
+        self.codes.sort_indices()
+        self.ids.extend(new_ids)
+        self._approx = None
+
+    # -- facts -----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.codes.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.codes.shape[1]
+
+    @property
+    def nnz(self) -> int:
+        return int(self.codes.nnz)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the search structures in memory (values, item numbers, posting offsets)."""
+        c = self.codes
+        return int(c.data.nbytes + c.indices.nbytes + c.indptr.nbytes)
+
+    def feature_name(self, feature: int) -> str | None:
+        return self.feature_names.get(int(feature))
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, directory: str | Path, compressed: bool = False) -> Path:
+        """Write ``codes.npz`` and ``index.json`` into ``directory`` (replaced atomically)."""
+        from ..checkpoint import atomic_dir, commit_dir
+
+        final = Path(directory)
+        if final.exists() and not final.is_dir():
+            raise SparseIndexError(f"{final} exists and is not a directory")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = atomic_dir(final)
+        sp.save_npz(tmp / CODES_FILE, self.codes, compressed=compressed)
+        meta = {
+            "format": FORMAT, "version": VERSION, "n_items": len(self), "n_features": self.n_features,
+            "nnz": self.nnz, "normalize": self.normalize, "model": self.model,
+            "feature_names": {str(k): v for k, v in sorted(self.feature_names.items())}, "ids": self.ids,
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta))
+        commit_dir(tmp, final)
+        return final
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SparseIndex:
+        """Read an index written by :meth:`save`; any problem is one :class:`SparseIndexError` line."""
+        d = Path(directory)
+        if not d.is_dir():
+            raise SparseIndexError(f"no index directory at {d}")
+        meta = _read_meta(d)
+        try:
+            codes = sp.load_npz(d / CODES_FILE)
+        except FileNotFoundError:
+            raise SparseIndexError(f"{d}: missing {CODES_FILE}") from None
+        except Exception as e:  # corrupt zip, pickled/object arrays (allow_pickle=False), wrong keys
+            raise SparseIndexError(f"{d / CODES_FILE}: not a readable sparse matrix ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        codes = sp.csc_matrix(codes, dtype=np.float32)
+        if codes.shape != (meta["n_items"], meta["n_features"]) or len(meta["ids"]) != codes.shape[0]:
+            raise SparseIndexError(f"{d}: {CODES_FILE} is {codes.shape[0]}x{codes.shape[1]} but {META_FILE} "
+                                   f"says {meta['n_items']}x{meta['n_features']} with {len(meta['ids'])} ids")
+        codes.sort_indices()
+        return cls(codes, meta["ids"], normalize=bool(meta["normalize"]), model=meta.get("model"),
+                   feature_names={int(k): v for k, v in (meta.get("feature_names") or {}).items()})
+
+    # -- queries ---------------------------------------------------------------------------------
+    def prepare_queries(self, queries: Any, boost: Mapping[int, float] | None = None) -> sp.csr_matrix:
+        """Queries as the search scores them: CSR float32, L2-normalised when the index is, plus ``boost``
+        (feature -> weight added to every query, in the same units; negative weights penalise)."""
+        q = as_csr(queries, self.n_features, what="queries")
+        if self.normalize:
+            q = l2_normalize_rows(q)
+        if boost:
+            feats = np.array([int(f) for f in boost], dtype=np.int64)
+            self._check_features(feats)
+            row = sp.csr_matrix((np.array(list(boost.values()), dtype=np.float32),
+                                 (np.zeros(len(feats), np.int64), feats)), shape=(1, self.n_features))
+            q = as_csr(q + sp.vstack([row] * q.shape[0]), what="queries")
+        return q
+
+    def _check_features(self, feats: np.ndarray) -> None:
+        if feats.size and (feats.min() < 0 or feats.max() >= self.n_features):
+            raise SparseIndexError(f"feature ids must be in [0, {self.n_features}), got {feats.tolist()}")
+
+    def _items_with(self, feature: int, min_activation: float) -> np.ndarray:
+        s, e = self.codes.indptr[feature], self.codes.indptr[feature + 1]
+        return self.codes.indices[s:e][self.codes.data[s:e] > min_activation]
+
+    def allowed_mask(self, require: Iterable[int] | None = None, require_any: Iterable[int] | None = None,
+                     exclude: Iterable[int] | None = None, min_activation: float = 0.0) -> np.ndarray | None:
+        """Items that have every ``require`` feature, at least one ``require_any`` feature and no ``exclude``
+        feature active (value > ``min_activation``); None when there is no filter."""
+        groups = [np.array(sorted({int(f) for f in g}), dtype=np.int64) if g is not None else None
+                  for g in (require, require_any, exclude)]
+        if all(g is None or g.size == 0 for g in groups):
+            return None
+        for g in groups:
+            if g is not None:
+                self._check_features(g)
+        req, req_any, excl = groups
+        n = len(self)
+        mask = np.ones(n, dtype=bool)
+        if req is not None:
+            for f in req:
+                has = np.zeros(n, dtype=bool)
+                has[self._items_with(f, min_activation)] = True
+                mask &= has
+        if req_any is not None and req_any.size:
+            has = np.zeros(n, dtype=bool)
+            for f in req_any:
+                has[self._items_with(f, min_activation)] = True
+            mask &= has
+        if excl is not None:
+            for f in excl:
+                mask[self._items_with(f, min_activation)] = False
+        return mask
+
+    def search_rows(self, queries: sp.csr_matrix, k: int = 10, *, allowed: np.ndarray | None = None,
+                    engine: str | None = None, approximate: bool = False,
+                    **approx_params) -> tuple[np.ndarray, np.ndarray]:
+        """Low-level search over prepared queries: ``(rows, scores)`` shaped ``(n_queries, k)``, best first,
+        row -1 / score -inf where fewer than ``k`` items score above 0."""
+        if approximate:
+            if allowed is not None:
+                raise SparseIndexError("feature filters are not supported with approximate search")
+            if self._approx is None:
+                self.build_approximate()
+            return self._approx.search(queries, k, **approx_params)
+        return _topk.topk(queries, self.codes, k, allowed=allowed, engine=engine)
+
+    def build_approximate(self, **build_params) -> None:
+        """Build the optional Seismic index (``pip install pyseismic-lsr``) for ``approximate=True``."""
+        self._approx = SeismicSearch(self.codes.tocsr(), **build_params)
+
+    def search(self, query: Any, k: int = 10, **kwargs) -> list[Hit]:
+        """Top-``k`` hits for one query code (1-D, or one row); keywords as :meth:`search_batch`."""
+        q = as_csr(query, self.n_features, what="query")
+        if q.shape[0] != 1:
+            raise SparseIndexError(f"search takes one query, got {q.shape[0]}; use search_batch")
+        return self.search_batch(q, k, **kwargs)[0]
+
+    def search_batch(self, queries: Any, k: int = 10, *, require: Iterable[int] | None = None,
+                     require_any: Iterable[int] | None = None, exclude: Iterable[int] | None = None,
+                     boost: Mapping[int, float] | None = None, min_activation: float = 0.0, explain: int = 0,
+                     approximate: bool = False, engine: str | None = None) -> list[list[Hit]]:
+        """Top-``k`` hits for each query row.
+
+        ``require``/``require_any``/``exclude`` filter items by their active features (see
+        :meth:`allowed_mask`); ``boost`` adds feature weights to the queries; ``explain`` > 0 attaches the
+        that many largest contributions to each hit (``explain=-1``: all of them).
+        """
+        q = self.prepare_queries(queries, boost)
+        allowed = self.allowed_mask(require, require_any, exclude, min_activation)
+        rows, scores = self.search_rows(q, k, allowed=allowed, engine=engine, approximate=approximate)
+        out = []
+        for qi in range(q.shape[0]):
+            keep = rows[qi] >= 0
+            hits = [Hit(rank=r + 1, row=int(row), id=self.ids[row], score=float(s))
+                    for r, (row, s) in enumerate(zip(rows[qi][keep], scores[qi][keep], strict=True))]
+            if explain and hits:
+                self._attach_explanations(q[qi], hits, explain)
+            out.append(hits)
+        return out
+
+    # -- explanations ----------------------------------------------------------------------------
+    def item_values(self, rows: Sequence[int] | np.ndarray, features: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Dense ``(len(rows), len(features))`` code values, read from the posting lists by binary search."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros((rows.size, len(features)), dtype=np.float32)
+        for c, f in enumerate(features):
+            s, e = self.codes.indptr[f], self.codes.indptr[f + 1]
+            post = self.codes.indices[s:e]
+            pos = np.minimum(np.searchsorted(post, rows), max(post.size - 1, 0))
+            if post.size:
+                found = post[pos] == rows
+                out[found, c] = self.codes.data[s:e][pos[found]]
+        return out
+
+    def _attach_explanations(self, q: sp.csr_matrix, hits: list[Hit], top: int) -> None:
+        vals = self.item_values([h.row for h in hits], q.indices)
+        contrib = vals.astype(np.float64) * q.data.astype(np.float64)
+        for h, item_vals, c in zip(hits, vals, contrib, strict=True):
+            order = [j for j in np.argsort(-c, kind="stable") if item_vals[j] != 0]
+            shown = order if top < 0 else order[:top]
+            h.contributions = [Contribution(int(q.indices[j]), self.feature_name(q.indices[j]), float(q.data[j]),
+                                            float(item_vals[j]), float(c[j])) for j in shown]
+            h.rest = float(c[order[len(shown):]].sum()) if len(order) > len(shown) else 0.0
+
+    def explain(self, query: Any, row: int, top: int = -1, boost: Mapping[int, float] | None = None) -> Hit:
+        """Why item ``row`` scores what it does for ``query``: a :class:`Hit` with its contributions."""
+        if not 0 <= row < len(self):
+            raise SparseIndexError(f"row {row} is out of range for an index of {len(self)} items")
+        q = self.prepare_queries(query, boost)
+        hit = Hit(rank=0, row=int(row), id=self.ids[row], score=0.0)
+        self._attach_explanations(q[0], [hit], -1)
+        hit.score = float(sum(c.contribution for c in hit.contributions))
+        if top >= 0:
+            hit.rest = float(sum(c.contribution for c in hit.contributions[top:]))
+            hit.contributions = hit.contributions[:top]
+        return hit
+
+
+def _read_meta(d: Path) -> dict:
+    path = d / META_FILE
+    if not path.is_file():
+        raise SparseIndexError(f"{d} is not a sparseclip index (no {META_FILE})")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SparseIndexError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise SparseIndexError(f"{path}: not a sparseclip index file (format is not {FORMAT!r})")
+    if meta.get("version") != VERSION:
+        raise SparseIndexError(f"{path}: index version {meta.get('version')} is not supported (need {VERSION})")
+    missing = [key for key in ("n_items", "n_features", "normalize", "ids") if key not in meta]
+    if missing:
+        raise SparseIndexError(f"{path}: missing {', '.join(missing)}")
+    if not isinstance(meta["ids"], list):
+        raise SparseIndexError(f"{path}: 'ids' must be a list")
+    return meta
