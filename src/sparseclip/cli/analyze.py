@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sae", action="store_true",
                    help="add SAE baselines trained on the dense model's embeddings (needs --dense)")
     p.add_argument("--sae-steps", type=int, default=2000, help="training steps per SAE (2000)")
+    p.add_argument("--sae-train", type=int, default=4000, metavar="N",
+                   help="training scenes whose dense image and caption embeddings train the SAEs (4000)")
     p.add_argument("--band", type=float, nargs=2, default=(0.1, 0.9), metavar=("LOW", "HIGH"),
                    help="image-share band that counts as multimodal (0.1 0.9)")
     p.add_argument("--tau", type=float, default=1e-3, help="firing threshold (0.001)")
@@ -47,12 +49,16 @@ def run(args: argparse.Namespace) -> int:
     lo, hi = args.band
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"--band: need 0 <= LOW <= HIGH <= 1, got {lo} {hi}")
-    if min(args.n - 2, args.features, args.n_task, args.sae_steps - 1, args.n_min - 1, args.tau) < 0:
-        raise ValueError("need --n >= 2, --features >= 0, --n-task >= 0, --sae-steps >= 1, --n-min >= 1, --tau >= 0")
-    cfg = AnalyzeConfig(n=args.n, features=args.features, select=args.select, n_task=args.n_task, sae=args.sae,
-                        sae_steps=args.sae_steps, wordnet=args.wordnet, wordfreq=args.wordfreq,
-                        dynamics=not args.no_dynamics, heatmaps=not args.no_heatmaps,
-                        progress=not args.no_progress)
+    minimum = {"--n": (args.n, 2), "--features": (args.features, 0), "--n-task": (args.n_task, 0),
+               "--sae-steps": (args.sae_steps, 1), "--sae-train": (args.sae_train, 2),
+               "--n-min": (args.n_min, 1), "--tau": (args.tau, 0)}
+    for flag, (value, low) in minimum.items():
+        if value < low:
+            raise ValueError(f"{flag}: must be >= {low}, got {value}")
+    cfg = AnalyzeConfig(n=args.n, features=args.features, select=args.select, n_task=args.n_task,
+                        sae=args.sae, sae_steps=args.sae_steps, sae_train=args.sae_train,
+                        wordnet=args.wordnet, wordfreq=args.wordfreq, dynamics=not args.no_dynamics,
+                        heatmaps=not args.no_heatmaps, progress=not args.no_progress)
     opts = Options(tau=args.tau, n_min=args.n_min, band=(lo, hi))
     out = analyze(args.target, dense=args.dense, out=args.out, cfg=cfg, opts=opts)
     print(f"analysis written to {out}")

@@ -77,6 +77,7 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
         "name_match_rate": name_match_rate(names, align.feature_best_concept),
         "class_consistency": _class_consistency(codes, data, tau, n_min),
     }
+    row.update(codes.extra)
     if reference_text is not None:
         row["clarity_text"] = clarity(txt, reference_text, tau, n_min)
         row["clarity_text_random"] = random_clarity(reference_text)

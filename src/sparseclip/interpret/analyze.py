@@ -164,7 +164,13 @@ def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: in
     notes.append(f"SAEs: width {width} (the sparse code's), k in {ks} (k={k_match} matches the sparse image "
                  f"L0), {cfg.sae_steps} steps on dense embeddings of {cfg.sae_train} training images and "
                  "their captions")
-    return [derived_codes(name, dense_cs, s.encode) for name, s in saes.items()]
+    out = []
+    for name, s in saes.items():
+        cs = derived_codes(name, dense_cs, s.encode)
+        cs.extra = {f"fvu_{side}": float(sae_lib.sae_metrics(s, x)["fvu"])
+                    for side, x in (("image", dense_cs.image), ("text", dense_cs.text))}
+        out.append(cs)
+    return out
 
 
 def _training_pairs(dcfg, n: int):

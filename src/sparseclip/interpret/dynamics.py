@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,7 @@ def training_dynamics(run_dir: str | Path, data: AnalysisData, features: list[in
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         return None
+    data = replace(data, task_images={}, task_targets={})  # class consistency is not tracked over time
     per = []
     for _step, path in tqdm(ckpts, desc="checkpoints", disable=not progress):
         model, cfg = load_model(path)

@@ -82,6 +82,7 @@ class CodeSet:
     match_image: np.ndarray | None = None
     match_terms: np.ndarray | None = None
     encode_image: Callable[[torch.Tensor], torch.Tensor] | None = None
+    extra: dict = field(default_factory=dict)  # further numeric summary columns (e.g. an SAE's FVU)
 
     def __post_init__(self) -> None:
         if self.match_image is None:
