@@ -6,8 +6,9 @@ On disk an index is a directory with two open files:
   ``scipy.sparse.save_npz`` and read back with ``allow_pickle=False``. CSC is the inverted index itself
   (column ``j`` lists the items with feature ``j`` active), so loading needs no conversion.
 - ``index.json``: format name and version, ``n_items``, ``n_features``, ``normalize``, the items' ``ids``
-  (ids or paths, in row order), ``feature_names`` (``{"id": "name"}``) and ``model`` (where the codes
-  came from: checkpoint path and config), so a query can be embedded with the same model.
+  (ids or paths, in row order), optional ``captions`` (a text shown with each item), ``feature_names``
+  (``{"id": "name"}``) and ``model`` (where the codes came from: checkpoint path and config), so a query
+  can be embedded with the same model.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Hit:
     row: int
     id: str
     score: float
+    caption: str | None = None
     contributions: list[Contribution] = field(default_factory=list)
     rest: float = 0.0
 
@@ -67,11 +69,15 @@ class SparseIndex:
     """
 
     def __init__(self, codes: sp.csc_matrix, ids: Sequence[str], *, normalize: bool = True,
-                 feature_names: Mapping[int, str] | None = None, model: dict | None = None):
+                 feature_names: Mapping[int, str] | None = None, model: dict | None = None,
+                 captions: Sequence[str] | None = None):
         if codes.shape[0] != len(ids):
             raise SparseIndexError(f"{codes.shape[0]} code rows but {len(ids)} ids")
+        if captions is not None and len(captions) != len(ids):
+            raise SparseIndexError(f"{len(ids)} ids but {len(captions)} captions")
         self.codes = codes
         self.ids = list(ids)
+        self.captions = None if captions is None else [str(c) for c in captions]
         self.normalize = normalize
         self.feature_names: dict[int, str] = {int(k): str(v) for k, v in (feature_names or {}).items()}
         self.model = model
@@ -80,11 +86,14 @@ class SparseIndex:
     # -- building --------------------------------------------------------------------------------
     @classmethod
     def build(cls, codes: Any, ids: Sequence[str] | None = None, *, normalize: bool = True,
-              feature_names: Mapping[int, str] | None = None, model: dict | None = None) -> SparseIndex:
-        """An index over ``codes`` (dense or sparse, items x features); ``ids`` default to row numbers."""
+              feature_names: Mapping[int, str] | None = None, model: dict | None = None,
+              captions: Sequence[str] | None = None) -> SparseIndex:
+        """An index over ``codes`` (dense or sparse, items x features); ``ids`` default to row numbers;
+        ``captions`` (optional) are shown with the hits."""
         m = cls._prepare_items(codes, None, normalize)
         ids = [str(i) for i in range(m.shape[0])] if ids is None else [str(i) for i in ids]
-        return cls(m.tocsc(), ids, normalize=normalize, feature_names=feature_names, model=model)
+        return cls(m.tocsc(), ids, normalize=normalize, feature_names=feature_names, model=model,
+                   captions=captions)
 
     @staticmethod
     def _prepare_items(codes: Any, n_features: int | None, normalize: bool) -> sp.csr_matrix:
@@ -92,13 +101,18 @@ class SparseIndex:
         check_nonnegative(m)
         return l2_normalize_rows(m) if normalize else m
 
-    def append(self, codes: Any, ids: Sequence[str] | None = None) -> None:
+    def append(self, codes: Any, ids: Sequence[str] | None = None, captions: Sequence[str] | None = None) -> None:
         """Add items (rows) at the end; ``ids`` default to their row numbers."""
         m = self._prepare_items(codes, self.n_features, self.normalize)
         start = len(self)
         new_ids = [str(start + i) for i in range(m.shape[0])] if ids is None else [str(i) for i in ids]
         if len(new_ids) != m.shape[0]:
             raise SparseIndexError(f"{m.shape[0]} code rows but {len(new_ids)} ids")
+        if captions is not None and len(captions) != len(new_ids):
+            raise SparseIndexError(f"{len(new_ids)} ids but {len(captions)} captions")
+        if captions is not None or self.captions is not None:
+            old = self.captions if self.captions is not None else [""] * start
+            self.captions = old + ([str(c) for c in captions] if captions is not None else [""] * len(new_ids))
         self.codes = sp.vstack([self.codes, m.tocsc()], format="csc")
         self.codes.sort_indices()
         self.ids.extend(new_ids)
@@ -122,6 +136,9 @@ class SparseIndex:
         c = self.codes
         return int(c.data.nbytes + c.indices.nbytes + c.indptr.nbytes)
 
+    def caption(self, row: int) -> str | None:
+        return self.captions[row] if self.captions is not None else None
+
     def feature_name(self, feature: int) -> str | None:
         return self.feature_names.get(int(feature))
 
@@ -140,6 +157,7 @@ class SparseIndex:
             "format": FORMAT, "version": VERSION, "n_items": len(self), "n_features": self.n_features,
             "nnz": self.nnz, "normalize": self.normalize, "model": self.model,
             "feature_names": {str(k): v for k, v in sorted(self.feature_names.items())}, "ids": self.ids,
+            "captions": self.captions,
         }
         (tmp / META_FILE).write_text(json.dumps(meta))
         commit_dir(tmp, final)
@@ -164,7 +182,10 @@ class SparseIndex:
             raise SparseIndexError(f"{d}: {CODES_FILE} is {codes.shape[0]}x{codes.shape[1]} but {META_FILE} "
                                    f"says {meta['n_items']}x{meta['n_features']} with {len(meta['ids'])} ids")
         codes.sort_indices()
-        return cls(codes, meta["ids"], normalize=bool(meta["normalize"]), model=meta.get("model"),
+        captions = meta.get("captions")
+        if captions is not None and (not isinstance(captions, list) or len(captions) != len(meta["ids"])):
+            raise SparseIndexError(f"{d / META_FILE}: 'captions' must be a list with one entry per id")
+        return cls(codes, meta["ids"], normalize=bool(meta["normalize"]), model=meta.get("model"), captions=captions,
                    feature_names={int(k): v for k, v in (meta.get("feature_names") or {}).items()})
 
     # -- queries ---------------------------------------------------------------------------------
@@ -246,20 +267,28 @@ class SparseIndex:
     def search_batch(self, queries: Any, k: int = 10, *, require: Iterable[int] | None = None,
                      require_any: Iterable[int] | None = None, exclude: Iterable[int] | None = None,
                      boost: Mapping[int, float] | None = None, min_activation: float = 0.0, explain: int = 0,
-                     approximate: bool = False, engine: str | None = None) -> list[list[Hit]]:
+                     approximate: bool = False, engine: str | None = None,
+                     allowed: np.ndarray | None = None) -> list[list[Hit]]:
         """Top-``k`` hits for each query row.
 
         ``require``/``require_any``/``exclude`` filter items by their active features (see
-        :meth:`allowed_mask`); ``boost`` adds feature weights to the queries; ``explain`` > 0 attaches the
-        that many largest contributions to each hit (``explain=-1``: all of them).
+        :meth:`allowed_mask`) and ``allowed`` (bool per item) restricts them further; ``boost`` adds
+        feature weights to the queries; ``explain`` > 0 attaches that many largest contributions to each
+        hit (``explain=-1``: all of them).
         """
         q = self.prepare_queries(queries, boost)
-        allowed = self.allowed_mask(require, require_any, exclude, min_activation)
+        mask = self.allowed_mask(require, require_any, exclude, min_activation)
+        if allowed is not None:
+            allowed = np.asarray(allowed, dtype=bool)
+            if allowed.shape != (len(self),):
+                raise SparseIndexError(f"allowed must hold one bool per item ({len(self)}), got {allowed.shape}")
+            mask = allowed if mask is None else mask & allowed
+        allowed = mask
         rows, scores = self.search_rows(q, k, allowed=allowed, engine=engine, approximate=approximate)
         out = []
         for qi in range(q.shape[0]):
             keep = rows[qi] >= 0
-            hits = [Hit(rank=r + 1, row=int(row), id=self.ids[row], score=float(s))
+            hits = [Hit(rank=r + 1, row=int(row), id=self.ids[row], score=float(s), caption=self.caption(row))
                     for r, (row, s) in enumerate(zip(rows[qi][keep], scores[qi][keep], strict=True))]
             if explain and hits:
                 self._attach_explanations(q[qi], hits, explain)
@@ -295,7 +324,7 @@ class SparseIndex:
         if not 0 <= row < len(self):
             raise SparseIndexError(f"row {row} is out of range for an index of {len(self)} items")
         q = self.prepare_queries(query, boost)
-        hit = Hit(rank=0, row=int(row), id=self.ids[row], score=0.0)
+        hit = Hit(rank=0, row=int(row), id=self.ids[row], score=0.0, caption=self.caption(row))
         self._attach_explanations(q[0], [hit], -1)
         hit.score = float(sum(c.contribution for c in hit.contributions))
         if top >= 0:
