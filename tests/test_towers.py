@@ -100,6 +100,12 @@ def test_pretrained_checkpoint_roundtrip_and_mismatch(tmp_path):
         cfg.pretrained = str(tmp_path / name)
         loaded = build_towers(cfg)
         assert torch.equal(loaded.visual.conv1.weight, src.visual.conv1.weight)
+    # a full OpenCLIP checkpoint (with projections) loads into towers whose projections the head replaces
+    full = build_towers(load_config("micro", ["model.head.placement=append"]).model)
+    assert "visual.proj" in full.state_dict() and "visual.proj" not in sd
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, str(tmp_path / "full.safetensors"))
+    cfg.pretrained = str(tmp_path / "full.safetensors")
+    assert torch.equal(build_towers(cfg).visual.conv1.weight, full.visual.conv1.weight)
     save_file({k: v for k, v in sd.items() if not k.startswith("visual.")}, str(tmp_path / "text.safetensors"))
     cfg.pretrained = str(tmp_path / "text.safetensors")
     with pytest.raises(TowerError, match="missing"):

@@ -47,9 +47,13 @@ def build_towers(cfg: ModelConfig) -> nn.Module:
     for name in ("logit_scale", "logit_bias"):
         if hasattr(model, name):
             delattr(model, name)
+    replace = cfg.head.placement == "replace"
+    before = set(model.state_dict())
+    if replace:  # the head replaces the towers' projections: drop them now, their weights are not needed
+        strip_projections(model, remove=True)
     pretrained = getattr(cfg, "pretrained", "")
     if pretrained:
-        load_tower_weights(model, pretrained)
+        load_tower_weights(model, pretrained, ignore=before - set(model.state_dict()))
     freeze_towers(model, image=getattr(cfg, "freeze_image", False), text=getattr(cfg, "freeze_text", False))
     return model
 
@@ -87,13 +91,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_tower_weights(model: nn.Module, path: str | Path) -> None:
+def load_tower_weights(model: nn.Module, path: str | Path, ignore: set[str] | frozenset = frozenset()) -> None:
     """Load an OpenCLIP-layout checkpoint into the towers; every tower tensor must be present with its shape.
 
-    The checkpoint's ``logit_scale``/``logit_bias`` are ignored (the SparseCLIP wrapper owns its own).
+    The checkpoint's ``logit_scale``/``logit_bias`` and the ``ignore`` keys (projections the head replaces)
+    are ignored: they may be present or not.
     """
     sd = read_state_dict(path)
-    sd = {k: v for k, v in sd.items() if k not in ("logit_scale", "logit_bias")}
+    sd = {k: v for k, v in sd.items() if k not in ("logit_scale", "logit_bias") and k not in ignore}
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
@@ -249,8 +254,15 @@ def strip_projections(model: nn.Module, remove: bool) -> tuple[int, int]:
     Supports OpenCLIP's native ViT (``visual.proj``) and text transformer (``text_projection``), timm image
     towers (``visual.head.proj``/``mlp`` or the timm classifier) and Hugging Face text towers (``text.proj``).
     Towers whose projection cannot be removed (ResNet attention pooling) raise :class:`TowerError`.
+    Removing twice is harmless: the widths found the first time are returned again.
     """
-    return _strip_image(model.visual, remove), _strip_text(model, remove)
+    done = getattr(model, "_stripped_dims", None)
+    if done is not None:
+        return done
+    dims = _strip_image(model.visual, remove), _strip_text(model, remove)
+    if remove:
+        object.__setattr__(model, "_stripped_dims", dims)
+    return dims
 
 
 # ----------------------------------------------------------------------------------------------
