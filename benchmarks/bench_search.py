@@ -1,0 +1,241 @@
+"""Sparse search vs dense search, in one run: build time, memory, queries per second, approximate recall.
+
+Synthetic Sparse CLIP-like codes: 16,384 features, each item with 0.5-2% active (uniform), features drawn
+with a power-law frequency (rank r has weight (r + offset)^-alpha, so a few features are active in ~30% of
+items and most in well under 1%), lognormal positive values. Queries come from the same distribution.
+The dense reference is faiss ``IndexFlatIP`` (exact) on random unit 512-d vectors of the same count.
+
+    python benchmarks/bench_search.py --sizes 100000,1000000 --write-doc docs/search.md
+
+Timings are the best of ``--reps`` interleaved repetitions (the CPU is shared), so compare ratios within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from sparseclip.index import SparseIndex, approx, default_engine
+
+try:
+    import faiss
+except ImportError:  # pragma: no cover
+    faiss = None
+try:
+    from sparse_dot_topn import sp_matmul_topn
+except ImportError:  # pragma: no cover
+    sp_matmul_topn = None
+
+
+def synthetic_codes(n: int, d: int = 16384, lo: float = 0.005, hi: float = 0.02, alpha: float = 1.0,
+                    offset: float = 100.0, seed: int = 0, chunk: int = 50_000) -> sp.csr_matrix:
+    """``n`` non-negative sparse codes (CSR float32) with a power-law feature frequency."""
+    rng = np.random.default_rng(seed)
+    weights = (np.arange(d, dtype=np.float64) + offset) ** -alpha
+    cdf = np.cumsum(weights / weights.sum())
+    perm = np.random.default_rng(12345).permutation(d)  # the same features are frequent in items and queries
+    parts = []
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        draws_per_row = rng.integers(int(lo * d), int(hi * d) + 1, size=m)
+        rows = np.repeat(np.arange(m, dtype=np.int64), draws_per_row)
+        feats = perm[np.minimum(np.searchsorted(cdf, rng.random(rows.size)), d - 1)]
+        key = rows * d + feats
+        key.sort()
+        key = key[np.r_[True, key[1:] != key[:-1]]]  # drop repeated draws
+        r, c = key // d, key % d
+        indptr = np.r_[0, np.cumsum(np.bincount(r, minlength=m))]
+        vals = rng.lognormal(0.0, 0.75, key.size).astype(np.float32)
+        parts.append(sp.csr_matrix((vals, c.astype(np.int32), indptr), shape=(m, d)))
+    return sp.vstack(parts, format="csr")
+
+
+def best_time(fn, reps: int) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def recall_at(exact: np.ndarray, got: np.ndarray) -> float:
+    return float(np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max((a >= 0).sum(), 1)
+                          for a, b in zip(exact, got, strict=True)]))
+
+
+def bench_size(n: int, args) -> tuple[list[dict], dict]:
+    k, reps = args.k, args.reps
+    rows: list[dict] = []
+    t = time.perf_counter()
+    codes = synthetic_codes(n, args.dim, args.density_min, args.density_max, args.alpha, args.offset, seed=1)
+    queries = synthetic_codes(args.queries, args.dim, args.density_min, args.density_max, args.alpha,
+                              args.offset, seed=2)
+    gen_s = time.perf_counter() - t
+    freq = np.bincount(codes.indices, minlength=args.dim) / n
+    t = time.perf_counter()
+    index = SparseIndex.build(codes)
+    build_s = time.perf_counter() - t
+    del codes
+    gc.collect()
+    q = index.prepare_queries(queries)
+    touched = np.diff(index.codes.indptr)[q.indices].sum() / q.shape[0]
+    stats = {"n": n, "gen_s": gen_s, "l0": index.nnz / n, "l0_pct": 100 * index.nnz / n / args.dim,
+             "max_freq": float(freq.max()), "median_freq": float(np.median(freq)), "touched": float(touched)}
+    singles = [q[i] for i in range(min(args.single, q.shape[0]))]
+    engine = args.engine or default_engine()
+    index.search_rows(q[:2], k, engine=engine)  # compile / warm up
+
+    def single(search, qs):
+        return lambda: [search(x) for x in qs]
+
+    exact_rows, _ = index.search_rows(q, k, engine=engine)
+    measure = {
+        f"sparse exact ({engine})": (
+            lambda: index.search_rows(q, k, engine=engine),
+            single(lambda x: index.search_rows(x, k, engine=engine), singles)),
+    }
+    if engine != "scipy" and args.scipy:
+        nb = min(q.shape[0], args.single)
+        measure["sparse exact (scipy)"] = (lambda: index.search_rows(q[:nb], k, engine="scipy"),
+                                           single(lambda x: index.search_rows(x, k, engine="scipy"), singles))
+    built = {name: (build_s, index.nbytes) for name in measure}
+    batch_n = {name: q.shape[0] for name in measure}
+    if "sparse exact (scipy)" in batch_n:
+        batch_n["sparse exact (scipy)"] = min(q.shape[0], args.single)
+    if sp_matmul_topn is not None and args.sdt:
+        post_t = index.codes.T  # CSR view (features x items): what sparse_dot_topn multiplies
+        name = "sparse_dot_topn (batch only)"
+        measure[name] = (lambda: sp_matmul_topn(q, post_t, top_n=k, sort=True, n_threads=os.cpu_count()), None)
+        built[name] = (build_s, index.nbytes)
+        batch_n[name] = q.shape[0]
+    recall: dict[str, float] = {}
+    if approx.available() and args.approx:
+        name = "sparse approx (seismic)"
+        t = time.perf_counter()
+        index.build_approximate(n_postings=args.seismic_postings)
+        built[name] = (time.perf_counter() - t, None)
+        qp = {"query_cut": args.seismic_query_cut, "heap_factor": args.seismic_heap_factor}
+        measure[name] = (lambda: index.search_rows(q, k, approximate=True, **qp),
+                         single(lambda x: index.search_rows(x, k, approximate=True, **qp), singles))
+        batch_n[name] = q.shape[0]
+        recall[name] = recall_at(exact_rows, index.search_rows(q, k, approximate=True, **qp)[0])
+    dense = None
+    if faiss is not None:
+        rng = np.random.default_rng(3)
+        xb = rng.standard_normal((n, args.dense_dim), dtype=np.float32)
+        faiss.normalize_L2(xb)
+        xq = rng.standard_normal((q.shape[0], args.dense_dim), dtype=np.float32)
+        faiss.normalize_L2(xq)
+        t = time.perf_counter()
+        dense = faiss.IndexFlatIP(args.dense_dim)
+        dense.add(xb)
+        name = f"dense exact (faiss IndexFlatIP, {args.dense_dim}-d)"
+        built[name] = (time.perf_counter() - t, dense.ntotal * args.dense_dim * 4)
+        del xb
+        nd = min(q.shape[0], args.dense_batch)
+        dense_singles = [xq[i:i + 1] for i in range(min(args.dense_single, len(singles)))]
+        measure[name] = (lambda: dense.search(xq[:nd], k),
+                         lambda: [dense.search(x, k) for x in dense_singles])
+        batch_n[name] = nd
+    times: dict[str, list[float]] = {name: [float("inf"), float("inf")] for name in measure}
+    for _ in range(reps):  # interleave methods so load changes hit all of them
+        for name, (batch_fn, single_fn) in measure.items():
+            times[name][0] = min(times[name][0], best_time(batch_fn, 1))
+            if single_fn is not None:
+                times[name][1] = min(times[name][1], best_time(single_fn, 1))
+    for name, (batch_t, single_t) in times.items():
+        n_single = len(singles) if not name.startswith("dense") else min(args.dense_single, len(singles))
+        rows.append({"n": n, "method": name, "build_s": built[name][0], "bytes": built[name][1],
+                     "batch_qps": batch_n[name] / batch_t,
+                     "single_qps": n_single / single_t if np.isfinite(single_t) else None,
+                     "recall": recall.get(name, 1.0 if name.startswith(("sparse exact", "dense")) else None)})
+    return rows, stats
+
+
+def fmt_table(rows: list[dict]) -> str:
+    dense = {r["n"]: r for r in rows if r["method"].startswith("dense")}
+    out = ["| items | method | build (s) | memory (MB) | batch QPS | single QPS | recall@10 | "
+           "batch / dense | single / dense |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d = dense.get(r["n"])
+        bx = f"{r['batch_qps'] / d['batch_qps']:.1f}x" if d else "-"
+        sx = f"{r['single_qps'] / d['single_qps']:.1f}x" if d and r["single_qps"] else "-"
+        mem = f"{r['bytes'] / 1e6:,.0f}" if r["bytes"] else "-"
+        single = f"{r['single_qps']:,.1f}" if r["single_qps"] else "-"
+        rec = f"{r['recall']:.3f}" if r["recall"] is not None else "-"
+        out.append(f"| {r['n']:,} | {r['method']} | {r['build_s']:.2f} | {mem} | {r['batch_qps']:,.1f} | "
+                   f"{single} | {rec} | {bx} | {sx} |")
+    return "\n".join(out)
+
+
+def fmt_stats(stats: list[dict]) -> str:
+    return "\n".join(
+        f"- {s['n']:,} items: mean {s['l0']:.0f} active features per item ({s['l0_pct']:.2f}%), most frequent "
+        f"feature in {100 * s['max_freq']:.0f}% of items, median feature in {100 * s['median_freq']:.2f}%; "
+        f"a query touches {s['touched']:,.0f} postings ({s['touched'] / s['n']:.2f} per item); "
+        f"data generated in {s['gen_s']:.0f} s" for s in stats)
+
+
+def write_doc(path: Path, text: str) -> None:
+    doc = path.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start not in doc or end not in doc:
+        raise SystemExit(f"{path}: no {start} ... {end} block to replace")
+    new = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{text}\n{end}", doc, flags=re.S)
+    path.write_text(new)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="100000,1000000", help="comma-separated item counts")
+    p.add_argument("--dim", type=int, default=16384)
+    p.add_argument("--density-min", type=float, default=0.005)
+    p.add_argument("--density-max", type=float, default=0.02)
+    p.add_argument("--alpha", type=float, default=1.0, help="power-law exponent of feature frequency")
+    p.add_argument("--offset", type=float, default=100.0, help="power-law rank offset (flattens the head)")
+    p.add_argument("--dense-dim", type=int, default=512)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--queries", type=int, default=500, help="batch size for batch QPS")
+    p.add_argument("--single", type=int, default=50, help="queries timed one at a time")
+    p.add_argument("--dense-batch", type=int, default=500, help="faiss batch size (<= --queries)")
+    p.add_argument("--dense-single", type=int, default=20, help="faiss single queries timed")
+    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--engine", choices=["numba", "scipy"], help="exact engine (default: numba if installed)")
+    p.add_argument("--no-scipy", dest="scipy", action="store_false", help="skip the scipy engine rows")
+    p.add_argument("--no-sdt", dest="sdt", action="store_false", help="skip sparse_dot_topn")
+    p.add_argument("--no-approx", dest="approx", action="store_false", help="skip Seismic")
+    p.add_argument("--seismic-postings", type=int, default=4000)
+    p.add_argument("--seismic-query-cut", type=int, default=50)
+    p.add_argument("--seismic-heap-factor", type=float, default=0.9)
+    p.add_argument("--write-doc", type=Path, help="replace the bench block of this markdown file")
+    args = p.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    rows, stats = [], []
+    for n in sizes:
+        r, s = bench_size(n, args)
+        rows += r
+        stats.append(s)
+        gc.collect()  # free this size's structures before the next
+        print(fmt_table([x for x in rows if x["n"] == n]), flush=True)
+    cmd = "python benchmarks/bench_search.py " + " ".join(os.sys.argv[1:])
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared)"
+    text = (f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}, {machine}, k={args.k}, "
+            f"batch of {args.queries} queries, best of {args.reps} interleaved runs)\n\n{fmt_table(rows)}\n\n"
+            f"{fmt_stats(stats)}")
+    print("\n" + text)
+    if args.write_doc:
+        write_doc(args.write_doc, text)
+        print(f"wrote {args.write_doc}")
+
+
+if __name__ == "__main__":
+    main()

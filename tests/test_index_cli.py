@@ -1,0 +1,122 @@
+"""`sparseclip index build/search/info` end to end on a micro model, and concepts.concept_features."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sparseclip import load_config
+from sparseclip.checkpoint import save_model
+from sparseclip.cli import main
+from sparseclip.concepts import concept_activations, concept_features
+from sparseclip.embed import encode_texts
+from sparseclip.index import SparseIndex
+from sparseclip.model import create_model, get_tokenizer
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = load_config("micro")
+    path = tmp_path_factory.mktemp("model") / "ckpt"
+    save_model(create_model(cfg.model), cfg, path)
+    return path
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_build_search_explain_and_append(ckpt, tmp_path, capsys):
+    idx = tmp_path / "idx"
+    code, out, _ = _run(capsys, "index", "build", ckpt, "--out", idx, "--n", 24, "--batch-size", 10)
+    assert code == 0 and "indexed 24 images" in out
+    index = SparseIndex.load(idx)
+    assert len(index) == 24 and index.ids[0] == "world:1:0" and index.model["checkpoint"] == str(ckpt.resolve())
+    assert index.captions and all(index.captions)
+
+    code, out, _ = _run(capsys, "index", "search", idx, "--text", "a red circle", "-k", 5, "--explain", 3, "--json")
+    assert code == 0
+    res = json.loads(out)
+    hits = res["hits"]
+    assert len(hits) == 5 and [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert hits[0]["score"] >= hits[-1]["score"]
+    for h in hits:
+        assert len(h["contributions"]) == 3
+        total = sum(c["contribution"] for c in h["contributions"]) + h["rest"]
+        assert total == pytest.approx(h["score"], rel=1e-4)
+
+    # the CLI's text query equals searching the library with the same model's code
+    from sparseclip.checkpoint import load_model
+
+    model, cfg = load_model(ckpt)
+    qcode = encode_texts(model, get_tokenizer(cfg.model), ["a red circle"])
+    assert [h.id for h in index.search(qcode, k=5)] == [h["id"] for h in hits]
+
+    code, out, _ = _run(capsys, "index", "build", ckpt, "--out", idx, "--n", 6, "--append")
+    assert code == 0 and "[30 items" in out
+    assert SparseIndex.load(idx).ids[24:] == [f"world:1:{i}" for i in range(24, 30)]
+
+    code, _, err = _run(capsys, "index", "build", ckpt, "--out", idx, "--n", 6)
+    assert code == 2 and "--append" in err
+
+    code, out, _ = _run(capsys, "index", "search", idx, "--text", "a shape", "-k", 30, "--exclude", "circle",
+                        "--concept-k", 1, "--json")
+    res = json.loads(out)
+    banned = res["filters"]["exclude 'circle'"]
+    assert len(banned) == 1
+    rows = [h["row"] for h in res["hits"]]
+    assert np.all(index.item_values(rows, banned) == 0) if rows else True
+
+    code, out, _ = _run(capsys, "index", "info", idx)
+    assert code == 0 and "30 items" in out
+
+
+def test_images_dir_and_image_query(ckpt, tmp_path, capsys):
+    imgs = tmp_path / "imgs"
+    (imgs / "sub").mkdir(parents=True)
+    for i, colour in enumerate(["red", "blue", "green"]):
+        Image.new("RGB", (40, 40), colour).save(imgs / "sub" / f"{i}.png")
+    (imgs / "broken.jpg").write_bytes(b"not an image")
+    code, out, _ = _run(capsys, "index", "build", ckpt, "--out", tmp_path / "idx", "--images-dir", imgs)
+    assert code == 0 and "indexed 3 images" in out and "bad_image" in out
+    code, out, _ = _run(capsys, "index", "search", tmp_path / "idx", "--image", imgs / "sub" / "1.png", "-k", 1,
+                        "--json")
+    assert json.loads(out)["hits"][0]["id"].endswith("1.png")
+
+
+def test_cli_errors_are_one_line(ckpt, tmp_path, capsys):
+    code, _, err = _run(capsys, "index", "search", tmp_path / "missing", "--text", "x")
+    assert code == 2 and "no index directory" in err and "Traceback" not in err
+    (tmp_path / "junk").mkdir()
+    code, _, err = _run(capsys, "index", "search", tmp_path / "junk", "--text", "x")
+    assert code == 2 and "not a sparseclip index" in err
+    code, _, err = _run(capsys, "index", "build", ckpt, "--out", tmp_path / "i", "--images-dir", tmp_path / "junk")
+    assert code == 2 and "no images" in err
+    SparseIndex.build(np.eye(4, dtype=np.float32)).save(tmp_path / "nomodel")
+    code, _, err = _run(capsys, "index", "search", tmp_path / "nomodel", "--text", "x")
+    assert code == 2 and "--model" in err
+    code, _, err = _run(capsys, "index", "search", tmp_path / "nomodel", "--text", "x", "--model", ckpt)
+    assert code == 2 and "512-feature" in err
+
+
+def test_concept_features_are_the_phrase_code_top_k(ckpt):
+    from sparseclip.checkpoint import load_model
+
+    model, cfg = load_model(ckpt)
+    tok = get_tokenizer(cfg.model)
+    code = encode_texts(model, tok, ["red"])[0]
+    feats = concept_features(model, tok, "red", k=5)
+    assert feats == code.topk(5).indices.tolist()
+    diff = code - encode_texts(model, tok, ["a shape"])[0]
+    assert concept_features(model, tok, "red", k=4, baseline="a shape") == [
+        i for i in diff.topk(4).indices.tolist() if diff[i] > 0]
+    mean = encode_texts(model, tok, ["red", "a red thing"]).mean(0)
+    assert torch.allclose(concept_activations(model, tok, ["red", "a red thing"]), mean)
+    assert concept_features(model, tok, "red", k=5, min_activation=1e9) == []
+    with pytest.raises(ValueError):
+        concept_features(model, tok, "", k=3)
