@@ -214,3 +214,33 @@ def test_occlusion_heatmap_finds_the_patch():
     assert heat[0, 0] == pytest.approx(1.0) and np.abs(heat.ravel()[1:]).max() == pytest.approx(0.0)
     with pytest.raises(ValueError, match="patch"):
         occlusion_heatmap(encode, image, feature=1, patch=9)
+
+
+def test_summarize_row_and_varied_feature_selection():
+    from sparseclip.interpret import AnalysisData, CodeSet, select_features, summarize
+
+    labels = [{"color:red", "shape:star"} if i % 2 == 0 else {"color:blue", "shape:circle"} for i in range(8)]
+    labels[1] = {"color:blue", "shape:star"}  # star no longer coincides with red
+    y = concept_matrix(labels)
+    red = y[:, CONCEPTS.index("color:red")].astype(float)
+    star = y[:, CONCEPTS.index("shape:star")].astype(float)
+    noisy_star = star.copy()
+    noisy_star[[2, 4]] = 0.0
+    img = np.stack([red, 0.5 * red, red * 0.9, noisy_star], axis=1)
+    txt = np.stack([red, 0.0 * red, red, star], axis=1)
+    terms = np.array([[1.0, 0.3, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    data = AnalysisData(images=[], captions=[""] * 8, concepts=y, vocab=["red", "star"])
+    a = summarize(CodeSet("toy", img, txt, terms), data, reference_image=np.eye(8))
+    row = a.row
+    assert row["model"] == "toy" and row["L0_image"] == pytest.approx(img.astype(bool).sum(1).mean())
+    assert row["clarity"] == pytest.approx(0.0)  # orthonormal reference: distinct inputs never alike
+    assert row["clarity_random"] == pytest.approx(0.0)
+    assert row["multimodal_frac"] == pytest.approx(3 / 4)  # feature 1 never fires on text
+    assert row["monosemantic_frac"] == pytest.approx(3 / 4)
+    assert a.names[0] == "red" and a.names[3] == "star"
+    assert row["name_match_rate"] == pytest.approx(1.0)
+    # the best "star" feature comes right after the best "red" one, before the other red detectors
+    assert select_features(a, 2) == [0, 3]
+    assert select_features(a, 4, by="density") == [int(i) for i in np.argsort(-a.modality.density, kind="stable")]
+    with pytest.raises(ValueError, match="select"):
+        select_features(a, 2, by="nope")

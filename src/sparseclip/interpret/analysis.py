@@ -104,19 +104,29 @@ def _class_consistency(codes: CodeSet, data: AnalysisData, tau: float, n_min: in
 
 
 def select_features(a: ModelAnalysis, k: int, by: str = "auroc") -> list[int]:
-    """``k`` live features to show: by best ground-truth AUROC (``auroc``, ties broken by density), by
-    firing frequency (``frequency``) or by activation density (``density``)."""
-    feats = np.flatnonzero(a.live_image)
+    """``k`` live features to show.
+
+    ``auroc``: varied and interpretable: features are grouped by their best ground-truth concept, each
+    group sorted by AUROC, and the groups are taken round-robin (the best feature of every concept
+    first), so a handful of concepts that many features detect (e.g. the background) cannot fill the
+    list. ``frequency``: by firing frequency. ``density``: by activation density.
+    """
+    feats = [int(f) for f in np.flatnonzero(a.live_image)]
     if by == "auroc":
-        key = [(-a.align.feature_best_auroc.get(int(f), 0.5), -a.modality.density[f]) for f in feats]
-    elif by == "frequency":
-        key = [(-a.freq[f], int(f)) for f in feats]
-    elif by == "density":
-        key = [(-a.modality.density[f], int(f)) for f in feats]
-    else:
-        raise ValueError(f"select: must be auroc, frequency or density, got {by!r}")
-    order = sorted(range(len(feats)), key=lambda i: key[i])
-    return [int(feats[i]) for i in order[:k]]
+        auc = a.align.feature_best_auroc
+        groups: dict[str, list[int]] = {}
+        for f in sorted(feats, key=lambda f: (-auc.get(f, 0.5), -a.modality.density[f], f)):
+            groups.setdefault(a.align.feature_best_concept.get(f, ""), []).append(f)
+        order = []
+        for rank in range(max((len(g) for g in groups.values()), default=0)):
+            layer = [g[rank] for g in groups.values() if rank < len(g)]
+            order += sorted(layer, key=lambda f: (-auc.get(f, 0.5), f))
+        return order[:k]
+    if by == "frequency":
+        return sorted(feats, key=lambda f: (-a.freq[f], f))[:k]
+    if by == "density":
+        return sorted(feats, key=lambda f: (-a.modality.density[f], f))[:k]
+    raise ValueError(f"select: must be auroc, frequency or density, got {by!r}")
 
 
 def modality_summary(a: ModelAnalysis, bins: int = 10) -> list[int]:
