@@ -112,3 +112,19 @@ def test_derived_codes_apply_a_post_hoc_encoder(runs):
     assert a.row["L0_image"] < 256
     heat_codes = coded.encode_image(torch.zeros(1, 3, 32, 32))
     assert heat_codes.shape == (1, 256)
+
+
+def test_analyze_cli_sae_rows(runs, tmp_path):
+    pytest.importorskip("sparseclip.sae")
+    out = tmp_path / "an"
+    rc = main(["analyze", str(runs / "sparse" / "final"), "--dense", str(runs / "dense"), "--sae",
+               "--sae-steps", "3", "--sae-train", "16", "--n", "24", "--n-task", "0", "--features", "1",
+               "--no-dynamics", "--no-heatmaps", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    names = [r["model"] for r in rows]
+    assert names[:2] == ["sparse (micro)", "dense (micro)"] and len(rows) == 2 + 6
+    assert any(n.startswith("sae-topk") for n in names) and any("matryoshka" in n for n in names)
+    topk8 = next(r for r in rows if r["model"] == "sae-topk-k8")
+    assert topk8["L0_image"] <= 8 and topk8["code_dim"] == 512 and "fvu_image" in topk8
+    assert not (out / "dynamics.json").exists()

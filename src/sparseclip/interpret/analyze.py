@@ -160,7 +160,13 @@ def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: in
     x_txt = _np(encode_texts(dmodel, get_tokenizer(dcfg.model), world_caps))
     k_match = max(1, min(width, round(match_l0)))
     ks = sorted({8, 32, k_match})
-    saes = sae_lib.train_baselines(x_img, x_txt, width=width, ks=ks, batch_k=k_match, steps=cfg.sae_steps)
+    from tqdm.auto import tqdm
+
+    saes = {}
+    for spec in tqdm(sae_lib.baseline_specs(ks, batch_k=k_match), desc="SAEs", disable=not cfg.progress):
+        s = sae_lib.train_sae(spec["kind"], (x_img, x_txt), width, k=spec.get("k"), l1=spec.get("l1"),
+                              steps=cfg.sae_steps)
+        saes[s.name] = s
     notes.append(f"SAEs: width {width} (the sparse code's), k in {ks} (k={k_match} matches the sparse image "
                  f"L0), {cfg.sae_steps} steps on dense embeddings of {cfg.sae_train} training images and "
                  "their captions")
