@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wordfreq", type=int, default=0, metavar="N", help="add the N commonest English words")
     p.add_argument("--no-dynamics", action="store_true", help="skip the training-dynamics pass")
     p.add_argument("--no-heatmaps", action="store_true", help="skip occlusion heatmaps")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
                         sae=args.sae, sae_steps=args.sae_steps, sae_train=args.sae_train,
                         wordnet=args.wordnet, wordfreq=args.wordfreq, dynamics=not args.no_dynamics,
                         heatmaps=not args.no_heatmaps, progress=not args.no_progress)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     opts = Options(tau=args.tau, n_min=args.n_min, band=(lo, hi))
     out = analyze(args.target, dense=args.dense, out=args.out, cfg=cfg, opts=opts)
     print(f"analysis written to {out}")

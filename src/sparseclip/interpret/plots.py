@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 
 
-def _figure(width: float = 6.0, height: float = 4.0):
+def _figure(width: float = 6.0, height: float = 4.0, rows: int = 1, cols: int = 1):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    return plt, plt.subplots(figsize=(width, height), dpi=100)
+    return plt, plt.subplots(rows, cols, figsize=(width, height), dpi=100, squeeze=False if rows * cols > 1
+                             else True)
 
 
 def _save(plt, fig, path: str | Path) -> Path:
@@ -45,25 +46,26 @@ def frequency_histogram_plot(freqs: Mapping[str, np.ndarray], path: str | Path, 
 
 
 def modality_scatter(points: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
-                     band: tuple[float, float] = (0.1, 0.9)) -> Path:
+                     band: tuple[float, float] = (0.1, 0.9), max_cols: int = 4) -> Path:
     """Image share (y) against activation density (log x) of live features, one panel per model."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     n = max(len(points), 1)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), dpi=100, squeeze=False)
-    for ax, (name, (density, share)) in zip(axes[0], points.items(), strict=False):
+    cols = min(n, max_cols)
+    rows = -(-n // cols)
+    plt, (fig, axes) = _figure(4.2 * cols, 3.6 * rows, rows=rows, cols=cols)
+    flat = list(np.asarray(axes).ravel())
+    for ax, (name, (density, share)) in zip(flat, points.items(), strict=False):
         d, s = np.asarray(density), np.asarray(share)
         ok = (d > 0) & ~np.isnan(s)
         ax.scatter(d[ok], s[ok], s=6, alpha=0.5)
         ax.axhspan(band[0], band[1], color="green", alpha=0.07)
-        ax.set_xscale("log")
+        if ok.any():
+            ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("activation density")
         ax.set_ylabel("image share of activation mass")
-        ax.set_title(name)
+        ax.set_title(name, fontsize=10)
+    for ax in flat[len(points):]:
+        ax.axis("off")
     return _save(plt, fig, path)
 
 
