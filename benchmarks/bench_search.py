@@ -5,7 +5,7 @@ with a power-law frequency (rank r has weight (r + offset)^-alpha, so a few feat
 items and most in well under 1%), lognormal positive values. Queries come from the same distribution.
 The dense reference is faiss ``IndexFlatIP`` (exact) on random unit 512-d vectors of the same count.
 
-    python benchmarks/bench_search.py --sizes 100000,1000000 --write-doc docs/search.md
+    python benchmarks/bench_search.py --sizes 20000,100000,1000000 --write-doc docs/search.md
 
 Timings are the best of ``--reps`` interleaved repetitions (the CPU is shared), so compare ratios within a run.
 """
@@ -92,7 +92,8 @@ def bench_size(n: int, args) -> tuple[list[dict], dict]:
              "max_freq": float(freq.max()), "median_freq": float(np.median(freq)), "touched": float(touched)}
     singles = [q[i] for i in range(min(args.single, q.shape[0]))]
     engine = args.engine or default_engine()
-    index.search_rows(q[:2], k, engine=engine)  # compile / warm up
+    index.search_rows(q[:2], k, engine=engine)  # compile / warm up the batch and the single-query kernels
+    index.search_rows(q[:1], k, engine=engine)
 
     def single(search, qs):
         return lambda: [search(x) for x in qs]
@@ -118,10 +119,10 @@ def bench_size(n: int, args) -> tuple[list[dict], dict]:
         built[name] = (build_s, index.nbytes)
         batch_n[name] = q.shape[0]
     recall: dict[str, float] = {}
-    if approx.available() and args.approx:
+    if approx.available() and args.approx and n <= args.approx_max_n:
         name = "sparse approx (seismic)"
         t = time.perf_counter()
-        index.build_approximate(n_postings=args.seismic_postings)
+        index.build_approximate(n_postings=args.seismic_postings, centroid_fraction=args.seismic_centroids)
         built[name] = (time.perf_counter() - t, None)
         qp = {"query_cut": args.seismic_query_cut, "heap_factor": args.seismic_heap_factor}
         measure[name] = (lambda: index.search_rows(q, k, approximate=True, **qp),
@@ -213,9 +214,12 @@ def main() -> None:
     p.add_argument("--no-scipy", dest="scipy", action="store_false", help="skip the scipy engine rows")
     p.add_argument("--no-sdt", dest="sdt", action="store_false", help="skip sparse_dot_topn")
     p.add_argument("--no-approx", dest="approx", action="store_false", help="skip Seismic")
-    p.add_argument("--seismic-postings", type=int, default=4000)
-    p.add_argument("--seismic-query-cut", type=int, default=50)
-    p.add_argument("--seismic-heap-factor", type=float, default=0.9)
+    p.add_argument("--approx-max-n", type=int, default=20000,
+                   help="run Seismic only at sizes up to this (its build is slow at 16k features)")
+    p.add_argument("--seismic-postings", type=int, default=approx.DEFAULT_BUILD["n_postings"])
+    p.add_argument("--seismic-centroids", type=float, default=approx.DEFAULT_BUILD["centroid_fraction"])
+    p.add_argument("--seismic-query-cut", type=int, default=approx.DEFAULT_QUERY["query_cut"])
+    p.add_argument("--seismic-heap-factor", type=float, default=approx.DEFAULT_QUERY["heap_factor"])
     p.add_argument("--write-doc", type=Path, help="replace the bench block of this markdown file")
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]

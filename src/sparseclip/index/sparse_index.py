@@ -75,7 +75,9 @@ class SparseIndex:
             raise SparseIndexError(f"{codes.shape[0]} code rows but {len(ids)} ids")
         if captions is not None and len(captions) != len(ids):
             raise SparseIndexError(f"{len(ids)} ids but {len(captions)} captions")
-        self.codes = codes
+        self.codes = codes if getattr(codes, "format", None) == "csc" and codes.dtype == np.float32 else \
+            sp.csc_matrix(codes, dtype=np.float32)
+        self.codes.sort_indices()
         self.ids = list(ids)
         self.captions = None if captions is None else [str(c) for c in captions]
         self.normalize = normalize
@@ -110,11 +112,11 @@ class SparseIndex:
             raise SparseIndexError(f"{m.shape[0]} code rows but {len(new_ids)} ids")
         if captions is not None and len(captions) != len(new_ids):
             raise SparseIndexError(f"{len(new_ids)} ids but {len(captions)} captions")
+        self.codes = sp.vstack([self.codes, m.tocsc()], format="csc")
+        self.codes.sort_indices()
         if captions is not None or self.captions is not None:
             old = self.captions if self.captions is not None else [""] * start
             self.captions = old + ([str(c) for c in captions] if captions is not None else [""] * len(new_ids))
-        self.codes = sp.vstack([self.codes, m.tocsc()], format="csc")
-        self.codes.sort_indices()
         self.ids.extend(new_ids)
         self._approx = None
 
