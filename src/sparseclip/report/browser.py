@@ -49,9 +49,14 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     return proc
 
 
+def _url(page: str | Path) -> str:
+    return page if isinstance(page, str) and page.startswith("file:") else Path(page).resolve().as_uri()
+
+
 def dump_dom(page: str | Path, timeout: float = 90.0) -> str:
-    """The serialised DOM of a local HTML file after it loaded and its scripts ran."""
-    url = Path(page).resolve().as_uri()
+    """The serialised DOM of a local HTML file (a path, or a ``file:`` URL that may carry a ``#q=...``
+    filter) after it loaded and its scripts ran."""
+    url = _url(page)
     return _run(["--virtual-time-budget=3000", "--dump-dom", url], timeout).stdout
 
 
@@ -61,7 +66,7 @@ def screenshot(page: str | Path, png: str | Path, width: int = 1280, height: int
     out = Path(png).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     _run([f"--screenshot={out}", f"--window-size={width},{height}", "--virtual-time-budget=3000",
-          Path(page).resolve().as_uri()], timeout)
+          _url(page)], timeout)
     if not out.is_file():
         raise BrowserError(f"Chromium wrote no screenshot to {out}")
     return out

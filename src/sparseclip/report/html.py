@@ -292,6 +292,7 @@ if(ok&&m!=='all'){ok=!isNaN(s)&&(m==='multi'?(s>=0.1&&s<=0.9):m==='image'?s>0.9:
 c.hidden=!ok;if(ok)shown++;});count.textContent=shown+' of '+cards.length+' features shown';}
 function order(){var k=sort.value;cards.slice().sort(function(a,b){return k==='id'?num(a,k)-num(b,k):
 num(b,k)-num(a,k);}).forEach(function(c){grid.appendChild(c);});}
+var h=/^#q=(.*)$/.exec(location.hash);if(h){try{q.value=decodeURIComponent(h[1]);}catch(e){}}
 q.addEventListener('input',apply);mod.addEventListener('change',apply);
 sort.addEventListener('change',function(){order();apply();});apply();
 document.body.setAttribute('data-ready','1');})();

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from .model import SAE
 from .train import train_sae
 
-#: L1 coefficient of the ReLU baseline (gives an L0 of a few tens on unit-norm 128-d CLIP embeddings)
-DEFAULT_L1 = 3e-3
+#: L1 coefficient of the ReLU baseline (an L0 of ~5-30 on unit-norm CLIP embeddings after 1000 steps)
+DEFAULT_L1 = 0.05
 
 
 def baseline_specs(ks: Sequence[int] = (8, 32, 64), l1: float = DEFAULT_L1,

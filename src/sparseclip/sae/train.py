@@ -83,12 +83,25 @@ def calibrate_threshold(sae: SAE, x: torch.Tensor) -> float:
 
 
 def fit_sae(sae: SAE, sources: Sequence, steps: int = 2000, batch_size: int = 512, lr: float = 1e-3,
-            seed: int = 0, log_every: int = 0) -> SAE:
+            seed: int = 0, log_every: int = 0, threads: int | None = None) -> SAE:
     """Train ``sae`` in place on one or more embedding arrays (e.g. image and text) and return it.
 
     Deterministic for a given ``seed`` on a given machine. The learning rate decays linearly to zero over
     the last 20% of the steps; dictionary rows are re-normalised to unit length after every step.
+    ``threads`` sets torch's intra-op threads while training (restored after): 1 is much faster than
+    several on a busy machine, where threads wait for each other at every small operation.
     """
+    if threads is None:
+        return _fit(sae, sources, steps, batch_size, lr, seed, log_every)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _fit(sae, sources, steps, batch_size, lr, seed, log_every)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(sae: SAE, sources: Sequence, steps: int, batch_size: int, lr: float, seed: int, log_every: int) -> SAE:
     if steps < 1 or batch_size < 1:
         raise SAEError(f"steps and batch_size must be positive (got {steps}, {batch_size})")
     data = [sae.prepare(s) for s in sources]
@@ -131,7 +144,7 @@ def fit_sae(sae: SAE, sources: Sequence, steps: int = 2000, batch_size: int = 51
 
 def train_sae(kind: str, x, width: int, k: int | None = None, l1: float | None = None, steps: int = 2000,
               seed: int = 0, batch_size: int = 512, lr: float = 1e-3, normalize: bool = True,
-              groups: list[int] | None = None, log_every: int = 0) -> SAE:
+              groups: list[int] | None = None, log_every: int = 0, threads: int | None = None) -> SAE:
     """Build and train an SAE of ``kind`` on ``x``: one (N, d) array, or a tuple/list of arrays
     (e.g. ``(image_emb, text_emb)``) that each get an equal share of every batch."""
     sources = list(x) if isinstance(x, (tuple, list)) else [x]
@@ -140,4 +153,4 @@ def train_sae(kind: str, x, width: int, k: int | None = None, l1: float | None =
     d = int(torch.as_tensor(sources[0]).shape[-1])
     cfg = SAEConfig(kind=kind, d=d, width=width, k=k, l1=l1, normalize=normalize, groups=groups)
     return fit_sae(SAE(cfg, seed=seed), sources, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                   log_every=log_every)
+                   log_every=log_every, threads=threads)
