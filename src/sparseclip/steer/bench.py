@@ -1,0 +1,236 @@
+"""The steering benchmark (the paper's ImageNet protocol, on the procedural world).
+
+For each one-object validation image: suppress its true concept (its colour, or its shape) and boost another
+one (chosen deterministically), ask the VLM, and score the answer (:mod:`.scoring`). Sweep K (features per
+concept) x strength (relative to each feature's reference percentile) for a Sparse CLIP; sweep the strength of
+the comparable dense edit (add the scaled difference of the target's and source's text embeddings) for a
+dense CLIP. Zero-shot classification of the edited codes (no LM) is reported alongside. The setting is chosen
+on a *select* split (highest success with corruption <= the budget) and reported on a disjoint *test* split.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.tasks import TASK_SPECS, hash_seed
+from ..data.world import COLORS, SHAPES, World
+from ..embed import encode_images
+from .interventions import (
+    FeatureReference,
+    Intervention,
+    apply_intervention,
+    concept_features_checked,
+    dense_shift,
+    steered_zero_shot,
+    text_direction,
+)
+from .scoring import score
+from .text import QUESTIONS
+from .vlm import AdapterVLM
+
+VALUES = {"color": list(COLORS), "shape": list(SHAPES)}
+ATTRIBUTE_QUESTION = {"color": QUESTIONS["color"], "shape": QUESTIONS["shape"]}
+
+
+@dataclass
+class BenchConfig:
+    """What the sweep covers."""
+
+    n_images: int = 100  # per split and concept kind
+    ks: tuple[int, ...] = (1, 2, 4, 8)
+    strengths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # x the feature's reference percentile
+    dense_strengths: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)  # x the mean image-code norm
+    kinds: tuple[str, ...] = ("color", "shape")
+    percentile: float = 99.0
+    n_reference: int = 1000
+    max_corruption: float = 0.05
+    seed: int = 1
+
+
+@dataclass
+class Item:
+    index: int
+    kind: str
+    source: str
+    target: str
+
+
+def split_items(kind: str, split: str, n: int, seed: int, image_size: int):
+    """``n`` one-object scenes of a split with (source = true value, target = another value), and images."""
+    world = World(seed=hash_seed(seed, f"steer-{split}-{kind}"), image_size=image_size, max_objects=1)
+    values = VALUES[kind]
+    items, images = [], []
+    for i in range(n):
+        scene = world.scene(i)
+        src = getattr(scene.objects[0], kind)
+        j = values.index(src)
+        tgt = values[(j + 1 + i % (len(values) - 1)) % len(values)]
+        items.append(Item(i, kind, src, tgt))
+        images.append(world.render(scene, i))
+    return items, images
+
+
+def _score_rows(answers: list[str], question: str, items: list[Item]) -> dict[str, float]:
+    s = [score(a, question, it.source, it.target) for a, it in zip(answers, items, strict=True)]
+    n = max(1, len(s))
+    return {k: sum(r[k] for r in s) / n for k in ("success", "corrupt", "clean_success")}
+
+
+class _Split:
+    """A split's images and codes, grouped by concept kind."""
+
+    def __init__(self, model, image_size: int, name: str, cfg: BenchConfig):
+        self.name = name
+        self.items: dict[str, list[Item]] = {}
+        self.codes: dict[str, torch.Tensor] = {}
+        for kind in cfg.kinds:
+            items, images = split_items(kind, name, cfg.n_images, cfg.seed, image_size)
+            self.items[kind] = items
+            self.codes[kind] = encode_images(model, images, image_size)
+
+
+def _evaluate(vlm: AdapterVLM, model, tokenizer, split: _Split, edit: Callable[[torch.Tensor, Item], torch.Tensor]
+              ) -> dict:
+    """Answers to both questions for every item after ``edit``; the scores, per kind and overall."""
+    out: dict = {}
+    totals: dict[str, dict[str, float]] = {}
+    for kind, items in split.items.items():
+        codes = torch.stack([edit(split.codes[kind][i], it) for i, it in enumerate(items)])
+        res = {}
+        for qname, question in (("caption", QUESTIONS["caption"]), ("attribute", ATTRIBUTE_QUESTION[kind])):
+            res[qname] = _score_rows(vlm.generate(codes, question), question, items)
+        classnames, templates = TASK_SPECS[kind]
+        pred = steered_zero_shot(model, tokenizer, codes, classnames, templates)
+        res["zeroshot_target"] = sum(classnames[p] == it.target for p, it in zip(pred.tolist(), items,
+                                                                                  strict=True)) / len(items)
+        out[kind] = res
+        for key, val in res.items():
+            if isinstance(val, dict):
+                for m, v in val.items():
+                    totals.setdefault(key, {}).setdefault(m, 0.0)
+                    totals[key][m] += v / len(split.items)
+            else:
+                totals.setdefault("zeroshot_target", {}).setdefault("rate", 0.0)
+                totals["zeroshot_target"]["rate"] += val / len(split.items)
+    out["all"] = totals
+    return out
+
+
+def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: BenchConfig, method: str,
+                  reference_codes: torch.Tensor, log: Callable[[str], None] | None = None) -> dict:
+    """Sweep one model (``method`` "sparse" or "dense") on both splits; rows of scores per setting."""
+    reference = FeatureReference(reference_codes, cfg.percentile)
+    splits = [_Split(model, image_size, name, cfg) for name in ("select", "test")]
+    values = sorted({v for k in cfg.kinds for v in VALUES[k]})
+    rows = []
+    base = {s.name: _evaluate(vlm, model, tokenizer, s, lambda c, it: c) for s in splits}
+    rows.append({"method": method, "k": 0, "strength": 0.0, **{s: base[s]["all"] for s in base}, "detail": base})
+    if method == "sparse":
+        feats = {v: concept_features_checked(model, tokenizer, v, max(cfg.ks)) for v in values}
+        settings = [(k, s) for k in cfg.ks for s in cfg.strengths]
+    else:
+        dirs = {(a, b): text_direction(model, tokenizer, a, b) for a in values for b in values if a != b}
+        settings = [(0, s) for s in cfg.dense_strengths]
+    for k, strength in settings:
+        if method == "sparse":
+            def edit(c, it, k=k, strength=strength):
+                iv = Intervention(tuple(feats[it.source][:k]), tuple(feats[it.target][:k]), strength, True)
+                return apply_intervention(c, iv, reference)
+        else:
+            def edit(c, it, strength=strength):
+                return dense_shift(c, dirs[(it.source, it.target)], strength, reference.mean_norm)
+        res = {s.name: _evaluate(vlm, model, tokenizer, s, edit) for s in splits}
+        rows.append({"method": method, "k": k, "strength": strength, **{s: res[s]["all"] for s in res}, "detail": res})
+        if log:
+            t = res["test"]["all"]["caption"]
+            log(f"{method} k={k} strength={strength}: caption success {t['success']:.2f} "
+                f"corrupt {t['corrupt']:.2f}")
+    return {"method": method, "config": asdict(cfg), "rows": rows,
+            "features": feats if method == "sparse" else None}
+
+
+def choose(rows: list[dict], question: str, max_corruption: float) -> dict:
+    """The edited setting with the highest select-split success among those within the corruption budget
+    (ties: fewer features, then lower strength); the least corrupting one if none is within it."""
+    edited = [r for r in rows if r["strength"] > 0]
+    ok = [r for r in edited if r["select"][question]["corrupt"] <= max_corruption]
+    if ok:
+        return max(ok, key=lambda r: (r["select"][question]["success"], -r["k"], -r["strength"]))
+    return min(edited, key=lambda r: (r["select"][question]["corrupt"], -r["select"][question]["success"]))
+
+
+def markdown_table(results: list[dict], question: str = "caption") -> str:
+    """One Markdown table: a row per method and setting, select and test scores for ``question``."""
+    lines = ["| method | K | strength | select success | select corrupt | test success | test corrupt | "
+             "test clean success | test zero-shot -> target |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        best = choose(res["rows"], question, res["config"]["max_corruption"])
+        for r in res["rows"]:
+            mark = " **(chosen)**" if r is best else (" (no edit)" if r["strength"] == 0 else "")
+            sel, te = r["select"][question], r["test"][question]
+            k = "-" if r["method"] == "dense" else str(r["k"])
+            lines.append(f"| {r['method']}{mark} | {k} | {r['strength']:g} | {sel['success']:.1%} | "
+                         f"{sel['corrupt']:.1%} | {te['success']:.1%} | {te['corrupt']:.1%} | "
+                         f"{te['clean_success']:.1%} | {r['test']['zeroshot_target']['rate']:.1%} |")
+    return "\n".join(lines)
+
+
+def summary(results: list[dict]) -> dict:
+    """The chosen setting per method and question, with its test scores."""
+    out = {}
+    for res in results:
+        for question in ("caption", "attribute"):
+            b = choose(res["rows"], question, res["config"]["max_corruption"])
+            out[f"{res['method']}/{question}"] = {"k": b["k"], "strength": b["strength"],
+                                                  "select": b["select"][question], "test": b["test"][question],
+                                                  "test_zeroshot_target": b["test"]["zeroshot_target"]["rate"]}
+    return out
+
+
+def plot(results: list[dict], path: str | Path, question: str = "caption") -> None:
+    """Test-split success vs corruption: a line per K over strength (sparse), one for the dense edit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for res in results:
+        rows = [r for r in res["rows"] if r["strength"] > 0]
+        for k in sorted({r["k"] for r in rows}):
+            rs = sorted((r for r in rows if r["k"] == k), key=lambda r: r["strength"])
+            label = f"sparse K={k}" if res["method"] == "sparse" else "dense (text-difference shift)"
+            ax.plot([r["test"][question]["corrupt"] for r in rs], [r["test"][question]["success"] for r in rs],
+                    "o-" if res["method"] == "sparse" else "s--", label=label)
+    ax.axvline(0.05, color="grey", lw=0.8, ls=":")
+    ax.axhline(0.8, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("corruption rate (test)")
+    ax.set_ylabel("success rate (test)")
+    ax.set_title(f"Steering the VLM ({question} question); points: increasing strength")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_results(results: list[dict], out_dir: str | Path, command: str = "") -> dict:
+    """Write ``steering.json``, ``steering.md`` and ``steering.png`` into ``out_dir``; returns the summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summ = summary(results)
+    (out / "steering.json").write_text(json.dumps({"command": command, "summary": summ, "results": results},
+                                                  indent=1))
+    md = [f"Command: `{command}`", "", "Caption question (\"what is in the picture?\"):", "",
+          markdown_table(results, "caption"), "", "Attribute question (\"what colour is the shape?\" / "
+          "\"what shape is it?\"):", "", markdown_table(results, "attribute"), ""]
+    (out / "steering.md").write_text("\n".join(md))
+    plot(results, out / "steering.png")
+    return summ

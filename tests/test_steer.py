@@ -1,0 +1,178 @@
+"""Steering: interventions on codes, answer scoring, the adapter VLM on micro sizes, the steer CLI's errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from sparseclip.config import load_config
+from sparseclip.data.world import World
+from sparseclip.model import create_model, get_tokenizer
+from sparseclip.steer import (
+    FeatureReference,
+    Intervention,
+    SteerError,
+    WordTokenizer,
+    apply_intervention,
+    changed_features,
+    concept_intervention,
+    dense_shift,
+    score,
+    steered_zero_shot,
+    well_formed,
+)
+from sparseclip.steer.bench import choose
+from sparseclip.steer.text import Q_CAPTION, Q_COLOR, Q_SHAPE
+
+
+@pytest.fixture(scope="module")
+def micro():
+    torch.manual_seed(0)
+    cfg = load_config("micro")
+    return create_model(cfg.model).eval(), get_tokenizer(cfg.model), cfg
+
+
+# -- interventions ------------------------------------------------------------------------------------
+def test_suppress_zeroes_exactly_the_chosen_features():
+    torch.manual_seed(0)
+    codes = torch.rand(5, 32) + 0.1
+    out = apply_intervention(codes, Intervention(suppress=(3, 7)))
+    assert torch.all(out[:, [3, 7]] == 0)
+    keep = [i for i in range(32) if i not in (3, 7)]
+    assert torch.equal(out[:, keep], codes[:, keep])
+    assert torch.all(codes[:, [3, 7]] > 0)  # the input is not modified in place
+
+
+def test_boost_absolute_and_relative_to_reference_percentile():
+    torch.manual_seed(0)
+    ref = torch.zeros(1000, 8)
+    ref[:, 2] = torch.linspace(0, 10, 1000)  # 99th percentile ~ 9.9
+    ref[:, 5] = torch.linspace(0, 1, 1000)
+    ref[999, 6] = 4.0  # a rare feature: its 99th percentile is 0, so its maximum is the reference
+    reference = FeatureReference(ref, q=99)
+    codes = torch.rand(3, 8)
+    out = apply_intervention(codes, Intervention(boost=(2, 5, 6), strength=3.0, relative=True), reference)
+    p2, p5 = np.percentile(ref[:, 2].numpy(), 99), np.percentile(ref[:, 5].numpy(), 99)
+    assert torch.allclose(out[:, 2], torch.full((3,), 3.0 * p2))
+    assert torch.allclose(out[:, 5], torch.full((3,), 3.0 * p5))
+    assert torch.allclose(out[:, 6], torch.full((3,), 12.0))
+    absolute = apply_intervention(codes, Intervention(boost=(2,), strength=3.0), reference)
+    assert torch.all(absolute[:, 2] == 3.0)
+    with pytest.raises(SteerError, match="relative"):
+        apply_intervention(codes, Intervention(boost=(2,), relative=True))
+    with pytest.raises(SteerError, match="out of range"):
+        apply_intervention(codes, Intervention(suppress=(8,)))
+
+
+def test_changed_features_and_dense_shift():
+    code = torch.tensor([1.0, 0.0, 2.0, 0.5])
+    after = apply_intervention(code[None], Intervention(suppress=(2,), boost=(1,), strength=4.0))[0]
+    assert changed_features(code, after) == [(1, 0.0, 4.0), (2, 2.0, 0.0)]
+    d = torch.tensor([0.0, 1.0, -1.0, 0.0])
+    assert torch.allclose(dense_shift(code[None], d, 0.5, scale=2.0)[0], torch.tensor([1.0, 1.0, 1.0, 0.5]))
+
+
+def test_concept_intervention_uses_text_features(micro):
+    model, tok, _ = micro
+    from sparseclip.concepts import concept_features
+
+    iv = concept_intervention(model, tok, ["red"], ["blue"], k=3, strength=2.0, relative=False)
+    assert list(iv.boost) == concept_features(model, tok, "blue", 3)
+    assert list(iv.suppress) == concept_features(model, tok, "red", 3)
+    with pytest.raises(SteerError, match="unknown concept word 'dog'"):
+        concept_intervention(model, tok, ["dog"], [], vocabulary=WordTokenizer.for_world())
+    with pytest.raises(SteerError, match="nothing to do"):
+        concept_intervention(model, tok, [], [])
+
+
+def test_steered_zero_shot_flips_to_boosted_feature(micro):
+    model, tok, _ = micro
+    codes = torch.rand(4, model.code_dim)
+    names, templates = ["red", "blue"], ["a {} shape."]
+    with torch.no_grad():
+        w = torch.nn.functional.normalize(torch.stack([model.encode_text(tok([t.format(n) for t in templates])).mean(0)
+                                                       for n in names]), dim=-1)
+    target = int((w[1] - w[0]).argmax())  # the feature that favours "blue" over "red" most
+    assert steered_zero_shot(model, tok, codes, names, templates, Intervention(boost=(target,), strength=1e4)
+                             ).tolist() == [1, 1, 1, 1]
+    to_red = int((w[0] - w[1]).argmax())
+    assert steered_zero_shot(model, tok, codes, names, templates, Intervention(boost=(to_red,), strength=1e4)
+                             ).tolist() == [0, 0, 0, 0]
+
+
+# -- scoring ------------------------------------------------------------------------------------------
+def test_score_success_and_corruption_on_hand_written_answers():
+    assert score("a small blue circle at the top left", Q_CAPTION, "red", "blue") == \
+        {"success": True, "corrupt": False, "clean_success": True}
+    assert score("a small red circle at the top left", Q_CAPTION, "red", "blue")["success"] is False
+    both = score("two shapes: a red circle and a blue star", Q_CAPTION, "red", "blue")
+    assert both["success"] is False and both["corrupt"] is False
+    bad = score("a blue blue blue circle circle", Q_CAPTION, "red", "blue")
+    assert bad["success"] is True and bad["corrupt"] is True and bad["clean_success"] is False
+    assert well_formed("an orange star on a dark background", Q_CAPTION)
+    assert not well_formed("a " + "blue star and " * 6 + "a red cross", Q_CAPTION)  # too long
+    assert well_formed("blue", Q_COLOR) and not well_formed("blue star", Q_COLOR)
+    assert well_formed("star", Q_SHAPE) and not well_formed("", Q_SHAPE)
+    assert not score("bluebird", Q_COLOR, "red", "blue")["success"]  # whole words only
+
+
+def test_world_captions_are_all_well_formed():
+    world = World(seed=7)
+    assert all(well_formed(world.scene(i).caption, Q_CAPTION) for i in range(500))
+
+
+def test_choose_respects_corruption_budget():
+    def row(k, s, succ, corr):
+        r = {"success": succ, "corrupt": corr}
+        return {"k": k, "strength": s, "select": {"caption": r}, "test": {"caption": r}}
+    rows = [row(0, 0.0, 0.0, 0.0), row(1, 1.0, 0.6, 0.01), row(1, 4.0, 0.95, 0.2), row(2, 1.0, 0.7, 0.05)]
+    assert choose(rows, "caption", 0.05) is rows[3]
+    assert choose(rows, "caption", 0.0) is rows[1]  # nothing within budget: least corrupting
+
+
+# -- the VLM ------------------------------------------------------------------------------------------
+def test_vlm_trains_generates_and_round_trips(micro, tmp_path):
+    pytest.importorskip("transformers")
+    from sparseclip.steer.fit import VLMTrainConfig, image_codes, train_vlm
+    from sparseclip.steer.vlm import AdapterVLM
+
+    model, _, _ = micro
+    tcfg = VLMTrainConfig(n_images=48, lm_steps=40, stage1_steps=10, stage2_steps=10, batch_size=16, hidden=32,
+                          n_embd=32, n_layer=1, patch_tokens=True)
+    vlm, summary = train_vlm(model, 32, tcfg)
+    assert summary["lm_loss"] < 3.5  # from ~ln(vocab) = 4.2: the LM learns the world's language
+    world = World(seed=3, max_objects=1)
+    images = [world.render(world.scene(i), i) for i in range(3)]
+    codes, pcodes = image_codes(model, images, 32, patches=True)
+    assert pcodes.shape[:2] == (3, 16) and pcodes.shape[2] == model.code_dim
+    answers = vlm.generate(codes, Q_CAPTION, patch_codes=pcodes, max_new_tokens=12)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    vlm.save(tmp_path / "vlm")
+    again = AdapterVLM.load(tmp_path / "vlm")
+    assert again.generate(codes, Q_CAPTION, patch_codes=pcodes, max_new_tokens=12) == answers
+    with pytest.raises(SteerError, match="not a VLM directory"):
+        AdapterVLM.load(tmp_path)
+
+
+# -- CLI ----------------------------------------------------------------------------------------------
+def test_steer_cli_errors(micro, tmp_path, capsys):
+    from sparseclip.checkpoint import save_model
+    from sparseclip.cli import main
+
+    model, _, cfg = micro
+    assert main(["steer", "--model", str(tmp_path / "nope"), "--vlm", str(tmp_path), "--world-index", "0",
+                 "--suppress", "red"]) == 2
+    assert "no such checkpoint or run" in capsys.readouterr().err
+    ckpt = save_model(model, cfg, tmp_path / "ckpt")
+    pytest.importorskip("transformers")
+    from sparseclip.steer.vlm import AdapterVLM, VLMConfig, tiny_lm
+
+    tok = WordTokenizer.for_world()
+    AdapterVLM(VLMConfig(code_dim=model.code_dim, hidden=8), tiny_lm(len(tok), 1, 16, 2), tok).save(tmp_path / "v")
+    rc = main(["steer", "--model", str(ckpt), "--vlm", str(tmp_path / "v"), "--world-index", "0",
+               "--suppress", "dog", "--boost", "blue"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown concept word 'dog'" in err and "Traceback" not in err
+    rc = main(["steer", "--model", str(ckpt), "--vlm", str(tmp_path / "v"), "--world-index", "0",
+               "--suppress", "red", "--boost", "blue", "-k", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "before:" in out and "after:" in out and "changed features" in out
