@@ -26,6 +26,7 @@ try:  # optional: the fast engine
     from numba import njit, prange
 except ImportError:  # pragma: no cover - exercised where numba is absent
     numba = None
+    prange = range
 
 ENGINES = ("numba", "scipy")
 
@@ -35,67 +36,82 @@ def default_engine() -> str:
     return "numba" if numba is not None else "scipy"
 
 
-def _kernel(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, n_items, k, allowed, out_idx, out_val, n_threads):
-    """Top-k of each query (rows of the CSR triple ``q_*``) against the CSC postings ``p_*``."""
+def _jit(**flags):
+    """``numba.njit`` with on-disk caching, or nothing when numba is absent."""
+    return (lambda f: f) if numba is None else njit(cache=True, nogil=True, **flags)
+
+
+@_jit()
+def _one_query(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv, hi, out_idx, out_val):
+    """Scores of query ``qi`` into ``acc``, then its top ``k`` into row ``qi`` of the outputs (clears ``acc``)."""
+    for a in range(q_ptr[qi], q_ptr[qi + 1]):
+        j = q_idx[a]
+        v = q_val[a]
+        for b in range(p_ptr[j], p_ptr[j + 1]):
+            acc[p_idx[b]] += v * p_val[b]
+    use_mask = allowed.size > 0
+    size = 0
+    for i in range(acc.size):
+        x = acc[i]
+        if x == 0.0:
+            continue
+        acc[i] = 0.0
+        if x < 0.0 or (use_mask and not allowed[i]):
+            continue
+        if size < k:  # push, sift up
+            c = size
+            size += 1
+            while c > 0:
+                p = (c - 1) // 2
+                if hv[p] <= x:
+                    break
+                hv[c] = hv[p]
+                hi[c] = hi[p]
+                c = p
+            hv[c] = x
+            hi[c] = i
+        elif x > hv[0]:  # replace the root, sift down
+            c = 0
+            while True:
+                m = 2 * c + 1
+                if m >= k:
+                    break
+                if m + 1 < k and hv[m + 1] < hv[m]:
+                    m += 1
+                if hv[m] >= x:
+                    break
+                hv[c] = hv[m]
+                hi[c] = hi[m]
+                c = m
+            hv[c] = x
+            hi[c] = i
+    for r in range(size):
+        out_idx[qi, r] = hi[r]
+        out_val[qi, r] = hv[r]
+    for r in range(size, k):
+        out_idx[qi, r] = -1
+        out_val[qi, r] = -np.inf
+
+
+@_jit()
+def _search_serial(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, n_items, k, allowed, out_idx, out_val):
+    acc = np.zeros(n_items, np.float32)
+    hv = np.empty(k, np.float32)
+    hi = np.empty(k, np.int64)
+    for qi in range(q_ptr.size - 1):
+        _one_query(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv, hi, out_idx, out_val)
+
+
+@_jit(parallel=True)
+def _search_parallel(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, n_items, k, allowed, out_idx, out_val, n_threads):
     nq = q_ptr.size - 1
     nt = min(n_threads, nq)
-    use_mask = allowed.size > 0
-    for t in prange(nt):
+    for t in prange(nt):  # one accumulator per thread, queries strided over threads
         acc = np.zeros(n_items, np.float32)
         hv = np.empty(k, np.float32)
         hi = np.empty(k, np.int64)
         for qi in range(t, nq, nt):
-            for a in range(q_ptr[qi], q_ptr[qi + 1]):
-                j = q_idx[a]
-                v = q_val[a]
-                for b in range(p_ptr[j], p_ptr[j + 1]):
-                    acc[p_idx[b]] += v * p_val[b]
-            size = 0
-            for i in range(n_items):
-                x = acc[i]
-                if x == 0.0:
-                    continue
-                acc[i] = 0.0
-                if x < 0.0 or (use_mask and not allowed[i]):
-                    continue
-                if size < k:  # push, sift up
-                    c = size
-                    size += 1
-                    while c > 0:
-                        p = (c - 1) // 2
-                        if hv[p] <= x:
-                            break
-                        hv[c] = hv[p]
-                        hi[c] = hi[p]
-                        c = p
-                    hv[c] = x
-                    hi[c] = i
-                elif x > hv[0]:  # replace the root, sift down
-                    c = 0
-                    while True:
-                        m = 2 * c + 1
-                        if m >= k:
-                            break
-                        if m + 1 < k and hv[m + 1] < hv[m]:
-                            m += 1
-                        if hv[m] >= x:
-                            break
-                        hv[c] = hv[m]
-                        hi[c] = hi[m]
-                        c = m
-                    hv[c] = x
-                    hi[c] = i
-            for r in range(size):
-                out_idx[qi, r] = hi[r]
-                out_val[qi, r] = hv[r]
-            for r in range(size, k):
-                out_idx[qi, r] = -1
-                out_val[qi, r] = -np.inf
-
-
-if numba is not None:
-    _kernel_serial = njit(cache=True, nogil=True)(_kernel)
-    _kernel_parallel = njit(cache=True, nogil=True, parallel=True)(_kernel)
+            _one_query(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv, hi, out_idx, out_val)
 
 
 def _sort_rows(idx: np.ndarray, val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,9 +162,12 @@ def topk(queries: sp.csr_matrix, postings: sp.csc_matrix, k: int, allowed: np.nd
         idx = np.empty((nq, k), np.int64)
         val = np.empty((nq, k), np.float32)
         mask = np.zeros(0, np.bool_) if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
+        args = (queries.indptr.astype(np.int64), queries.indices.astype(np.int64), queries.data.astype(np.float32),
+                postings.indptr.astype(np.int64), postings.indices, postings.data, postings.shape[0], k, mask,
+                idx, val)
         n_threads = numba.get_num_threads() if nq > 1 else 1
-        kernel = _kernel_parallel if n_threads > 1 else _kernel_serial
-        kernel(queries.indptr.astype(np.int64), queries.indices.astype(np.int64),
-               queries.data.astype(np.float32), postings.indptr.astype(np.int64), postings.indices,
-               postings.data, postings.shape[0], k, mask, idx, val, n_threads)
+        if n_threads > 1:
+            _search_parallel(*args, n_threads)
+        else:  # one query: waking a thread pool costs more than it saves
+            _search_serial(*args)
     return _sort_rows(idx, val, k)
