@@ -244,3 +244,13 @@ def test_summarize_row_and_varied_feature_selection():
     assert select_features(a, 4, by="density") == [int(i) for i in np.argsort(-a.modality.density, kind="stable")]
     with pytest.raises(ValueError, match="select"):
         select_features(a, 2, by="nope")
+
+
+def test_markdown_table():
+    from sparseclip.interpret import markdown_table
+
+    text = markdown_table([{"model": "sparse", "L0_image": 123.456, "clarity": 0.51234, "active_pct": None}],
+                          columns=("L0_image", "clarity", "active_pct"))
+    lines = text.splitlines()
+    assert lines[0] == "| model | L0_image | clarity | active_pct |"
+    assert lines[2] == "| sparse | 123.5 | 0.512 | - |"

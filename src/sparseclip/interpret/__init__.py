@@ -7,7 +7,7 @@ apply equally to Sparse CLIP codes, dense CLIP embeddings and SAE codes.
 
 from .alignment import Alignment, alignment, concept_matrix, concept_terms, name_match_rate, name_matches
 from .analysis import ModelAnalysis, Options, select_features, summarize
-from .analyze import AnalysisError, AnalyzeConfig, analyze, run_dir_of
+from .analyze import AnalysisError, AnalyzeConfig, analyze, markdown_table, run_dir_of
 from .attribution import heatmap_overlay, occlusion_heatmap, save_heatmap
 from .clarity import clarity, feature_clarity, random_clarity
 from .dynamics import list_checkpoints, training_dynamics
@@ -41,6 +41,7 @@ from .stats import (
 __all__ = [
     "N_MIN", "TAU", "Alignment", "AnalysisData", "AnalysisError", "AnalyzeConfig", "CodeSet", "Modality",
     "ModelAnalysis", "Options", "active_fraction", "active_mask", "alignment", "analyze", "build_analysis_data",
+    "markdown_table",
     "build_vocabulary", "caption_ngrams", "clarity", "class_consistency", "common_words", "concept_matrix",
     "concept_terms", "dead_mask", "derived_codes", "effective_rank", "encode_model", "feature_clarity",
     "fire_counts", "firing_frequency", "frequency_histogram", "heatmap_overlay", "l0", "list_checkpoints",

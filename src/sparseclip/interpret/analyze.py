@@ -246,3 +246,23 @@ def _plots(analyses: list[ModelAnalysis], data: AnalysisData, dyn: dict | None, 
         over_training(dyn["steps"], {"image": dyn["L0_image"], "text": dyn["L0_text"]},
                       plots / "l0_over_training.png", "L0 (non-zeros per input)", "L0 over training", logy=True)
         modality_over_training(dyn["steps"], dyn["modality_hist"], plots / "modality_over_training.png")
+
+
+TABLE_COLUMNS = ("L0_image", "L0_text", "active_pct", "clarity", "multimodal_frac", "mean_best_auroc",
+                 "monosemantic_frac", "name_score", "name_match_rate", "class_consistency")
+
+
+def markdown_table(rows: list[dict], columns: tuple[str, ...] = TABLE_COLUMNS, digits: int = 3) -> str:
+    """``summary.json`` rows as a Markdown table (missing or null values shown as ``-``)."""
+
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.1f}" if abs(v) >= 10 else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for r in rows:
+        lines.append(f"| {r.get('model', '?')} | " + " | ".join(cell(r.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
