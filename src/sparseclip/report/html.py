@@ -256,8 +256,9 @@ font-variant-numeric:tabular-nums}th.model{font-weight:500}
 .tag-sae{background:var(--sae)}.tag-dense{background:var(--dense)}.tag-sparse{background:var(--sparse)}
 .notes{color:var(--muted);margin:8px 0}.plots{display:flex;flex-wrap:wrap;gap:14px}
 .plots figure{margin:0;background:var(--card);border:1px solid var(--line);padding:8px;border-radius:6px;
-max-width:100%}.plots img{max-width:100%;max-height:340px;display:block;margin:auto}figcaption{color:var(--muted);font-size:12px;
-text-align:center}pre.markdown{background:var(--card);border:1px solid var(--line);padding:10px;overflow:auto}
+max-width:100%}.plots img{max-width:100%;max-height:340px;display:block;margin:auto}
+figcaption{color:var(--muted);font-size:12px;text-align:center}
+pre.markdown{background:var(--card);border:1px solid var(--line);padding:10px;overflow:auto}
 .controls{display:flex;gap:10px;align-items:center;margin-bottom:12px;flex-wrap:wrap}
 .controls input{flex:1;min-width:220px;padding:6px 10px;border:1px solid var(--line);border-radius:6px}
 .controls select{padding:5px;border:1px solid var(--line);border-radius:6px}#count{color:var(--muted)}

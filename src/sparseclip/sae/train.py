@@ -108,9 +108,13 @@ def _fit(sae: SAE, sources: Sequence, steps: int, batch_size: int, lr: float, se
     if any(len(s) == 0 for s in data):
         raise SAEError("cannot train an SAE on an empty embedding array")
     gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # start the decoder bias at the (balanced) data mean
-        sae.b_dec.copy_(torch.stack([s.mean(0) for s in data]).mean(0))
-    opt = torch.optim.Adam(sae.parameters(), lr=lr, fused=True)
+    if not sae.train_info:  # a fresh SAE: start the decoder bias at the (balanced) data mean
+        with torch.no_grad():
+            sae.b_dec.copy_(torch.stack([s.mean(0) for s in data]).mean(0))
+    try:  # the fused CPU kernel (torch >= 2.4) is ~5x faster than the default for-each Adam
+        opt = torch.optim.Adam(sae.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        opt = torch.optim.Adam(sae.parameters(), lr=lr)
     decay_from = int(0.8 * steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 1.0 if s < decay_from else max(0.0, (steps - s) / max(1, steps - decay_from)))
