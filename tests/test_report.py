@@ -61,8 +61,9 @@ def make_run(root: Path) -> Path:
     _png(root / "outside.png", (1, 2, 3))
     for name in ("modality_scatter", "frequency_hist", "clarity"):
         _png(an / "plots" / f"{name}.png", (90, 140, 200), size=120)
-    (run / "results.json").write_text(json.dumps({"rows": [{"model": "dense", "zs_mean": 0.61},
-                                                            {"model": "sparse", "zs_mean": 0.63}]}))
+    wide = {f"zs_task{i}": 0.5 + i / 100 for i in range(12)}  # the demo's table is wide: shown transposed
+    (run / "results.json").write_text(json.dumps({"rows": [{"model": "dense", **wide, "zs_mean": 0.61},
+                                                            {"model": "sparse", **wide, "zs_mean": 0.63}]}))
     _png(run / "plots" / "accuracy.png", (20, 120, 20), size=100)
     return run
 
@@ -80,6 +81,7 @@ def test_renders_all_sections(run):
     for heading in ("Summary: dense vs sparse vs SAEs", "Plots", "Demo results", "Feature browser"):
         assert heading in page
     assert 'title="mean pairwise cosine similarity' in page  # known columns get explanations
+    assert page.count('<table class="data summary">') == 1 and page.count('<table class="data transposed') == 1
     assert "extra_metric" in page and ">31.5<" in page  # unknown numeric columns are shown too
     # plots in the issue's order: frequency histogram before the modality scatter
     assert page.index("frequency_hist.png") < page.index("modality_scatter.png")
