@@ -2,14 +2,24 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from sparseclip.cli import main
 from sparseclip.train import ablate
 from sparseclip.train.ablate import AblateError, compare, execute, load_grid, plan, resolve_grids, run_ablation
 
 # A microscopic base: the micro preset, 2 steps of 8 pairs, a tiny evaluation.
+# One thread: on a busy shared machine two spinning threads per run are many times slower.
 TINY = ["train.steps=2", "train.batch_size=8", "train.warmup=1", "train.log_every=1", "data.num_val=16",
-        "data.num_probe_train=16", "model.head.expansion=2"]
+        "data.num_probe_train=16", "model.head.expansion=2", "train.threads=1"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """train.threads sets torch's thread count for the process; give the other test files theirs back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
 
 
 def _grid(tmp_path, name, text):

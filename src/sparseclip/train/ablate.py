@@ -34,12 +34,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..checkpoint import latest_checkpoint, load_model  # noqa: E402
 from ..config import Config, ConfigError, apply_overrides, config_from_dict, load_config  # noqa: E402
+from ..data.tasks import TASK_SPECS  # noqa: E402
 from ..eval import evaluate  # noqa: E402
-from .demo import _fmt, _row, _same_config  # noqa: E402
+from .demo import _row, _same_config  # noqa: E402
 from .logger import read_log  # noqa: E402
 from .loop import train  # noqa: E402
 
 GRID_ORDER = ("expansion", "sparsifier", "cap", "placement")
+#: the mean zero-shot accuracy of guessing (balanced classes); accuracies within NEAR_CHANCE of it decide nothing
+CHANCE = float(np.mean([1 / len(classes) for classes, _ in TASK_SPECS.values()]))
+NEAR_CHANCE = 0.03
+AT_CHANCE = f"inconclusive at this scale (zero-shot accuracy within {100 * NEAR_CHANCE:.0f} points of chance)"
 
 #: run sizes: overrides on the built-in base (the ``micro`` preset). ``default`` is about an hour for all
 #: grids x 3 seeds on 2 idle CPU cores; ``quick`` a few minutes.
@@ -271,7 +276,8 @@ def grid_markdown(grid: Grid, agg: list[dict]) -> str:
              "| cell | code dim | seeds | " + " | ".join(h for _, h, _ in METRICS) + " |",
              "|---|---|---|" + "---|" * len(METRICS)]
     for e in agg:
-        vals = [f"{_fmt(e[k]['mean'] * s)} ± {_fmt(e[k]['std'] * s)}" for k, _, s in METRICS]
+        vals = [f"{e[k]['mean'] * s:.{0 if abs(e[k]['mean'] * s) >= 1000 else 1}f} ± {e[k]['std'] * s:.1f}"
+                for k, _, s in METRICS]
         lines.append(f"| {e['cell']} | {e['code_dim']} | {e['n']} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
 
@@ -294,6 +300,10 @@ def compare(a: dict, b: dict, key: str, scale: float = 1.0) -> tuple[float, str]
     return d, ("higher" if d > 0 else "lower") if abs(d) > 2 * se else "within noise"
 
 
+def _chance(*entries: dict) -> bool:
+    return all(e["zs_mean"]["mean"] < CHANCE + NEAR_CHANCE for e in entries)
+
+
 def _acc(e: dict) -> str:
     return f"{100 * e['zs_mean']['mean']:.1f} ± {100 * e['zs_mean']['std']:.1f}%"
 
@@ -312,10 +322,12 @@ def verdicts(aggs: dict[str, list[dict]]) -> list[str]:
     if dense and relus:
         d, w = compare(relus[0], dense, "zs_mean", 100)
         verdict = {"lower": "reproduced", "higher": "not reproduced"}.get(w, "inconclusive at this scale")
+        verdict = AT_CHANCE if _chance(relus[0], dense) else verdict
         out.append(f"**ReLU without expansion lowers accuracy**: {verdict}. ReLU at {relus[0]['code_dim']} dims "
                    f"{_acc(relus[0])} vs dense {_acc(dense)} zero-shot ({d:+.1f} points, {w}).")
-    if len(relus) > 1 and len(lins) > 1:
-        (r0, r1), (l0, l1) = (relus[0], relus[-1]), (lins[0], lins[-1])
+    if len(relus) > 1 and lins and (len(lins) > 1 or dense):
+        # without a linear_wide k=1 cell, the dense head is the same thing (a D -> D projection, no ReLU)
+        (r0, r1), (l0, l1) = (relus[0], relus[-1]), (lins[0] if len(lins) > 1 else dense, lins[-1])
         dr, wr = compare(r1, r0, "zs_mean", 100)
         dl, wl = compare(l1, l0, "zs_mean", 100)
         dz, wz = compare(r1, r0, "image_L0_pct")
@@ -323,6 +335,7 @@ def verdicts(aggs: dict[str, list[dict]]) -> list[str]:
         only = wl != "higher" or dl < dr
         verdict = ("reproduced" if acc_ok and sparse_ok and only else
                    "not reproduced" if wr == "lower" or wz == "higher" else "inconclusive at this scale")
+        verdict = AT_CHANCE if _chance(r0, r1, l0, l1) else verdict
         out.append(f"**Expansion raises accuracy and sparsity, only with the ReLU**: {verdict}. From "
                    f"{r0['code_dim']} to {r1['code_dim']} dims ReLU goes {_acc(r0)} -> {_acc(r1)} ({dr:+.1f}, {wr}) "
                    f"and image L0 {_l0(r0)} -> {_l0(r1)} of dims ({wz}); the linear_wide control goes {_acc(l0)} -> "
@@ -336,6 +349,7 @@ def verdicts(aggs: dict[str, list[dict]]) -> list[str]:
         losses = sum(w == "lower" for _, _, w in cmp)
         verdict = ("reproduced" if wins == len(cmp) else "not reproduced" if losses
                    else "partly reproduced" if wins else "inconclusive at this scale")
+        verdict = AT_CHANCE if _chance(relu, *others) else verdict
         detail = "; ".join(f"{e['cell']} {_acc(e)} ({d:+.1f} for ReLU, {w})" for e, d, w in cmp)
         out.append(f"**ReLU beats L1 and TopK**: {verdict}. ReLU {_acc(relu)} zero-shot vs {detail}.")
         start = relu["train_l0_start_pct"]["mean"]
@@ -389,6 +403,7 @@ def plot_grid(grid: Grid, agg: list[dict], out: Path) -> list[Path]:
         ax.set_xticklabels([e["cell"] for e in agg], rotation=40, ha="right", fontsize=7)
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
+    axes[0].axhline(100 * CHANCE, ls=":", color="grey")  # guessing
     fig.suptitle(grid.title, fontsize=10)
     paths.append(_save(fig, out / f"{grid.name}_bars.png"))
     if grid.x:
@@ -401,12 +416,14 @@ def plot_grid(grid: Grid, agg: list[dict], out: Path) -> list[Path]:
                 pts = sorted(((e["settings"][grid.x], e) for e in es if grid.x in e["settings"]), key=lambda p: p[0])
                 if len(pts) > 1:
                     ax.errorbar([p for p, _ in pts], [e[key]["mean"] * s for _, e in pts],
-                                yerr=[e[key]["std"] * s for _, e in pts], marker="o", capsize=3, label=name,
+                                yerr=[e[key]["std"] * s for _, e in pts], marker="o", capsize=3, label=name or None,
                                 color=f"C{i}")
                 else:  # a single reference cell (e.g. the dense head): a horizontal line
                     ax.axhline(es[0][key]["mean"] * s, ls="--", color=f"C{i}", label=es[0]["cell"])
             if grid.x == "model.head.expansion":
                 ax.set_xscale("log", base=2)
+            if key == "zs_mean":
+                ax.axhline(100 * CHANCE, ls=":", color="grey", label="chance")
             _style(ax, grid.x_label, title)
         paths.append(_save(fig, out / f"{grid.name}_vs_x.png"))
     fig, ax = plt.subplots(figsize=(6, 3.8))
@@ -422,7 +439,8 @@ def _style(ax, xlabel: str, title: str) -> None:
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
 
 
 def _save(fig, path: Path) -> Path:
@@ -475,8 +493,11 @@ def run_ablation(grid: str = "all", quick: bool = False, seeds: int = 3, out: st
         f"seeds {', '.join(map(str, range(seeds)))} (train.seed: initialisation; the data stream is the same "
         f"for every run); evaluation on {b.data.num_val} held-out images per task. Each value is mean ± std "
         f"over seeds. L0 = mean non-zero code dims per input; dead = % of dims that fire (> 0.001) on fewer "
-        f"than 2 evaluation inputs; train L0 = on the training batch, from log.jsonl. "
-        f"{len(unique)} runs, {time.time() - t_all:.0f} s this invocation.", "",
+        f"than 2 evaluation inputs; train L0 = % of positive code entries on the training batch, from log.jsonl "
+        f"(for the signed dense/linear_wide heads, L0 is 100% and train L0 / dead count positive entries, not "
+        f"sparsity). Chance level of the zero-shot mean: {100 * CHANCE:.1f}%. {len(unique)} distinct runs, "
+        f"{sum(r['train_seconds'] for r in done.values()):.0f} s of training in all; "
+        f"{time.time() - t_all:.0f} s this invocation.", "",
         "## Verdicts (difference 'higher'/'lower' = beyond 2 standard errors over seeds)", "",
         *[f"- {v}" for v in verdicts(aggs)], "",
     ]
