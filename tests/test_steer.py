@@ -176,3 +176,27 @@ def test_steer_cli_errors(micro, tmp_path, capsys):
                "--suppress", "red", "--boost", "blue", "-k", "2"])
     out = capsys.readouterr().out
     assert rc == 0 and "before:" in out and "after:" in out and "changed features" in out
+
+
+def test_benchmark_sweep_writes_table_json_and_plot(micro, tmp_path):
+    pytest.importorskip("transformers")
+    import json
+
+    from sparseclip.steer.bench import BenchConfig, run_benchmark, write_results
+    from sparseclip.steer.vlm import AdapterVLM, VLMConfig, tiny_lm
+
+    model, tok, _ = micro
+    wtok = WordTokenizer.for_world()
+    vlm = AdapterVLM(VLMConfig(code_dim=model.code_dim, hidden=8), tiny_lm(len(wtok), 1, 16, 2), wtok).eval()
+    cfg = BenchConfig(n_images=3, ks=(1, 2), strengths=(1.0,), dense_strengths=(0.5,))
+    ref = torch.rand(50, model.code_dim)
+    sparse = run_benchmark(vlm, model, tok, 32, cfg, "sparse", ref)
+    dense = run_benchmark(vlm, model, tok, 32, cfg, "dense", ref)
+    assert [(r["k"], r["strength"]) for r in sparse["rows"]] == [(0, 0.0), (1, 1.0), (2, 1.0)]
+    assert len(dense["rows"]) == 2
+    summ = write_results([sparse, dense], tmp_path, "cmd")
+    assert set(summ) == {"sparse/caption", "sparse/attribute", "dense/caption", "dense/attribute"}
+    assert "| sparse" in (tmp_path / "steering.md").read_text()
+    data = json.loads((tmp_path / "steering.json").read_text())
+    assert 0.0 <= data["summary"]["sparse/caption"]["test"]["corrupt"] <= 1.0
+    assert (tmp_path / "steering.png").stat().st_size > 1000

@@ -24,6 +24,7 @@ from .interventions import (
     FeatureReference,
     Intervention,
     apply_intervention,
+    class_embeddings,
     concept_features_checked,
     dense_shift,
     steered_zero_shot,
@@ -84,10 +85,11 @@ def _score_rows(answers: list[str], question: str, items: list[Item]) -> dict[st
 class _Split:
     """A split's images and codes, grouped by concept kind."""
 
-    def __init__(self, model, image_size: int, name: str, cfg: BenchConfig):
+    def __init__(self, model, tokenizer, image_size: int, name: str, cfg: BenchConfig):
         self.name = name
         self.items: dict[str, list[Item]] = {}
         self.codes: dict[str, torch.Tensor] = {}
+        self.weights = {k: class_embeddings(model, tokenizer, *TASK_SPECS[k]) for k in cfg.kinds}
         for kind in cfg.kinds:
             items, images = split_items(kind, name, cfg.n_images, cfg.seed, image_size)
             self.items[kind] = items
@@ -105,7 +107,7 @@ def _evaluate(vlm: AdapterVLM, model, tokenizer, split: _Split, edit: Callable[[
         for qname, question in (("caption", QUESTIONS["caption"]), ("attribute", ATTRIBUTE_QUESTION[kind])):
             res[qname] = _score_rows(vlm.generate(codes, question), question, items)
         classnames, templates = TASK_SPECS[kind]
-        pred = steered_zero_shot(model, tokenizer, codes, classnames, templates)
+        pred = steered_zero_shot(model, tokenizer, codes, classnames, templates, weights=split.weights[kind])
         res["zeroshot_target"] = sum(classnames[p] == it.target for p, it in zip(pred.tolist(), items,
                                                                                   strict=True)) / len(items)
         out[kind] = res
@@ -125,7 +127,7 @@ def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: Bench
                   reference_codes: torch.Tensor, log: Callable[[str], None] | None = None) -> dict:
     """Sweep one model (``method`` "sparse" or "dense") on both splits; rows of scores per setting."""
     reference = FeatureReference(reference_codes, cfg.percentile)
-    splits = [_Split(model, image_size, name, cfg) for name in ("select", "test")]
+    splits = [_Split(model, tokenizer, image_size, name, cfg) for name in ("select", "test")]
     values = sorted({v for k in cfg.kinds for v in VALUES[k]})
     rows = []
     base = {s.name: _evaluate(vlm, model, tokenizer, s, lambda c, it: c) for s in splits}

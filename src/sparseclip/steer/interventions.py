@@ -138,19 +138,25 @@ def dense_shift(codes: torch.Tensor, direction: torch.Tensor, strength: float, s
 
 
 @torch.no_grad()
-def steered_zero_shot(model, tokenizer, image_codes: torch.Tensor, classnames: Sequence[str],
-                      templates: Sequence[str], iv: Intervention | None = None,
-                      reference: FeatureReference | None = None) -> torch.Tensor:
-    """Zero-shot predictions (class indices) for image codes after an optional intervention.
-
-    Class embeddings are the mean of the normalised template embeddings (CLIP's recipe).
-    """
-    codes = apply_intervention(image_codes, iv, reference) if iv is not None else image_codes
+def class_embeddings(model, tokenizer, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """(C, D) unit class embeddings: the normalised mean of the normalised template embeddings (CLIP's recipe)."""
     cls = []
     for name in classnames:
         t = F.normalize(encode_texts(model, tokenizer, [tp.format(name) for tp in templates]), dim=-1)
         cls.append(F.normalize(t.mean(0), dim=0))
-    w = torch.stack(cls)
+    return torch.stack(cls)
+
+
+@torch.no_grad()
+def steered_zero_shot(model, tokenizer, image_codes: torch.Tensor, classnames: Sequence[str],
+                      templates: Sequence[str], iv: Intervention | None = None,
+                      reference: FeatureReference | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero-shot predictions (class indices) for image codes after an optional intervention.
+
+    ``weights``: precomputed :func:`class_embeddings` (else computed from ``classnames`` and ``templates``).
+    """
+    codes = apply_intervention(image_codes, iv, reference) if iv is not None else image_codes
+    w = class_embeddings(model, tokenizer, classnames, templates) if weights is None else weights
     return (F.normalize(codes.float(), dim=-1) @ w.T).argmax(-1)
 
 
