@@ -125,3 +125,16 @@ def test_remap_by_order_and_unremovable_projection():
     cfg.vision_cfg = {"layers": [1, 1, 1, 1], "width": 16, "image_size": 32, "head_width": 16}  # ResNet
     with pytest.raises(TowerError, match="placement=append"):
         strip_projections(build_towers(cfg), remove=True)
+
+
+def test_named_openclip_config_replace_and_append():
+    """A named OpenCLIP config (ViT-S-32: native ViT + text transformer), projections replaced or kept."""
+    cfg = load_config("micro", ["model.openclip_name=ViT-S-32", "model.embed_dim=384", "model.freeze_image=true"])
+    model = create_model(cfg.model)
+    assert model.towers.visual.proj is None and model.towers.text_projection is None
+    assert model.image_head.in_dim == 384 and model.code_dim == 8 * 384
+    assert not any(p.requires_grad for p in model.towers.visual.parameters())
+    tokens = tower_tokenizer(cfg.model, 77)(["a photo of a cat"])
+    assert tokens.shape == (1, 77)
+    with torch.no_grad():
+        assert model.encode_image(torch.randn(1, 3, 224, 224)).shape == (1, 8 * 384)
