@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="images per zero-shot task for class consistency (100; 0 skips it)")
     p.add_argument("--sae", action="store_true",
                    help="add SAE baselines trained on the dense model's embeddings (needs --dense)")
-    p.add_argument("--sae-steps", type=int, default=2000, help="training steps per SAE (2000)")
+    p.add_argument("--sae-steps", type=int, default=1000, help="training steps per SAE (1000)")
     p.add_argument("--sae-train", type=int, default=4000, metavar="N",
                    help="training scenes whose dense image and caption embeddings train the SAEs (4000)")
     p.add_argument("--band", type=float, nargs=2, default=(0.1, 0.9), metavar=("LOW", "HIGH"),

@@ -105,9 +105,18 @@ def name_matches(name: str, concept: str) -> bool:
     return name.strip().lower() in concept_terms(concept)
 
 
-def name_match_rate(names: dict[int, str], best_concepts: dict[int, str]) -> float:
-    """Fraction of features (present in both dicts) whose name names their best concept."""
+def name_mentions(name: str, concept: str) -> bool:
+    """Whether a feature name contains a name of ``concept`` as whole words ("large red circle" mentions
+    ``color:red``)."""
+    padded = f" {' '.join(name.lower().split())} "
+    return any(f" {t} " in padded for t in concept_terms(concept))
+
+
+def name_match_rate(names: dict[int, str], best_concepts: dict[int, str], contains: bool = False) -> float:
+    """Fraction of features (present in both dicts) whose name names their best concept (exactly, or with
+    ``contains`` anywhere in the name)."""
     common = [f for f in names if f in best_concepts]
     if not common:
         return float("nan")
-    return float(np.mean([name_matches(names[f], best_concepts[f]) for f in common]))
+    test = name_mentions if contains else name_matches
+    return float(np.mean([test(names[f], best_concepts[f]) for f in common]))

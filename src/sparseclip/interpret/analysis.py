@@ -75,6 +75,7 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
         "clarity_random": random_clarity(reference_image),
         "name_score": float(np.nanmean(list(quality.values()))) if quality else float("nan"),
         "name_match_rate": name_match_rate(names, align.feature_best_concept),
+        "name_mention_rate": name_match_rate(names, align.feature_best_concept, contains=True),
         "class_consistency": _class_consistency(codes, data, tau, n_min),
     }
     row.update(codes.extra)

@@ -45,7 +45,7 @@ class AnalyzeConfig:
     wordnet: bool = False  # add WordNet lemmas to the naming vocabulary
     wordfreq: int = 0  # add this many common English words
     sae: bool = False  # SAE rows on the dense model's embeddings (needs dense)
-    sae_steps: int = 2000
+    sae_steps: int = 1000
     sae_train: int = 4000  # training scenes whose dense image/caption embeddings train the SAEs
     dynamics: bool = True  # analyse the run's step checkpoints
     heatmaps: bool = True
