@@ -214,7 +214,8 @@ def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], 
         heat = None
         if patch and top_i and cs.encode_image is not None:
             img = data.images[top_i[0]]
-            hm = occlusion_heatmap(cs.encode_image, preprocess(img, data.image_size), f, patch=patch)
+            hm = occlusion_heatmap(cs.encode_image, preprocess(img, data.image_size), f, patch=patch,
+                                    stride=max(1, patch // 2))
             heat = f"heatmaps/f{f:05d}.png"
             save_heatmap(img, hm, out_dir / heat, scale=4)
         entries.append({

@@ -45,7 +45,7 @@ def occlusion_heatmap(encode: Callable[[torch.Tensor], torch.Tensor], image: tor
     return drop.reshape(len(ys), len(xs))
 
 
-def heatmap_overlay(image: Image.Image, heat: np.ndarray, scale: int = 4, alpha: float = 0.55) -> Image.Image:
+def heatmap_overlay(image: Image.Image, heat: np.ndarray, scale: int = 4, alpha: float = 0.7) -> Image.Image:
     """The image enlarged ``scale`` times with the (positive part of the) heatmap blended on top in red."""
     from matplotlib import colormaps
 

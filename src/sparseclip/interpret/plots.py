@@ -113,6 +113,7 @@ def modality_over_training(steps: Sequence[int], histograms: Sequence[Sequence[i
         bottom += h[:, b]
     ax.set_xlabel("training step")
     ax.set_ylabel("share of live features")
-    ax.set_title("Image share of features over training (blue: text-only, red: image-only)")
-    ax.legend(fontsize=7, title="image share")
+    ax.set_title("Image share of live features over training")
+    ax.legend(fontsize=7, title="image share (0: text only)", title_fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.0, 1.0))
     return _save(plt, fig, path)
