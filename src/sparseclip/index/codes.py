@@ -44,11 +44,27 @@ def check_nonnegative(m: sp.csr_matrix, what: str = "codes") -> None:
         raise SparseIndexError(f"{what} must be non-negative (Sparse CLIP ReLU codes); found {m.data.min():.3g}")
 
 
-def l2_normalize_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    """Rows scaled to unit L2 norm (all-zero rows stay zero)."""
-    sq = np.asarray(m.multiply(m).sum(axis=1), dtype=np.float64).ravel()
+def row_scales(m: sp.csr_matrix, chunk: int = 65536) -> np.ndarray:
+    """1 / (L2 norm) of each row as float32 (0 for all-zero rows); works in row chunks to keep temporaries small."""
+    sq = np.zeros(m.shape[0], np.float64)
+    for s in range(0, m.shape[0], chunk):
+        e = min(m.shape[0], s + chunk)
+        vals = m.data[m.indptr[s]:m.indptr[e]].astype(np.float64)
+        rows = np.repeat(np.arange(e - s), np.diff(m.indptr[s:e + 1]))
+        sq[s:e] = np.bincount(rows, weights=vals * vals, minlength=e - s)
     inv = np.zeros_like(sq)
     np.divide(1.0, np.sqrt(sq), out=inv, where=sq > 0)
+    return inv.astype(np.float32)
+
+
+def scale_columns_of_rows(m: sp.csc_matrix, scale: np.ndarray, chunk: int = 1 << 24) -> None:
+    """In place: multiply each stored value of CSC ``m`` by ``scale`` of its row (chunked)."""
+    for s in range(0, m.nnz, chunk):
+        m.data[s:s + chunk] *= scale[m.indices[s:s + chunk]]
+
+
+def l2_normalize_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero)."""
     out = m.copy()
-    out.data *= np.repeat(inv, np.diff(m.indptr)).astype(np.float32)
+    out.data *= np.repeat(row_scales(m), np.diff(m.indptr))
     return out

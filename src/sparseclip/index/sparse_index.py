@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from . import _topk
 from .approx import SeismicSearch
-from .codes import SparseIndexError, as_csr, check_nonnegative, l2_normalize_rows
+from .codes import SparseIndexError, as_csr, check_nonnegative, l2_normalize_rows, row_scales, scale_columns_of_rows
 
 FORMAT = "sparseclip-index"
 VERSION = 1
@@ -94,14 +94,18 @@ class SparseIndex:
         ``captions`` (optional) are shown with the hits."""
         m = cls._prepare_items(codes, None, normalize)
         ids = [str(i) for i in range(m.shape[0])] if ids is None else [str(i) for i in ids]
-        return cls(m.tocsc(), ids, normalize=normalize, feature_names=feature_names, model=model,
-                   captions=captions)
+        return cls(m, ids, normalize=normalize, feature_names=feature_names, model=model, captions=captions)
 
     @staticmethod
-    def _prepare_items(codes: Any, n_features: int | None, normalize: bool) -> sp.csr_matrix:
+    def _prepare_items(codes: Any, n_features: int | None, normalize: bool) -> sp.csc_matrix:
+        """Validated codes in CSC, rows L2-normalised on the (new) CSC copy, so only one copy is made."""
         m = as_csr(codes, n_features)
         check_nonnegative(m)
-        return l2_normalize_rows(m) if normalize else m
+        scale = row_scales(m) if normalize else None
+        m = m.tocsc()
+        if scale is not None:
+            scale_columns_of_rows(m, scale)
+        return m
 
     def append(self, codes: Any, ids: Sequence[str] | None = None, captions: Sequence[str] | None = None) -> None:
         """Add items (rows) at the end; ``ids`` default to their row numbers."""
@@ -112,7 +116,7 @@ class SparseIndex:
             raise SparseIndexError(f"{m.shape[0]} code rows but {len(new_ids)} ids")
         if captions is not None and len(captions) != len(new_ids):
             raise SparseIndexError(f"{len(new_ids)} ids but {len(captions)} captions")
-        self.codes = sp.vstack([self.codes, m.tocsc()], format="csc")
+        self.codes = sp.vstack([self.codes, m], format="csc")
         self.codes.sort_indices()
         if captions is not None or self.captions is not None:
             old = self.captions if self.captions is not None else [""] * start
