@@ -101,7 +101,7 @@ class SAE(nn.Module):
         self.W_enc = nn.Parameter(atoms.clone())  # (width, d): initialised as the decoder's transpose
         self.b_enc = nn.Parameter(torch.zeros(cfg.width))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d))
-        # global inference threshold of the batch-top-k variants (learned while training)
+        # global inference threshold of the batch-top-k variants (calibrated at the end of training)
         self.register_buffer("threshold", torch.tensor(0.0))
         self.train_info: dict = {}
 
