@@ -188,7 +188,7 @@ def test_benchmark_sweep_writes_table_json_and_plot(micro, tmp_path):
     model, tok, _ = micro
     wtok = WordTokenizer.for_world()
     vlm = AdapterVLM(VLMConfig(code_dim=model.code_dim, hidden=8), tiny_lm(len(wtok), 1, 16, 2), wtok).eval()
-    cfg = BenchConfig(n_images=3, ks=(1, 2), strengths=(1.0,), dense_strengths=(0.5,))
+    cfg = BenchConfig(n_images=3, ks=(1, 2), strengths=(1.0,), dense_strengths=(0.5,), max_new_tokens=6)
     ref = torch.rand(50, model.code_dim)
     sparse = run_benchmark(vlm, model, tok, 32, cfg, "sparse", ref)
     dense = run_benchmark(vlm, model, tok, 32, cfg, "dense", ref)

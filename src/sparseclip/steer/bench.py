@@ -30,7 +30,7 @@ from .interventions import (
     steered_zero_shot,
     text_direction,
 )
-from .scoring import score
+from .scoring import names, score
 from .text import QUESTIONS
 from .vlm import AdapterVLM
 
@@ -50,6 +50,7 @@ class BenchConfig:
     percentile: float = 99.0
     n_reference: int = 1000
     max_corruption: float = 0.05
+    max_new_tokens: int = 40
     seed: int = 1
 
 
@@ -77,9 +78,10 @@ def split_items(kind: str, split: str, n: int, seed: int, image_size: int):
 
 
 def _score_rows(answers: list[str], question: str, items: list[Item]) -> dict[str, float]:
-    s = [score(a, question, it.source, it.target) for a, it in zip(answers, items, strict=True)]
+    s = [score(a, question, it.source, it.target) | {"names_source": names(a, it.source)}
+         for a, it in zip(answers, items, strict=True)]
     n = max(1, len(s))
-    return {k: sum(r[k] for r in s) / n for k in ("success", "corrupt", "clean_success")}
+    return {k: sum(r[k] for r in s) / n for k in ("success", "corrupt", "clean_success", "names_source")}
 
 
 class _Split:
@@ -96,8 +98,8 @@ class _Split:
             self.codes[kind] = encode_images(model, images, image_size)
 
 
-def _evaluate(vlm: AdapterVLM, model, tokenizer, split: _Split, edit: Callable[[torch.Tensor, Item], torch.Tensor]
-              ) -> dict:
+def _evaluate(vlm: AdapterVLM, model, tokenizer, split: _Split, edit: Callable[[torch.Tensor, Item], torch.Tensor],
+              max_new_tokens: int = 40) -> dict:
     """Answers to both questions for every item after ``edit``; the scores, per kind and overall."""
     out: dict = {}
     totals: dict[str, dict[str, float]] = {}
@@ -105,7 +107,7 @@ def _evaluate(vlm: AdapterVLM, model, tokenizer, split: _Split, edit: Callable[[
         codes = torch.stack([edit(split.codes[kind][i], it) for i, it in enumerate(items)])
         res = {}
         for qname, question in (("caption", QUESTIONS["caption"]), ("attribute", ATTRIBUTE_QUESTION[kind])):
-            res[qname] = _score_rows(vlm.generate(codes, question), question, items)
+            res[qname] = _score_rows(vlm.generate(codes, question, max_new_tokens), question, items)
         classnames, templates = TASK_SPECS[kind]
         pred = steered_zero_shot(model, tokenizer, codes, classnames, templates, weights=split.weights[kind])
         res["zeroshot_target"] = sum(classnames[p] == it.target for p, it in zip(pred.tolist(), items,
@@ -130,7 +132,7 @@ def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: Bench
     splits = [_Split(model, tokenizer, image_size, name, cfg) for name in ("select", "test")]
     values = sorted({v for k in cfg.kinds for v in VALUES[k]})
     rows = []
-    base = {s.name: _evaluate(vlm, model, tokenizer, s, lambda c, it: c) for s in splits}
+    base = {s.name: _evaluate(vlm, model, tokenizer, s, lambda c, it: c, cfg.max_new_tokens) for s in splits}
     rows.append({"method": method, "k": 0, "strength": 0.0, **{s: base[s]["all"] for s in base}, "detail": base})
     if method == "sparse":
         feats = {v: concept_features_checked(model, tokenizer, v, max(cfg.ks)) for v in values}
@@ -146,7 +148,7 @@ def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: Bench
         else:
             def edit(c, it, strength=strength):
                 return dense_shift(c, dirs[(it.source, it.target)], strength, reference.mean_norm)
-        res = {s.name: _evaluate(vlm, model, tokenizer, s, edit) for s in splits}
+        res = {s.name: _evaluate(vlm, model, tokenizer, s, edit, cfg.max_new_tokens) for s in splits}
         rows.append({"method": method, "k": k, "strength": strength, **{s: res[s]["all"] for s in res}, "detail": res})
         if log:
             t = res["test"]["all"]["caption"]
@@ -180,6 +182,23 @@ def markdown_table(results: list[dict], question: str = "caption") -> str:
             lines.append(f"| {r['method']}{mark} | {k} | {r['strength']:g} | {sel['success']:.1%} | "
                          f"{sel['corrupt']:.1%} | {te['success']:.1%} | {te['corrupt']:.1%} | "
                          f"{te['clean_success']:.1%} | {r['test']['zeroshot_target']['rate']:.1%} |")
+    return "\n".join(lines)
+
+
+def chosen_by_kind(results: list[dict]) -> str:
+    """Markdown: the chosen settings' test scores per concept kind, with the unedited answers' source rate."""
+    lines = ["| method | question | K | strength | kind | unedited names source | success | corrupt | "
+             "zero-shot -> target |", "|---|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        base = res["rows"][0]["detail"]["test"]
+        for question in ("caption", "attribute"):
+            b = choose(res["rows"], question, res["config"]["max_corruption"])
+            for kind in res["config"]["kinds"]:
+                d = b["detail"]["test"][kind]
+                k = "-" if res["method"] == "dense" else str(b["k"])
+                lines.append(f"| {res['method']} | {question} | {k} | {b['strength']:g} | {kind} | "
+                             f"{base[kind][question]['names_source']:.1%} | {d[question]['success']:.1%} | "
+                             f"{d[question]['corrupt']:.1%} | {d['zeroshot_target']:.1%} |")
     return "\n".join(lines)
 
 
@@ -232,7 +251,8 @@ def write_results(results: list[dict], out_dir: str | Path, command: str = "") -
                                                   indent=1))
     md = [f"Command: `{command}`", "", "Caption question (\"what is in the picture?\"):", "",
           markdown_table(results, "caption"), "", "Attribute question (\"what colour is the shape?\" / "
-          "\"what shape is it?\"):", "", markdown_table(results, "attribute"), ""]
+          "\"what shape is it?\"):", "", markdown_table(results, "attribute"), "",
+          "Chosen settings on the test split, per concept kind:", "", chosen_by_kind(results), ""]
     (out / "steering.md").write_text("\n".join(md))
     plot(results, out / "steering.png")
     return summ
