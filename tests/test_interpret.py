@@ -214,6 +214,12 @@ def test_occlusion_heatmap_finds_the_patch():
     assert heat[0, 0] == pytest.approx(1.0) and np.abs(heat.ravel()[1:]).max() == pytest.approx(0.0)
     with pytest.raises(ValueError, match="patch"):
         occlusion_heatmap(encode, image, feature=1, patch=9)
+    from PIL import Image
+
+    from sparseclip.interpret import heatmap_overlay
+
+    over = heatmap_overlay(Image.new("RGB", (8, 8)), heat, scale=2)
+    assert over.size == (2 * 16 + 2, 16)  # plain and attributed side by side
 
 
 def test_summarize_row_and_varied_feature_selection():

@@ -45,18 +45,21 @@ def occlusion_heatmap(encode: Callable[[torch.Tensor], torch.Tensor], image: tor
     return drop.reshape(len(ys), len(xs))
 
 
-def heatmap_overlay(image: Image.Image, heat: np.ndarray, scale: int = 4, alpha: float = 0.7) -> Image.Image:
-    """The image enlarged ``scale`` times with the (positive part of the) heatmap blended on top in red."""
+def heatmap_overlay(image: Image.Image, heat: np.ndarray, scale: int = 4, alpha: float = 0.6) -> Image.Image:
+    """The image enlarged ``scale`` times, next to the same image with the heatmap (its positive part,
+    scaled to its maximum) blended on top in a colour map: left plain, right attributed."""
     from matplotlib import colormaps
 
     size = (image.width * scale, image.height * scale)
     base = image.convert("RGB").resize(size, Image.NEAREST)
     h = np.clip(np.asarray(heat, dtype=np.float64), 0, None)
     h = h / h.max() if h.max() > 0 else h
-    rgba = (colormaps["inferno"](h) * 255).astype(np.uint8)
-    over = Image.fromarray(rgba[..., :3]).resize(size, Image.BILINEAR)
-    mask = Image.fromarray((h * 255 * alpha).astype(np.uint8)).resize(size, Image.BILINEAR)
-    return Image.composite(over, base, mask)
+    rgb = (colormaps["jet"](h)[..., :3] * 255).astype(np.uint8)
+    over = Image.blend(base, Image.fromarray(rgb).resize(size, Image.BILINEAR), alpha)
+    out = Image.new("RGB", (2 * size[0] + scale, size[1]), (255, 255, 255))
+    out.paste(base, (0, 0))
+    out.paste(over, (size[0] + scale, 0))
+    return out
 
 
 def save_heatmap(image: Image.Image, heat: np.ndarray, path: str | Path, scale: int = 4) -> Path:
