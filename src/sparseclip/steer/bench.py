@@ -215,30 +215,35 @@ def summary(results: list[dict]) -> dict:
 
 
 def plot(results: list[dict], path: str | Path, question: str = "caption") -> None:
-    """Test-split success vs corruption: a line per K over strength (sparse), one for the dense edit."""
+    """Test-split success (solid) and corruption (dotted) against strength: sparse (a line per K, strength in
+    multiples of each feature's reference percentile) and dense (strength in mean image-code norms)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for res in results:
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
+    for ax, res in zip(axes[0], results, strict=True):
         rows = [r for r in res["rows"] if r["strength"] > 0]
         for k in sorted({r["k"] for r in rows}):
             rs = sorted((r for r in rows if r["k"] == k), key=lambda r: r["strength"])
-            label = f"sparse K={k}" if res["method"] == "sparse" else "dense (text-difference shift)"
-            ax.plot([r["test"][question]["corrupt"] for r in rs], [r["test"][question]["success"] for r in rs],
-                    "o-" if res["method"] == "sparse" else "s--", label=label)
-    ax.axvline(0.05, color="grey", lw=0.8, ls=":")
-    ax.axhline(0.8, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("corruption rate (test)")
-    ax.set_ylabel("success rate (test)")
-    ax.set_title(f"Steering the VLM ({question} question); points: increasing strength")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=8)
+            x = [r["strength"] for r in rs]
+            line, = ax.plot(x, [r["test"][question]["success"] for r in rs], "o-",
+                            label=f"K={k} success" if res["method"] == "sparse" else "success")
+            ax.plot(x, [r["test"][question]["corrupt"] for r in rs], "x:", color=line.get_color(),
+                    label=f"K={k} corruption" if res["method"] == "sparse" else "corruption")
+        ax.axhline(0.8, color="grey", lw=0.8, ls="--")
+        ax.axhline(0.05, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("strength (x feature's p99)" if res["method"] == "sparse" else "strength (x mean code norm)")
+        ax.set_ylabel("rate (test split)")
+        ax.set_title(f"{res['method']}: {question} question")
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
