@@ -29,6 +29,9 @@ from .inputs import AnalysisData, CodeSet, build_analysis_data, derived_codes, e
 from .naming import top_terms
 from .plots import clarity_bars, frequency_histogram_plot, modality_over_training, modality_scatter, over_training
 
+#: the largest k of the L0-matched TopK / BatchTopK / Matryoshka SAEs
+MAX_MATCHED_K = 256
+
 
 class AnalysisError(ValueError):
     """An analysis that cannot run, in one line."""
@@ -158,16 +161,20 @@ def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: in
     world_imgs, world_caps = _training_pairs(dcfg, cfg.sae_train)
     x_img = _np(encode_images(dmodel, world_imgs, dcfg.data.image_size))
     x_txt = _np(encode_texts(dmodel, get_tokenizer(dcfg.model), world_caps))
-    k_match = max(1, min(width, round(match_l0)))
-    ks = sorted({8, 32, k_match})
     from tqdm.auto import tqdm
+
+    # k matched to the sparse model's image L0, capped: a TopK SAE with k in the thousands is neither sparse
+    # nor cheap to train (the sparse model has such an L0 only early in training)
+    k_match = max(1, min(width, round(match_l0), MAX_MATCHED_K))
+    ks = sorted({8, 32, k_match})
 
     saes = {}
     for spec in tqdm(sae_lib.baseline_specs(ks, batch_k=k_match), desc="SAEs", disable=not cfg.progress):
         s = sae_lib.train_sae(spec["kind"], (x_img, x_txt), width, k=spec.get("k"), l1=spec.get("l1"),
                               steps=cfg.sae_steps)
         saes[s.name] = s
-    notes.append(f"SAEs: width {width} (the sparse code's), k in {ks} (k={k_match} matches the sparse image "
+    matched = "matches" if k_match == round(match_l0) else f"is the cap on matching (L0 {match_l0:.0f})"
+    notes.append(f"SAEs: width {width} (the sparse code's), k in {ks} (k={k_match} {matched} the sparse image "
                  f"L0), {cfg.sae_steps} steps on dense embeddings of {cfg.sae_train} training images and "
                  "their captions")
     out = []
