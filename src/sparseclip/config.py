@@ -72,12 +72,19 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     l1_coef: float = 0.0  # L1 penalty on the L2-normalised codes (paper's rejected alternative)
-    local_loss: bool = False  # OpenCLIP semantics for distributed training
-    gather_with_grad: bool = False
+    # distributed semantics as OpenCLIP's flags; True/True gives gradients equal to one big batch
+    local_loss: bool = True
+    gather_with_grad: bool = True
+    memory_efficient: bool = False  # ChunkedClipLoss: same loss/gradients, features never gathered
+    chunk_size: int = 0  # rows per streamed chunk for memory_efficient (0 = automatic)
 
     def validate(self) -> None:
         if self.l1_coef < 0:
             raise ConfigError(f"loss.l1_coef: must be >= 0, got {self.l1_coef}")
+        if self.chunk_size < 0:
+            raise ConfigError(f"loss.chunk_size: must be >= 0, got {self.chunk_size}")
+        if self.memory_efficient and not (self.local_loss and self.gather_with_grad):
+            raise ConfigError("loss.memory_efficient: needs loss.local_loss=true and loss.gather_with_grad=true")
 
 
 @dataclass
@@ -140,6 +147,9 @@ class TrainConfig:
     keep_last: int = 2  # step checkpoints kept besides the fraction checkpoints
     threads: int = 0  # torch threads; 0 = leave the default
     precision: str = "fp32"  # fp32 | bf16 | fp16
+    accum_steps: int = 1  # micro-batches per step; the full-batch contrastive loss is kept (feature cache)
+    grad_checkpointing: bool = False
+    compile: bool = False  # torch.compile the model
     device: str = "auto"  # auto | cpu | cuda
     tensorboard: bool = True
     progress: bool = True
@@ -158,6 +168,7 @@ class TrainConfig:
         _choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _positive("train.log_every", self.log_every)
+        _positive("train.accum_steps", self.accum_steps)
         for f in self.ckpt_fractions:
             if not isinstance(f, int | float) or not 0 < f <= 1:
                 raise ConfigError(f"train.ckpt_fractions: each must be in (0, 1], got {f!r}")

@@ -12,24 +12,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..accumulate import accumulate_gradients, split_batch
 from ..checkpoint import save_model
 from ..config import Config
 from ..data.sources import build_train_source
-from ..loss import ClipLoss, l1_penalty
+from ..distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
+from ..loss import l1_penalty
 from ..model import create_model, get_tokenizer, image_transform
 from .logger import RunLogger
 from .optim import make_optimizer, make_scheduler
 from .state import find_resume, load_training_state, prune_checkpoints, save_training_checkpoint
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but no CUDA device is available (use train.device=cpu)")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -55,25 +49,61 @@ def code_stats(code: torch.Tensor) -> dict:
     return {"l0": l0, "l0_pct": 100 * l0 / dim, "alive_pct": 100 * float(nz.any(0).float().mean())}
 
 
+def make_loss_fn(cfg: Config, clip_loss: torch.nn.Module):
+    """``outputs -> {"contrastive": ..., ["l1": ...]}``: the terms whose sum is minimised."""
+
+    def loss_fn(out: dict) -> dict:
+        terms = {"contrastive": clip_loss(out["image_features"], out["text_features"], out["logit_scale"])}
+        if cfg.loss.l1_coef > 0:
+            terms["l1"] = cfg.loss.l1_coef * l1_penalty(out["image_features"], out["text_features"])
+        return terms
+
+    return loss_fn
+
+
 def train(cfg: Config, resume: str | None = None, progress: bool | None = None) -> Path:
     """Train a model as ``cfg`` says; returns the run directory (with ``final/`` holding the model).
 
     ``resume`` is ``"latest"`` or a checkpoint path; the run then continues exactly where it stopped.
+    Under ``torchrun`` every rank runs this function: data is split by rank, features are gathered for the
+    contrastive loss as in OpenCLIP, and rank 0 logs and writes checkpoints. ``train.batch_size`` is the
+    global batch.
     """
     tc = cfg.train
+    if tc.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but no CUDA device is available (use train.device=cpu)")
+    info = init_distributed(None if tc.device == "auto" else tc.device)
+    if tc.batch_size % (info.world_size * tc.accum_steps):
+        raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by world size x train.accum_steps "
+                         f"({info.world_size} x {tc.accum_steps})")
+    try:
+        return _train(cfg, info, resume, progress)
+    finally:
+        cleanup()
+
+
+def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path:
+    tc = cfg.train
     run_dir = Path(tc.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
-    device = pick_device(tc.device)
+    device = info.device
     seed_everything(tc.seed)
     model = create_model(cfg.model).to(device)
+    if tc.grad_checkpointing:
+        model.set_grad_checkpointing(True)
     tokenizer = get_tokenizer(cfg.model, cfg.data.context_length)
-    source = build_train_source(cfg, tokenizer, image_transform(cfg.data.image_size, train=False))
+    source = build_train_source(cfg, tokenizer, image_transform(cfg.data.image_size, train=False),
+                                rank=info.rank, world_size=info.world_size)
     optimizer = make_optimizer(model, tc)
     scheduler = make_scheduler(optimizer, tc)
     scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
-    loss_fn = ClipLoss()
+    loss_fn = make_loss_fn(cfg, make_clip_loss(info, memory_efficient=cfg.loss.memory_efficient,
+                                               local_loss=cfg.loss.local_loss,
+                                               gather_with_grad=cfg.loss.gather_with_grad,
+                                               chunk_size=cfg.loss.chunk_size or None))
 
     start = 0
     if resume:
@@ -82,14 +112,19 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None) 
         ckpt = find_resume(run_dir, resume)
         model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
         start = load_training_state(ckpt, optimizer, scheduler, scaler)
-    (run_dir / "config.json").write_text(cfg.to_json())
-    logger = RunLogger(run_dir, tensorboard=tc.tensorboard, resume_step=start if resume else None)
+    ddp_model = wrap_ddp(model, info)
+    if tc.compile:
+        ddp_model = torch.compile(ddp_model)
+    logger = None
+    if info.is_main:
+        (run_dir / "config.json").write_text(cfg.to_json())
+        logger = RunLogger(run_dir, tensorboard=tc.tensorboard, resume_step=start if resume else None)
     keep = checkpoint_steps(cfg)
-    autocast = (torch.autocast(device.type, dtype=_DTYPES[tc.precision]) if tc.precision in _DTYPES
-                else contextlib.nullcontext())
-    show = tc.progress if progress is None else progress
+    amp = ((lambda: torch.autocast(device.type, dtype=_DTYPES[tc.precision])) if tc.precision in _DTYPES
+           else contextlib.nullcontext)
+    show = (tc.progress if progress is None else progress) and info.is_main
     bar = tqdm(total=tc.steps, initial=start, desc=f"train {cfg.name}", disable=not show, dynamic_ncols=True)
-    batches = source.batches(start, tc.batch_size)
+    batches = source.batches(start, tc.batch_size // info.world_size)
     model.train()
     step = start
     t_last, n_last = time.time(), 0
@@ -97,18 +132,11 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None) 
         for step in range(start, tc.steps):
             images, tokens = next(batches)
             images, tokens = images.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
-            with autocast:
-                out = model(images, tokens)
-                loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
-                total = loss
-                if cfg.loss.l1_coef > 0:
-                    total = total + cfg.loss.l1_coef * l1_penalty(out["image_features"], out["text_features"])
             optimizer.zero_grad(set_to_none=True)
+            res = accumulate_gradients(ddp_model, split_batch((images, tokens), tc.accum_steps), loss_fn,
+                                       scaler=scaler, autocast=amp)
             if scaler is not None:
-                scaler.scale(total).backward()
                 scaler.unscale_(optimizer)
-            else:
-                total.backward()
             if tc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             if scaler is not None:
@@ -118,32 +146,39 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None) 
                 optimizer.step()
             scheduler.step()
             model.clamp_logit_scale()
-            n_last += images.shape[0]
+            n_last += images.shape[0] * info.world_size
             done = step + 1
             if done % tc.log_every == 0 or done == tc.steps:
+                # each rank holds its local loss; their mean is the full-batch loss (collective: all ranks)
+                terms = {k: all_reduce_mean(v) for k, v in res.loss.items()}
+            if info.is_main and (done % tc.log_every == 0 or done == tc.steps):
                 now = time.time()
+                out = res.outputs  # sparsity statistics are rank 0's share of the batch
                 img, txt = code_stats(out["image_code"]), code_stats(out["text_code"])
-                record = {"step": done, "loss": float(loss.detach()), "total_loss": float(total.detach()),
+                record = {"step": done, "loss": terms["contrastive"], "total_loss": sum(terms.values()),
                           "lr": scheduler.get_last_lr()[0], "logit_scale": float(model.logit_scale.detach().exp()),
                           **{f"image_{k}": v for k, v in img.items()},
                           **{f"text_{k}": v for k, v in txt.items()},
                           "samples_per_s": n_last / max(now - t_last, 1e-9)}
                 logger.log(record)
                 t_last, n_last = now, 0
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", L0=f"{img['l0_pct']:.1f}%")
+                bar.set_postfix(loss=f"{terms['contrastive']:.3f}", L0=f"{img['l0_pct']:.1f}%")
             bar.update(1)
             if done in keep:
-                save_training_checkpoint(run_dir, done, model, cfg, optimizer, scheduler, scaler)
-                prune_checkpoints(run_dir, keep_steps=keep, keep_last=tc.keep_last)
+                if info.is_main:
+                    save_training_checkpoint(run_dir, done, model, cfg, optimizer, scheduler, scaler)
+                    prune_checkpoints(run_dir, keep_steps=keep, keep_last=tc.keep_last)
+                barrier()
     except KeyboardInterrupt:
         # Never lose work: keep what was trained so far, resumable with --resume latest.
-        if step > start:
+        if info.is_main and step > start:
             save_training_checkpoint(run_dir, step, model, cfg, optimizer, scheduler, scaler)
-        bar.close()
-        logger.close()
         raise
-    bar.close()
-    logger.close()
-    save_model(model, cfg, run_dir / "final")
-    (run_dir / "data_stats.json").write_text(json.dumps(source.stats(), indent=2))
+    finally:
+        bar.close()
+        if logger is not None:
+            logger.close()
+    if info.is_main:
+        save_model(unwrap(model), cfg, run_dir / "final")
+        (run_dir / "data_stats.json").write_text(json.dumps(source.stats(), indent=2))
     return run_dir
