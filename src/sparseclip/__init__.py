@@ -4,8 +4,8 @@ The importable library: models, losses, data, evaluation and analysis. It never 
 """
 
 from .config import Config, ConfigError, load_config
-from .loss import ClipLoss
+from .loss import ChunkedClipLoss, ClipLoss
 from .model import SparseCLIP, create_model, get_tokenizer
 
 __version__ = "0.1.0"
-__all__ = ["ClipLoss", "Config", "ConfigError", "SparseCLIP", "create_model", "get_tokenizer", "load_config"]
+__all__ = ["ChunkedClipLoss", "ClipLoss", "Config", "ConfigError", "SparseCLIP", "create_model", "get_tokenizer", "load_config"]

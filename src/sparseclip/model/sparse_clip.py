@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .heads import Head, build_head
-from .towers import build_towers, strip_projections
+from .towers import build_towers, strip_projections, tower_tokenizer
 
 
 class SparseCLIP(nn.Module):
@@ -84,11 +84,8 @@ def create_model(cfg: ModelConfig) -> SparseCLIP:
 
 
 def get_tokenizer(cfg: ModelConfig, context_length: int | None = None):
-    """The OpenCLIP tokenizer that matches the towers."""
-    if cfg.openclip_name:
-        return open_clip.get_tokenizer(cfg.openclip_name, context_length=context_length)
-    ctx = context_length or cfg.text_cfg.get("context_length", 77)
-    return open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
+    """The tokenizer that matches the text tower (OpenCLIP's, or a local Hugging Face one)."""
+    return tower_tokenizer(cfg, context_length)
 
 
 def image_transform(image_size: int, train: bool = False):
