@@ -36,7 +36,7 @@ from ..checkpoint import latest_checkpoint, load_model  # noqa: E402
 from ..config import Config, ConfigError, apply_overrides, config_from_dict, load_config  # noqa: E402
 from ..data.tasks import TASK_SPECS  # noqa: E402
 from ..eval import evaluate  # noqa: E402
-from .demo import _row, _same_config  # noqa: E402
+from .demo import result_row, same_config  # noqa: E402
 from .logger import read_log  # noqa: E402
 from .loop import train  # noqa: E402
 
@@ -215,7 +215,7 @@ def plan(grids: list[Grid], base: dict, seeds: list[int], out: Path) -> list[Run
 def is_finished(run_dir: Path, cfg: Config) -> bool:
     """True when the run has its final model and evaluation, made with exactly this config."""
     return ((run_dir / "final" / "model.safetensors").is_file() and (run_dir / "eval.json").is_file()
-            and _same_config(run_dir, cfg))
+            and same_config(run_dir, cfg))
 
 
 def execute(run: Run, progress: bool = False) -> tuple[dict, str]:
@@ -225,7 +225,7 @@ def execute(run: Run, progress: bool = False) -> tuple[dict, str]:
         status = "reused"
     else:
         t0 = time.time()
-        resume = "latest" if latest_checkpoint(d) is not None and _same_config(d, run.cfg) else None
+        resume = "latest" if latest_checkpoint(d) is not None and same_config(d, run.cfg) else None
         if resume is None and d.exists():
             shutil.rmtree(d)  # a stale or foreign partial run: start clean
         train(run.cfg, resume=resume, progress=progress)
@@ -237,7 +237,7 @@ def execute(run: Run, progress: bool = False) -> tuple[dict, str]:
         status = "resumed" if resume else "trained"
     res = json.loads((d / "eval.json").read_text())
     log = read_log(d)
-    row = _row(run.cell.label, run.cfg, res, res.get("train_seconds", 0.0))
+    row = result_row(run.cell.label, run.cfg, res, res.get("train_seconds", 0.0))
     row.update(grid=run.grid, cell=run.cell.label, seed=run.seed, run=d.name,
                image_dead_pct=100.0 - row["image_active_pct"], text_dead_pct=100.0 - row["text_active_pct"],
                logit_scale=log[-1]["logit_scale"], train_l0_start_pct=log[0]["image_l0_pct"],

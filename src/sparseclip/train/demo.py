@@ -21,7 +21,7 @@ from .loop import train  # noqa: E402
 MODELS = (("dense", "tiny_dense"), ("sparse", "tiny_sparse"))
 
 
-def _row(name: str, cfg: Config, res: dict, seconds: float) -> dict:
+def result_row(name: str, cfg: Config, res: dict, seconds: float) -> dict:
     zs = {f"zs_{k}": v["acc1"] for k, v in res["zeroshot"].items()}
     lp = {f"probe_{k}": v["acc1"] for k, v in res["linear_probe"].items()}
     r = res["retrieval"]
@@ -116,7 +116,7 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
         cfg = load_config(preset, [f"train.output_dir={out / name}", *extra])
         run = out / name
         t0 = time.time()
-        if resume and (run / "final" / "model.safetensors").is_file() and _same_config(run, cfg):
+        if resume and (run / "final" / "model.safetensors").is_file() and same_config(run, cfg):
             print(f"[demo] {name}: already trained, reusing {run}")
             seconds = json.loads((run / "eval.json").read_text()).get("train_seconds", 0.0) \
                 if (run / "eval.json").is_file() else 0.0
@@ -129,7 +129,7 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
         res = evaluate(model, cfg, progress=progress)
         res["train_seconds"] = seconds
         (run / "eval.json").write_text(json.dumps(res, indent=2))
-        rows.append(_row(name, cfg, res, seconds))
+        rows.append(result_row(name, cfg, res, seconds))
         runs[name] = run
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
@@ -142,7 +142,7 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
     return out
 
 
-def _same_config(run: Path, cfg: Config) -> bool:
+def same_config(run: Path, cfg: Config) -> bool:
     try:
         return json.loads((run / "config.json").read_text()) == json.loads(cfg.to_json())
     except (OSError, json.JSONDecodeError):
