@@ -131,7 +131,7 @@ def run_steer(args: argparse.Namespace) -> int:
     print(f"changed features ({len(changes)}):")
     for f, b, a in changes:
         role = "boost" if f in iv.boost else "suppress"
-        print(f"  {f:6d} {names[f] or '?':<16} {role:<8} {b:8.3f} -> {a:8.3f}")
+        print(f"  {f:6d} {names[f] or '?':<22} {role:<8} {b:8.3f} -> {a:8.3f}")
     return 0
 
 
