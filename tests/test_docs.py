@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SNIPPET_DOCS = ["README.md", "docs/training.md", "docs/evaluation.md"]
+SNIPPET_DOCS = ["README.md", "docs/training.md", "docs/evaluation.md", "docs/search.md", "docs/steering.md"]
 
 
 def _python_blocks(path: Path) -> list[str]:

@@ -8,4 +8,5 @@ from .loss import ChunkedClipLoss, ClipLoss
 from .model import SparseCLIP, create_model, get_tokenizer
 
 __version__ = "0.1.0"
-__all__ = ["ChunkedClipLoss", "ClipLoss", "Config", "ConfigError", "SparseCLIP", "create_model", "get_tokenizer", "load_config"]
+__all__ = ["ChunkedClipLoss", "ClipLoss", "Config", "ConfigError", "SparseCLIP", "create_model", "get_tokenizer",
+           "load_config"]

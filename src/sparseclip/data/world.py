@@ -47,7 +47,7 @@ CONCEPTS: list[str] = (
     + [f"background:{b}" for b in BACKGROUNDS]
 )
 
-_SINGLE_TEMPLATES = (
+SINGLE_TEMPLATES = (
     "a {size} {color} {shape} at the {where}",
     "a {color} {shape}",
     "a picture of a {size} {color} {shape} on a {bg} background",
@@ -57,7 +57,7 @@ _SINGLE_TEMPLATES = (
     "one shape: a {color} {shape}",
     "a {color} {shape} on a {bg} background",
 )
-_MULTI_TEMPLATES = (
+MULTI_TEMPLATES = (
     "{count} shapes: {list}",
     "{list_where}",
     "a picture of {count} shapes on a {bg} background: {list}",
@@ -106,13 +106,13 @@ def _caption(objs: tuple[Obj, ...], bg: str, rng: random.Random) -> str:
 def _raw_caption(objs: tuple[Obj, ...], bg: str, rng: random.Random) -> str:
     if len(objs) == 1:
         o = objs[0]
-        t = rng.choice(_SINGLE_TEMPLATES)
+        t = rng.choice(SINGLE_TEMPLATES)
         return t.format(size=o.size, color=o.color, shape=o.shape, where=_where(o.position), bg=bg)
     phrases = [o.phrase for o in objs]
     lst = ", ".join(phrases[:-1]) + " and " + phrases[-1]
     lst_where = ", ".join(f"{o.phrase} at the {_where(o.position)}" for o in objs[:-1])
     lst_where += f" and {objs[-1].phrase} at the {_where(objs[-1].position)}"
-    t = rng.choice(_MULTI_TEMPLATES)
+    t = rng.choice(MULTI_TEMPLATES)
     return t.format(count=COUNT_WORDS[len(objs)], list=lst, list_where=lst_where, bg=bg)
 
 

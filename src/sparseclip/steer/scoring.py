@@ -32,7 +32,7 @@ def caption_grammar() -> re.Pattern:
     fills = {"color": color, "shape": shape, "size": size, "where": where, "bg": bg, "count": count,
              "list": lst, "list_where": lst_where}
     alts = []
-    for t in (*W._SINGLE_TEMPLATES, *W._MULTI_TEMPLATES):
+    for t in (*W.SINGLE_TEMPLATES, *W.MULTI_TEMPLATES):
         if not re.fullmatch(r"[a-z ,:{}_]+", t):  # literal parts must hold no regex syntax
             raise ValueError(f"caption template with unexpected characters: {t!r}")
         alts.append(re.sub(r"\ba ", "an? ", t).format(**fills))  # the world writes "an" before a vowel
