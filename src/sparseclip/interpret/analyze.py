@@ -173,9 +173,10 @@ def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: in
         s = sae_lib.train_sae(spec["kind"], (x_img, x_txt), width, k=spec.get("k"), l1=spec.get("l1"),
                               steps=cfg.sae_steps)
         saes[s.name] = s
-    matched = "matches" if k_match == round(match_l0) else f"is the cap on matching (L0 {match_l0:.0f})"
-    notes.append(f"SAEs: width {width} (the sparse code's), k in {ks} (k={k_match} {matched} the sparse image "
-                 f"L0), {cfg.sae_steps} steps on dense embeddings of {cfg.sae_train} training images and "
+    matched = (f"k={k_match} matches the sparse image L0" if k_match == round(match_l0)
+               else f"k={k_match}: the sparse image L0 {match_l0:.0f} capped at {MAX_MATCHED_K}")
+    notes.append(f"SAEs: width {width} (the sparse code's), k in {ks} ({matched}), {cfg.sae_steps} steps "
+                 f"on dense embeddings of {cfg.sae_train} training images and "
                  "their captions")
     out = []
     for name, s in saes.items():
