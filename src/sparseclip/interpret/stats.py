@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..eval.sparsity import N_MIN, TAU  # the paper's thresholds, defined once
 from ._arrays import as_numpy
 
-TAU = 1e-3
-N_MIN = 2
 
 
 def l0(codes, eps: float = 0.0) -> float:
