@@ -16,7 +16,6 @@ from ..eval.sparsity import N_MIN, TAU  # the paper's thresholds, defined once
 from ._arrays import as_numpy
 
 
-
 def l0(codes, eps: float = 0.0) -> float:
     """Mean number of non-zero entries (``|x| > eps``) per row."""
     x = as_numpy(codes, 2, "codes")
