@@ -49,3 +49,11 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path, memory_efficient):
     assert _losses(ddp) == pytest.approx(_losses(single), rel=1e-4)
     a, b = load_file(str(single / "final/model.safetensors")), load_file(str(ddp / "final/model.safetensors"))
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+@pytest.mark.parametrize("extra", [["train.precision=bf16"], ["train.grad_checkpointing=true"],
+                                   ["train.precision=bf16", "train.accum_steps=2"]])
+def test_amp_and_checkpointing_run_on_cpu(tmp_path, extra):
+    run = train(load_config("micro", [f"train.output_dir={tmp_path / 'r'}", *COMMON, *extra]))
+    losses = _losses(run)
+    assert len(losses) == 3 and all(0 < v < 10 for v in losses)
