@@ -12,7 +12,7 @@ analyse the sparse model's features and write everything into one folder:
 
   OUT/results.md, results.json   the side-by-side table
   OUT/plots/*.png                loss and L0 over steps, accuracy bars
-  OUT/report.html                the report (feature browser, SAE comparison) when analysis is enabled
+  OUT/report/index.html          the report (feature browser; SAE comparison with --sae)
   OUT/dense, OUT/sparse          the two runs (checkpoints, logs, eval.json)
   OUT/index                      an inverted index of the sparse codes (sparseclip index search)
 
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="training steps per model (default: the preset's)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for both models")
     p.add_argument("--no-analysis", action="store_true", help="skip feature analysis and the report")
+    p.add_argument("--sae", action="store_true",
+                   help="also train SAE baselines on the dense model for the comparison (several minutes more)")
     p.add_argument("--fresh", action="store_true", help="retrain even if finished runs exist")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                    resume=not args.fresh)
     look = [out / "results.md", out / "plots"]
     if not args.no_analysis:
-        look += analyse_and_report(out, progress=not args.no_progress)
+        look += analyse_and_report(out, progress=not args.no_progress, sae=args.sae)
         look += build_index(out)
     print(f"\n[demo] done in {time.time() - t0:.0f} s. Look at:")
     for p in look:
@@ -63,18 +65,13 @@ def build_index(out: Path, n: int = 2000) -> list:
     return [f"sparseclip index search {out / 'index'} --text \"a red circle\" --explain 3"]
 
 
-def analyse_and_report(out: Path, progress: bool = True) -> list[Path]:
+def analyse_and_report(out: Path, progress: bool = True, sae: bool = False) -> list[Path]:
     """Analyse the sparse run against the dense one and render the report (if those modules exist)."""
     made: list[Path] = []
     try:
         from ..interpret import AnalyzeConfig, analyze
     except ImportError:
         return made
-    try:
-        import sparseclip.sae  # noqa: F401
-        sae = True
-    except ImportError:
-        sae = False
     print("[demo] analysing features of the sparse model (vs the dense baseline" + (" and SAEs)" if sae else ")"))
     # SAEs get 300 steps here (1000 in `sparseclip analyze --sae`) to keep the demo within minutes
     cfg = AnalyzeConfig(sae=sae, sae_steps=300, progress=progress)
