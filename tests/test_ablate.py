@@ -6,7 +6,8 @@ import torch
 
 from sparseclip.cli import main
 from sparseclip.train import ablate
-from sparseclip.train.ablate import AblateError, compare, execute, load_grid, plan, resolve_grids, run_ablation
+from sparseclip.train.ablate import AblateError, execute, load_grid, plan, resolve_grids, run_ablation
+from sparseclip.train.ablate_summary import compare, verdicts
 
 # A microscopic base: the micro preset, 2 steps of 8 pairs, a tiny evaluation.
 # One thread: on a busy shared machine two spinning threads per run are many times slower.
@@ -111,3 +112,32 @@ def test_compare_separates_signal_from_noise():
     d, word = compare(_entry(0.5, 0.2), _entry(0.4, 0.2), "zs_mean", 100)
     assert word == "within noise" and d == pytest.approx(10.0)
     assert compare(_entry(0.9, 0.0, n=1), _entry(0.1, 0.0, n=1), "zs_mean")[1] == "within noise"
+
+
+def _cell(mean, std=0.01, dim=64, **settings):
+    return {**_entry(mean, std), "code_dim": dim, "cell": str(settings), "settings": settings}
+
+
+def test_sweet_spot_needs_an_interior_maximum_beyond_noise():
+    caps = [_cell(m, **{"model.logit_scale_max": c}) for m, c in [(0.40, 20), (0.60, 40), (0.55, 50), (0.45, 100)]]
+    (line,) = verdicts({"cap": [{**c, "image_L0_pct": {"mean": 10.0, "std": 0.0}} for c in caps]})[-1:]
+    assert "sweet spot**: reproduced" in line and "cap 40" in line
+    ends = [{**c, "image_L0_pct": {"mean": 10.0, "std": 0.0}} for c in caps]
+    ends[-1]["zs_mean"] = {"mean": 0.7, "std": 0.01}  # the highest cap is best: no sweet spot
+    assert "sweet spot**: not reproduced" in verdicts({"cap": ends})[-1]
+    noisy = [{**c, "zs_mean": {"mean": c["zs_mean"]["mean"], "std": 0.3}} for c in ends[:3]]
+    assert "inconclusive" in verdicts({"cap": noisy})[-1]
+
+
+def test_parameter_matched_control_verdict():
+    def exp_grid(relu_acc, lin_acc):
+        cells = [_cell(0.5, dim=64, **{"model.head.kind": "dense"})]
+        for k, dim in [(1, 64), (8, 512)]:
+            cells += [_cell(relu_acc, dim=dim, **{"model.head.kind": "relu", "model.head.expansion": k}),
+                      _cell(lin_acc, dim=dim, **{"model.head.kind": "linear_wide", "model.head.expansion": k})]
+        return {"expansion": [{**c, "image_L0_pct": {"mean": 50.0, "std": 1.0}} for c in cells]}
+
+    said = " ".join(verdicts(exp_grid(0.6, 0.5)))
+    assert "sparsity or from extra parameters** (the control the paper lacked): the ReLU" in said
+    assert "512: +10.0 (higher)" in said
+    assert "the extra parameters alone" in " ".join(verdicts(exp_grid(0.5, 0.6)))

@@ -170,7 +170,7 @@ def rank_indices(step: int, rank: int, world_size: int, local_batch: int) -> ran
     Step ``s`` covers positions ``s*W*b ... (s+1)*W*b - 1`` and rank ``r`` takes the contiguous slice
     ``(s*W + r)*b ...``: concatenating the ranks' batches in rank order gives exactly the batch a single
     process with batch ``W*b`` sees at step ``s`` (so losses and gradients agree, and resuming at any step is
-    a pure function of the step). The same rule as ``StepSource.global_indices``. Map positions onto a finite
+    a pure function of the step). ``StepSource.global_indices`` uses it. Map positions onto a finite
     dataset (``% len``, or through an epoch permutation) in the dataset.
     """
     if not 0 <= rank < world_size:

@@ -34,6 +34,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config, DataConfig
+from ..distributed import rank_indices
 
 Tokenizer = Callable[[list[str]], torch.Tensor]
 Transform = Callable[[Any], torch.Tensor]
@@ -230,9 +231,8 @@ class StepSource:
         raise NotImplementedError
 
     def global_indices(self, step: int, batch_size: int) -> range:
-        """Global sample positions of this rank's share of step ``step``."""
-        start = (step * self.world_size + self.rank) * batch_size
-        return range(start, start + batch_size)
+        """Global sample positions of this rank's share of step ``step`` (see ``distributed.rank_indices``)."""
+        return rank_indices(step, self.rank, self.world_size, batch_size)
 
     def batches(self, start_step: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(images, tokens)`` for steps ``start_step, start_step + 1, ...`` (infinite)."""
