@@ -1,7 +1,7 @@
 import pytest
 
 from sparseclip.cli import main
-from sparseclip.config import ConfigError, load_config, preset_names
+from sparseclip.config import ConfigError, fingerprint, load_config, preset_names
 
 
 def test_presets_load_and_validate():
@@ -30,6 +30,8 @@ def test_overrides_are_typed():
     ("nosection.x=1", r"nosection: unknown key"),
     ("train.batch_size=1", r"train\.batch_size"),
     ("train.steps", r"expected key=value"),
+    ("model.image_mean=[0.5,0.5]", r"model\.image_mean: expected 3 numbers"),
+    ("model.image_mean=[0.5,0.5,0.5]", r"set both or neither"),
 ])
 def test_bad_overrides_name_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -63,3 +65,30 @@ def test_cli_reports_config_errors_in_one_line(capsys):
     assert main(["train", "micro", "train.stepz=3", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sparseclip: error: train.stepz: unknown key")
+
+
+def test_image_normalisation_from_the_model_config():
+    from PIL import Image
+
+    from sparseclip.model import image_transform
+
+    img = Image.new("RGB", (8, 8), (255, 0, 0))
+    clip = image_transform(8)(img)
+    cfg = load_config("micro", ["model.image_mean=[0.5,0.5,0.5]", "model.image_std=[0.25,0.25,0.25]"]).model
+    mine = image_transform(8, cfg=cfg)(img)
+    assert mine[0].mean().item() == pytest.approx((1 - 0.5) / 0.25) and mine[1].mean().item() == pytest.approx(-2.0)
+    assert not clip.allclose(mine)
+    with pytest.raises(ConfigError, match="image_std: each must be > 0"):
+        load_config("micro", ["model.image_mean=[0.5,0.5,0.5]", "model.image_std=[0.2,0,0.2]"])
+
+
+def test_fingerprint_ignores_output_dir_and_fields_added_at_their_default():
+    cfg = load_config("micro")
+    new = cfg.to_dict()
+    old = cfg.to_dict()
+    del old["model"]["image_mean"], old["model"]["image_std"]  # a config.json from before these fields existed
+    old["train"]["output_dir"] = "elsewhere"
+    assert fingerprint(old) == fingerprint(new)
+    changed = load_config("micro", ["model.image_mean=[0.5,0.5,0.5]", "model.image_std=[0.2,0.2,0.2]"]).to_dict()
+    assert fingerprint(changed) != fingerprint(new)
+    assert fingerprint(load_config("micro", ["train.steps=3"]).to_dict()) != fingerprint(new)

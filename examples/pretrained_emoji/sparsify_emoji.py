@@ -30,7 +30,6 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TEMPLATES = ["an emoji of a {}.", "a {} emoji.", "{}"]
 
 
@@ -137,9 +136,10 @@ def run(out: Path, limit: int = 0, size: int = 128, views: int = 2, steps: int =
         log(f"importing emoji -> {data}")
         log(json.dumps(import_emoji(data, "csv", size=size, views=views, limit=limit)))
     ckpt = build_towers_checkpoint(out / "towers.safetensors", effnet_file, minilm)
-    import open_clip
+    from sparseclip.model import image_transform
 
-    transform = open_clip.image_transform(size, is_train=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    # the towers are ImageNet-trained: emoji.yaml sets model.image_mean/std, saved models keep them
+    transform = image_transform(size, cfg=example_config(minilm, ckpt, "relu").model)
     train_rows, test_rows = read_split(data / "train.csv"), read_split(data / "test.csv")
     results = {}
     caches = {}

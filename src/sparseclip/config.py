@@ -56,9 +56,21 @@ class ModelConfig:
     pretrained: str = ""  # local OpenCLIP-layout checkpoint for the towers (.safetensors, or .bin/.pt/.pth)
     freeze_image: bool = False  # LiT style: image tower gets no gradients, stays in eval mode
     freeze_text: bool = False
+    # per-channel image normalisation; empty = CLIP's. Pretrained timm towers usually want ImageNet's:
+    # image_mean: [0.485, 0.456, 0.406], image_std: [0.229, 0.224, 0.225]
+    image_mean: list = field(default_factory=list)
+    image_std: list = field(default_factory=list)
 
     def validate(self) -> None:
         _positive("model.embed_dim", self.embed_dim)
+        for key, vals in (("model.image_mean", self.image_mean), ("model.image_std", self.image_std)):
+            if vals and (len(vals) != 3 or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                   for v in vals)):
+                raise ConfigError(f"{key}: expected 3 numbers (R, G, B) or [], got {vals!r}")
+        if bool(self.image_mean) != bool(self.image_std):
+            raise ConfigError("model.image_mean / model.image_std: set both or neither")
+        if any(v <= 0 for v in self.image_std):
+            raise ConfigError(f"model.image_std: each must be > 0, got {self.image_std!r}")
         if self.pretrained and not self.pretrained.endswith((".safetensors", ".bin", ".pt", ".pth")):
             raise ConfigError(f"model.pretrained: expected a .safetensors/.bin/.pt/.pth file, got "
                               f"{self.pretrained!r}")
@@ -194,6 +206,26 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def fingerprint(data: dict) -> dict:
+    """What makes two runs' configs the same computation: ``data`` (a ``Config.to_dict()``, possibly written by
+    an older version) without the output folder and without fields at their default value, so a field added
+    later (at a default that keeps the old behaviour) does not make finished runs look stale."""
+    def strip(d: dict, defaults: dict) -> dict:
+        out = {}
+        for k, v in d.items():
+            if k in defaults and isinstance(v, dict) and isinstance(defaults[k], dict):
+                v = strip(v, defaults[k])
+                if v:
+                    out[k] = v
+            elif k not in defaults or v != defaults[k]:
+                out[k] = v
+        return out
+
+    data = json.loads(json.dumps(data))  # a deep copy with JSON types (tuples -> lists)
+    data.get("train", {}).pop("output_dir", None)
+    return strip(data, json.loads(Config().to_json()))
 
 
 # ----------------------------------------------------------------------------------------------

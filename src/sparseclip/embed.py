@@ -18,7 +18,7 @@ def _device(model: torch.nn.Module) -> torch.device:
 def encode_images(model: SparseCLIP, images: Sequence[Image.Image], image_size: int,
                   batch_size: int = 256) -> torch.Tensor:
     """Codes (N, code_dim) of PIL images, using OpenCLIP's eval transform."""
-    tf = image_transform(image_size, train=False)
+    tf = image_transform(image_size, train=False, cfg=getattr(model, "cfg", None))
     dev = _device(model)
     out = []
     for i in range(0, len(images), batch_size):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +223,8 @@ def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], 
         heat = None
         if patch and top_i and cs.encode_image is not None:
             img = data.images[top_i[0]]
-            hm = occlusion_heatmap(cs.encode_image, preprocess(img, data.image_size), f, patch=patch,
+            prep = cs.preprocess or partial(preprocess, image_size=data.image_size)
+            hm = occlusion_heatmap(cs.encode_image, prep(img), f, patch=patch,
                                     stride=max(1, patch // 2))
             heat = f"heatmaps/f{f:05d}.png"
             save_heatmap(img, hm, out_dir / heat, scale=4)

@@ -82,6 +82,7 @@ class CodeSet:
     match_image: np.ndarray | None = None
     match_terms: np.ndarray | None = None
     encode_image: Callable[[torch.Tensor], torch.Tensor] | None = None
+    preprocess: Callable[[Image.Image], torch.Tensor] | None = None  # PIL -> the tensor encode_image takes
     extra: dict = field(default_factory=dict)  # further numeric summary columns (e.g. an SAE's FVU)
 
     def __post_init__(self) -> None:
@@ -118,7 +119,11 @@ def encode_model(name: str, model, tokenizer, data: AnalysisData, batch_size: in
         tasks[task] = _np(encode_images(model, imgs, data.image_size, batch_size))
         steps.update()
     steps.close()
-    return CodeSet(name, image, text, terms, tasks, encode_image=_image_encoder(model))
+    from ..model import image_transform
+
+    tf = image_transform(data.image_size, train=False, cfg=getattr(model, "cfg", None))
+    return CodeSet(name, image, text, terms, tasks, encode_image=_image_encoder(model),
+                   preprocess=lambda img: tf(img.convert("RGB")))
 
 
 def _image_encoder(model) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -154,7 +159,7 @@ def derived_codes(name: str, base: CodeSet, encode: Callable[[torch.Tensor], tor
     return CodeSet(name, run(base.image), run(base.text), run(base.terms),
                    {t: run(c) for t, c in base.tasks.items()},
                    match_image=l2_normalize(base.image), match_terms=l2_normalize(base.terms),
-                   encode_image=image_enc)
+                   encode_image=image_enc, preprocess=base.preprocess)
 
 
 def preprocess(image: Image.Image, image_size: int) -> torch.Tensor:

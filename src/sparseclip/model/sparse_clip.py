@@ -88,6 +88,9 @@ def get_tokenizer(cfg: ModelConfig, context_length: int | None = None):
     return tower_tokenizer(cfg, context_length)
 
 
-def image_transform(image_size: int, train: bool = False):
-    """OpenCLIP's image transform (resize, centre crop, to tensor, CLIP normalisation)."""
-    return open_clip.image_transform(image_size, is_train=train)
+def image_transform(image_size: int, train: bool = False, cfg: ModelConfig | None = None):
+    """OpenCLIP's image transform (resize, centre crop, to tensor, normalisation): CLIP's mean/std, or
+    ``cfg.image_mean`` / ``cfg.image_std`` when the model config sets them (e.g. a pretrained timm tower)."""
+    mean = tuple(cfg.image_mean) if cfg is not None and cfg.image_mean else None
+    std = tuple(cfg.image_std) if cfg is not None and cfg.image_std else None
+    return open_clip.image_transform(image_size, is_train=train, mean=mean, std=std)

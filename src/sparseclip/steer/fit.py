@@ -48,7 +48,7 @@ def patch_codes(model: SparseCLIP, images, image_size: int, batch_size: int = 25
     visual = model.visual
     if not hasattr(visual, "output_tokens"):
         raise ValueError("patch tokens need a native OpenCLIP ViT image tower")
-    tf = image_transform(image_size, train=False)
+    tf = image_transform(image_size, train=False, cfg=getattr(model, "cfg", None))
     dev = next(model.parameters()).device
     out = []
     old = visual.output_tokens

@@ -27,7 +27,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from ..checkpoint import latest_checkpoint, load_model
-from ..config import Config, ConfigError, apply_overrides, config_from_dict, load_config
+from ..config import Config, ConfigError, apply_overrides, config_from_dict, fingerprint, load_config
 from ..eval import evaluate
 from .ablate_summary import write_summary
 from .demo import result_row, same_config
@@ -160,10 +160,8 @@ def _as_overrides(settings: dict) -> list[str]:
 
 
 def run_slug(cfg: Config) -> str:
-    """A readable, config-unique run folder name (the hash covers every field except the output folder)."""
-    data = cfg.to_dict()
-    data["train"].pop("output_dir")
-    digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+    """A readable, config-unique run folder name (the hash covers the config's :func:`fingerprint`)."""
+    digest = hashlib.sha1(json.dumps(fingerprint(cfg.to_dict()), sort_keys=True).encode()).hexdigest()[:8]
     h = cfg.model.head
     parts = [h.kind, f"x{h.expansion}" if h.kind != "dense" else "", h.placement, "rep" if h.rep_relu else "",
              f"k{h.topk}" if h.kind == "topk" else "", f"l1{cfg.loss.l1_coef:g}" if cfg.loss.l1_coef else "",

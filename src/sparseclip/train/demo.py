@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..checkpoint import load_model  # noqa: E402
-from ..config import Config, load_config  # noqa: E402
+from ..config import Config, fingerprint, load_config  # noqa: E402
 from ..eval import evaluate  # noqa: E402
 from .logger import read_log  # noqa: E402
 from .loop import train  # noqa: E402
@@ -144,6 +144,6 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
 
 def same_config(run: Path, cfg: Config) -> bool:
     try:
-        return json.loads((run / "config.json").read_text()) == json.loads(cfg.to_json())
+        return fingerprint(json.loads((run / "config.json").read_text())) == fingerprint(cfg.to_dict())
     except (OSError, json.JSONDecodeError):
         return False

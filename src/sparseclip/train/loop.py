@@ -95,7 +95,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
     if tc.grad_checkpointing:
         model.set_grad_checkpointing(True)
     tokenizer = get_tokenizer(cfg.model, cfg.data.context_length)
-    source = build_train_source(cfg, tokenizer, image_transform(cfg.data.image_size, train=False),
+    source = build_train_source(cfg, tokenizer, image_transform(cfg.data.image_size, train=False, cfg=cfg.model),
                                 rank=info.rank, world_size=info.world_size)
     optimizer = make_optimizer(model, tc)
     scheduler = make_scheduler(optimizer, tc)
