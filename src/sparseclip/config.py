@@ -162,6 +162,8 @@ class TrainConfig:
     accum_steps: int = 1  # micro-batches per step; the full-batch contrastive loss is kept (feature cache)
     grad_checkpointing: bool = False
     compile: bool = False  # torch.compile the model
+    # both towers frozen + CSV data: compute tower features once (run_dir/features.safetensors), train heads only
+    feature_cache: bool = True
     device: str = "auto"  # auto | cpu | cuda
     tensorboard: bool = True
     progress: bool = True

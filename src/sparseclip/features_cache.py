@@ -6,19 +6,20 @@ scale learn, and the towers' outputs for a sample never change. So compute them 
 same) and train the heads on the cached features (:func:`train_heads`): a step costs two matrix products
 instead of two tower forward passes.
 
-How the trainer uses it (both towers frozen and a finite data set, e.g. ``data.kind=csv``)::
+The trainer does it by itself when :func:`uses_feature_cache` (both towers frozen, CSV data,
+``train.feature_cache``): :func:`cache_csv_pairs` once, then every step runs :class:`HeadOnly` on a batch of
+:class:`CachedPairsSource` (the same rows in the same order as the CSV source, split by rank), with the
+trainer's optimiser, checkpoints, resume and logging unchanged. For a loop of your own::
 
     cache = cache_pairs(model, tokenizer, transform, image_paths, captions, path=run_dir / "features.safetensors")
     history = train_heads(model, cache, cfg.train)   # AdamW + warmup/cosine + ClipLoss on the heads only
     # model is now trained; save it as usual: the frozen towers are unchanged
-
-With one tower frozen, the same :func:`image_tower_features` / :func:`text_tower_features` give that
-modality's features once per sample, and the trainer adds the live tower's codes per batch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -29,9 +30,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
-from .config import TrainConfig
-from .data.sources import SkipSample, decode_image
+from .config import Config, TrainConfig
+from .data.sources import DataError, EpochPermutation, SkipSample, decode_image
+from .distributed import rank_indices
 from .loss import ClipLoss
 from .model import SparseCLIP
 
@@ -156,6 +159,40 @@ def cache_pairs(model: SparseCLIP, tokenizer: Callable, transform: Callable,
     return cache
 
 
+def uses_feature_cache(cfg: Config) -> bool:
+    """Whether the trainer trains on cached tower features: both towers frozen, a finite data set (CSV) and
+    ``train.feature_cache`` on."""
+    return cfg.model.freeze_image and cfg.model.freeze_text and cfg.data.kind == "csv" and cfg.train.feature_cache
+
+
+def cache_csv_pairs(cfg: Config, model: SparseCLIP, tokenizer: Callable, transform: Callable, path: str | Path,
+                    progress: bool = False) -> FeatureCache:
+    """:func:`cache_pairs` of ``cfg.data.train_data`` (a CSV), reused from ``path`` when it matches; stops with
+    one line (``DataError``) when more than ``data.max_bad_fraction`` of the rows were unusable."""
+    from tqdm.auto import tqdm
+
+    from .data.csv_data import read_pairs
+
+    d = cfg.data
+    images, captions = read_pairs(d.train_data, d.csv_img_key, d.csv_caption_key, d.csv_separator)
+    bar = tqdm(total=len(images), desc="cache tower features", unit="img", disable=not progress, leave=False)
+
+    def tick(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    try:
+        cache = cache_pairs(model, tokenizer, transform, images, captions, path=path, progress=tick)
+    except ValueError as e:  # no usable pairs at all
+        raise DataError(f"data.train_data: {e}") from None
+    finally:
+        bar.close()
+    bad = sum(cache.meta.get("skipped", {}).values())
+    if len(images) >= d.bad_min_samples and bad > d.max_bad_fraction * len(images):
+        raise DataError(f"data.train_data: {bad} of {len(images)} rows unusable ({cache.meta['skipped']}), "
+                        f"more than data.max_bad_fraction={d.max_bad_fraction}")
+    return cache
+
+
 def head_codes(model: SparseCLIP, image_feats: torch.Tensor | None = None,
                text_feats: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Codes (un-normalised) of cached tower features: the heads only."""
@@ -164,24 +201,47 @@ def head_codes(model: SparseCLIP, image_feats: torch.Tensor | None = None,
     return img, txt
 
 
-def cached_batches(n: int, batch_size: int, seed: int, start_step: int = 0) -> Iterator[torch.Tensor]:
-    """Row indices of each step: epoch-wise permutations seeded by ``(seed, epoch)``; a pure function of the
-    step, so training on a cache resumes exactly."""
-    if batch_size > n:
-        raise ValueError(f"batch size {batch_size} exceeds the {n} cached pairs")
-    step = start_step
-    perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
-    while True:
-        pos = torch.arange(step * batch_size, (step + 1) * batch_size)
-        out = torch.empty(batch_size, dtype=torch.long)
-        for epoch in pos.div(n, rounding_mode="floor").unique().tolist():
-            if epoch != perm_epoch:
-                g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-                perm, perm_epoch = torch.randperm(n, generator=g), epoch
-            sel = pos.div(n, rounding_mode="floor") == epoch
-            out[sel] = perm[pos[sel] % n]
-        yield out
-        step += 1
+def cached_batches(n: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
+                   world_size: int = 1) -> Iterator[torch.Tensor]:
+    """Row indices of rank ``rank``'s share (``batch_size`` rows) of each step, in the order a CSV source
+    reads its rows (:class:`~sparseclip.data.sources.EpochPermutation`); a pure function of the step, so
+    training on a cache resumes exactly."""
+    if batch_size * world_size > n:
+        raise ValueError(f"batch size {batch_size * world_size} exceeds the {n} cached pairs")
+    row_at = EpochPermutation(n, seed)
+    for step in itertools.count(start_step):
+        yield torch.tensor([row_at(p) for p in rank_indices(step, rank, world_size, batch_size)], dtype=torch.long)
+
+
+class HeadOnly(nn.Module):
+    """A :class:`SparseCLIP` whose forward takes cached tower features instead of images and tokens and
+    returns the same dict (codes, normalised features, logit scale): the trainer's step, heads only."""
+
+    def __init__(self, model: SparseCLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image_feats: torch.Tensor, text_feats: torch.Tensor) -> dict:
+        img, txt = head_codes(self.model, image_feats, text_feats)
+        return {"logit_scale": self.model.logit_scale.exp(), "image_code": img, "text_code": txt,
+                "image_features": F.normalize(img, dim=-1), "text_features": F.normalize(txt, dim=-1)}
+
+
+class CachedPairsSource:
+    """A training source of cached tower features (the trainer's ``TrainSource``): each step yields
+    ``(image_feats, text_feats)`` of the rows :func:`cached_batches` picks for this rank."""
+
+    def __init__(self, cache: FeatureCache, seed: int, rank: int = 0, world_size: int = 1):
+        self.cache, self.seed, self.rank, self.world_size = cache, seed, rank, world_size
+
+    def batches(self, start_step: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in cached_batches(len(self.cache), batch_size, self.seed, start_step, self.rank, self.world_size):
+            yield self.cache.image[idx], self.cache.text[idx]
+
+    def stats(self) -> dict:
+        skipped = self.cache.meta.get("skipped", {})
+        return {"feature_cache": True, "cached_pairs": len(self.cache), "skipped": skipped,
+                "skipped_total": sum(skipped.values())}
 
 
 def train_heads(model: SparseCLIP, cache: FeatureCache, train: TrainConfig,

@@ -26,6 +26,7 @@ from ..config import DataConfig
 from .sources import (
     Batch,
     DataError,
+    EpochPermutation,
     SkipSample,
     StepSource,
     Tokenizer,
@@ -75,19 +76,10 @@ class CsvSource(StepSource):
                                                 cfg.csv_separator)
         self.tokenizer, self.transform = tokenizer, transform
         self.seed = cfg.train_seed
-        self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+        self.row_at = EpochPermutation(len(self.images), self.seed)  # the row at a global position
 
     def __len__(self) -> int:
         return len(self.images)
-
-    def row_at(self, position: int) -> int:
-        """The row at global position ``position`` (epoch-wise seeded permutation)."""
-        n = len(self.images)
-        epoch = position // n
-        if epoch != self._perm_epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm, self._perm_epoch = torch.randperm(n, generator=g), epoch
-        return int(self._perm[position % n])
 
     def load(self, row: int) -> tuple[torch.Tensor, str]:
         """(image tensor, caption) of a row; raises ``SkipSample`` for a bad row."""

@@ -212,6 +212,23 @@ def iterate_loader(loader: DataLoader) -> Iterator[Batch]:
         yield batch
 
 
+class EpochPermutation:
+    """The row at each global sample position of a finite data set of ``n`` rows: epoch ``e`` (positions
+    ``e*n ... (e+1)*n - 1``) reads a permutation seeded by ``(seed, e)``, so the order is a pure function of
+    the position (resumable, rank-independent). The last epoch's permutation is kept."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def __call__(self, position: int) -> int:
+        epoch = position // self.n
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._epoch = torch.randperm(self.n, generator=g), epoch
+        return int(self._perm[position % self.n])
+
+
 class StepSource:
     """Base for sources whose batch at each step is a pure function of the step (world, CSV).
 

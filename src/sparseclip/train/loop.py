@@ -17,6 +17,7 @@ from ..checkpoint import save_model
 from ..config import Config
 from ..data.sources import build_train_source
 from ..distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
+from ..features_cache import CachedPairsSource, HeadOnly, cache_csv_pairs, uses_feature_cache
 from ..loss import l1_penalty
 from ..model import create_model, get_tokenizer, image_transform
 from .logger import RunLogger
@@ -95,8 +96,22 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
     if tc.grad_checkpointing:
         model.set_grad_checkpointing(True)
     tokenizer = get_tokenizer(cfg.model, cfg.data.context_length)
-    source = build_train_source(cfg, tokenizer, image_transform(cfg.data.image_size, train=False, cfg=cfg.model),
-                                rank=info.rank, world_size=info.world_size)
+    transform = image_transform(cfg.data.image_size, train=False, cfg=cfg.model)
+    show = (tc.progress if progress is None else progress) and info.is_main
+    step_model = model
+    if uses_feature_cache(cfg):  # frozen towers: their features once, then the heads only
+        path = run_dir / "features.safetensors"
+        if info.is_main:
+            print(f"[train] both towers frozen: training the heads on cached tower features ({path}); "
+                  f"train.feature_cache=false runs the towers every step")
+            cache = cache_csv_pairs(cfg, model, tokenizer, transform, path, progress=show)
+        barrier()
+        if not info.is_main:
+            cache = cache_csv_pairs(cfg, model, tokenizer, transform, path)
+        source = CachedPairsSource(cache, cfg.data.train_seed, info.rank, info.world_size)
+        step_model = HeadOnly(model)
+    else:
+        source = build_train_source(cfg, tokenizer, transform, rank=info.rank, world_size=info.world_size)
     optimizer = make_optimizer(model, tc)
     scheduler = make_scheduler(optimizer, tc)
     scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
@@ -112,7 +127,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
         ckpt = find_resume(run_dir, resume)
         model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
         start = load_training_state(ckpt, optimizer, scheduler, scaler)
-    ddp_model = wrap_ddp(model, info)
+    ddp_model = wrap_ddp(step_model, info)
     if tc.compile:
         ddp_model = torch.compile(ddp_model)
     logger = None
@@ -122,7 +137,6 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
     keep = checkpoint_steps(cfg)
     amp = ((lambda: torch.autocast(device.type, dtype=_DTYPES[tc.precision])) if tc.precision in _DTYPES
            else contextlib.nullcontext)
-    show = (tc.progress if progress is None else progress) and info.is_main
     bar = tqdm(total=tc.steps, initial=start, desc=f"train {cfg.name}", disable=not show, dynamic_ncols=True)
     batches = source.batches(start, tc.batch_size // info.world_size)
     model.train()
