@@ -65,6 +65,12 @@ def test_cli_reports_config_errors_in_one_line(capsys):
     assert main(["train", "micro", "train.stepz=3", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sparseclip: error: train.stepz: unknown key")
+    # overrides after an option reach the config too (argparse alone rejects them)
+    assert main(["train", "micro", "--no-progress", "train.stepz=3"]) == 2
+    assert "train.stepz: unknown key" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "micro", "--no-progress", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 def test_image_normalisation_from_the_model_config():
