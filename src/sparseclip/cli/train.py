@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="latest|CKPT", help="continue a run exactly from its newest checkpoint")
     p.add_argument("--shrink", action="store_true", help="a seconds-long smoke run of this config")
     p.add_argument("--eval", action="store_true", help="evaluate the final model and write eval.json")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (same as train.progress=false)")
     p.set_defaults(func=run)
 
 
@@ -36,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides, shrink=args.shrink)
     from ..train import train
 
-    run_dir = train(cfg, resume=args.resume, progress=not args.no_progress)
+    show = cfg.train.progress and not args.no_progress
+    run_dir = train(cfg, resume=args.resume, progress=show)
     print(f"trained: {run_dir / 'final'}")
     if args.eval:
         from .eval import evaluate_to_file
 
-        evaluate_to_file(str(run_dir), run_dir / "eval.json", progress=not args.no_progress)
+        evaluate_to_file(str(run_dir), run_dir / "eval.json", progress=show)
     return 0
