@@ -86,7 +86,6 @@ def test_efficientnet_lite0_weights_pair_by_order():
         effnet_file, _ = ex.tower_sources()
     except ex.MissingPackage as e:
         pytest.skip(str(e))
-    import open_clip
     import timm
 
     from sparseclip.data.emoji import EmojiRenderer
@@ -94,7 +93,8 @@ def test_efficientnet_lite0_weights_pair_by_order():
 
     net = timm.create_model("efficientnet_lite0", pretrained=False).eval()
     net.load_state_dict(remap_by_order(torch.load(effnet_file, weights_only=True), net.state_dict()))
-    tf = open_clip.image_transform(224, is_train=False, mean=ex.IMAGENET_MEAN, std=ex.IMAGENET_STD)
+    # the example's config carries the towers' ImageNet normalisation (model.image_mean/std)
+    tf = image_transform(224, cfg=load_config(str(ex.HERE / "emoji.yaml")).model)
     with torch.no_grad():
         logits = net(tf(EmojiRenderer(size=224).render("\U0001F691"))[None])
     assert int(logits.argmax()) == 407  # ImageNet class 407: ambulance
