@@ -98,3 +98,9 @@ def test_fingerprint_ignores_output_dir_and_fields_added_at_their_default():
     changed = load_config("micro", ["model.image_mean=[0.5,0.5,0.5]", "model.image_std=[0.2,0.2,0.2]"]).to_dict()
     assert fingerprint(changed) != fingerprint(new)
     assert fingerprint(load_config("micro", ["train.steps=3"]).to_dict()) != fingerprint(new)
+    fp = fingerprint(new)
+    assert "head" in fp["model"] and "vision_cfg" in fp["model"]  # sections compared field by field, dicts whole
+    emptied = load_config("micro", ["model.vision_cfg={}"]).to_dict()
+    assert fingerprint(emptied) != fp and "vision_cfg" not in fingerprint(emptied)["model"]  # {} is the default
+    partial = load_config("micro", ["model.vision_cfg={image_size: 32}"]).to_dict()
+    assert fingerprint(partial)["model"]["vision_cfg"] == {"image_size": 32}

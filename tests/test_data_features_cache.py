@@ -120,3 +120,15 @@ def test_cached_source_rank_shares_make_the_single_process_batch():
         parts = [next(s) for s in shares]
         assert torch.equal(img, torch.cat([p[0] for p in parts])) and torch.equal(txt, -img)
     assert CachedPairsSource(cache, seed=4).stats()["skipped_total"] == 2
+
+
+def test_trainer_cache_path_reports_unusable_csv_in_one_line(tmp_path, capsys):
+    from sparseclip.cli import main
+
+    data = tmp_path / "bad.csv"
+    data.write_text("filepath,title\nmissing1.png,a red circle\nmissing2.png,a blue star\n,\n")
+    code = main(["train", "micro", "--no-progress", "--out", str(tmp_path / "run"), "data.kind=csv",
+                 f"data.train_data={data}", "model.freeze_image=true", "model.freeze_text=true"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("sparseclip: error: data.train_data:")
+    assert "no usable pairs" in err[0]

@@ -210,24 +210,29 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+#: annotation string (``from __future__ import annotations``) -> the config section class it names
+_SECTION_TYPES = {c.__name__: c for c in (ModelConfig, HeadConfig, LossConfig, DataConfig, TrainConfig)}
+
+
 def fingerprint(data: dict) -> dict:
     """What makes two runs' configs the same computation: ``data`` (a ``Config.to_dict()``, possibly written by
     an older version) without the output folder and without fields at their default value, so a field added
     later (at a default that keeps the old behaviour) does not make finished runs look stale."""
-    def strip(d: dict, defaults: dict) -> dict:
+    def strip(d: dict, defaults: dict, cls: type) -> dict:
+        sections = {f.name: _SECTION_TYPES[f.type] for f in dataclasses.fields(cls) if f.type in _SECTION_TYPES}
         out = {}
         for k, v in d.items():
-            if k in defaults and isinstance(v, dict) and isinstance(defaults[k], dict):
-                v = strip(v, defaults[k])
+            if k in sections and isinstance(v, dict):  # a nested config section: compare field by field
+                v = strip(v, defaults.get(k, {}), sections[k])
                 if v:
                     out[k] = v
-            elif k not in defaults or v != defaults[k]:
+            elif k not in defaults or v != defaults[k]:  # a value (dict-valued fields compare whole)
                 out[k] = v
         return out
 
     data = json.loads(json.dumps(data))  # a deep copy with JSON types (tuples -> lists)
     data.get("train", {}).pop("output_dir", None)
-    return strip(data, json.loads(Config().to_json()))
+    return strip(data, json.loads(Config().to_json()), Config)
 
 
 # ----------------------------------------------------------------------------------------------
