@@ -210,7 +210,7 @@ def cached_batches(n: int, batch_size: int, seed: int, start_step: int = 0, rank
         raise ValueError(f"batch size {batch_size * world_size} exceeds the {n} cached pairs")
     row_at = EpochPermutation(n, seed)
     for step in itertools.count(start_step):
-        yield torch.tensor([row_at(p) for p in rank_indices(step, rank, world_size, batch_size)], dtype=torch.long)
+        yield row_at.rows(rank_indices(step, rank, world_size, batch_size))
 
 
 class HeadOnly(nn.Module):

@@ -228,6 +228,16 @@ class EpochPermutation:
             self._perm, self._epoch = torch.randperm(self.n, generator=g), epoch
         return int(self._perm[position % self.n])
 
+    def rows(self, positions: range) -> torch.Tensor:
+        """The rows at a contiguous range of positions, as one tensor (slices of at most a few permutations)."""
+        parts, p = [], positions.start
+        while p < positions.stop:
+            end = min(positions.stop, (p // self.n + 1) * self.n)  # to the end of this epoch at most
+            self(p)  # make this epoch's permutation current
+            parts.append(self._perm[p % self.n:p % self.n + end - p])
+            p = end
+        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
+
 
 class StepSource:
     """Base for sources whose batch at each step is a pure function of the step (world, CSV).
