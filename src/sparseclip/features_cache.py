@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,7 @@ class FeatureCache:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: ranks without a shared run dir may race
         save_file({"image": self.image.contiguous(), "text": self.text.contiguous()}, str(tmp),
                   metadata={"meta": json.dumps(self.meta)})
         tmp.replace(path)
