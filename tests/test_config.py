@@ -104,3 +104,11 @@ def test_fingerprint_ignores_output_dir_and_fields_added_at_their_default():
     assert fingerprint(emptied) != fp and "vision_cfg" not in fingerprint(emptied)["model"]  # {} is the default
     partial = load_config("micro", ["model.vision_cfg={image_size: 32}"]).to_dict()
     assert fingerprint(partial)["model"]["vision_cfg"] == {"image_size": 32}
+
+
+def test_train_progress_false_silences_the_bar(tmp_path, capsys):
+    args = ["train", "micro", "--out", str(tmp_path / "r"), "train.steps=2", "train.tensorboard=false"]
+    assert main([*args, "train.progress=false"]) == 0
+    assert "train micro" not in capsys.readouterr().err
+    assert main([*args, "train.progress=true"]) == 0  # the same run with the bar: the check above can fail
+    assert "train micro" in capsys.readouterr().err
