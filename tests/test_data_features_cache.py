@@ -5,7 +5,7 @@ import torch
 
 from sparseclip.config import load_config
 from sparseclip.data.world import World
-from sparseclip.features_cache import FeatureCache, cache_pairs, cached_batches, head_codes, train_heads
+from sparseclip.features_cache import FeatureCache, cache_pairs, cached_batches, head_codes
 from sparseclip.model import create_model, get_tokenizer, image_transform
 
 
@@ -23,7 +23,7 @@ def _pairs(n=48):
     return [s[0] for s in samples], [s[1] for s in samples]
 
 
-def test_cache_reused_and_head_training_learns(tmp_path):
+def test_cache_reused_and_head_codes_equal_the_full_model(tmp_path):
     model, cfg = _model(freeze_image=True, freeze_text=True)
     tok, tf = get_tokenizer(cfg.model, 32), image_transform(32)
     images, captions = _pairs()
@@ -38,10 +38,6 @@ def test_cache_reused_and_head_training_learns(tmp_path):
     assert again.meta["key"] == cache.meta["key"] and torch.equal(again.image, cache.image)
     other = cache_pairs(model, tok, tf, images, captions[:-1] + ["something else"], path=path)
     assert other.meta["key"] != cache.meta["key"]
-    towers_before = {k: v.clone() for k, v in model.towers.state_dict().items()}
-    hist = train_heads(model, cache, cfg.train)
-    assert len(hist) == 3 and hist[-1]["loss"] < hist[0]["loss"]
-    assert all(torch.equal(v, towers_before[k]) for k, v in model.towers.state_dict().items())
     img, txt = head_codes(model, cache.image, cache.text)
     assert (img >= 0).all() and img.shape == (48, model.code_dim)
     # the codes from the cache equal the full model's codes
@@ -84,7 +80,7 @@ def test_trainer_uses_the_cache_with_frozen_towers_and_matches_the_tower_path(tm
 
     data = _world_csv(tmp_path / "data")
     base = ["data.kind=csv", f"data.train_data={data}", "model.freeze_image=true", "model.freeze_text=true",
-            "train.steps=12", "train.batch_size=16", "train.log_every=2", "train.lr=3e-3", "train.warmup=2",
+            "model.allow_random_frozen=true", "train.steps=12", "train.batch_size=16", "train.log_every=2", "train.lr=3e-3", "train.warmup=2",
             "train.tensorboard=false", "train.progress=false", "train.ckpt_fractions=[]", "train.ckpt_every=6"]
     runs = {}
     for flag in ("true", "false"):
@@ -128,7 +124,8 @@ def test_trainer_cache_path_reports_unusable_csv_in_one_line(tmp_path, capsys):
     data = tmp_path / "bad.csv"
     data.write_text("filepath,title\nmissing1.png,a red circle\nmissing2.png,a blue star\n,\n")
     code = main(["train", "micro", "--no-progress", "--out", str(tmp_path / "run"), "data.kind=csv",
-                 f"data.train_data={data}", "model.freeze_image=true", "model.freeze_text=true"])
+                 f"data.train_data={data}", "model.freeze_image=true", "model.freeze_text=true",
+                 "model.allow_random_frozen=true"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("sparseclip: error: data.train_data:")
     assert "no usable pairs" in err[0]

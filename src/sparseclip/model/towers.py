@@ -24,9 +24,7 @@ import open_clip
 import torch
 from torch import nn
 
-from ..config import ModelConfig
-
-_CKPT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+from ..config import _CKPT_SUFFIXES, ModelConfig
 
 
 class TowerError(ValueError):
@@ -34,10 +32,15 @@ class TowerError(ValueError):
 
 
 def build_towers(cfg: ModelConfig) -> nn.Module:
-    """An OpenCLIP ``CLIP``/``CustomTextCLIP`` (named or inline config), with ``cfg.pretrained`` loaded and
-    the towers frozen as ``cfg.freeze_image`` / ``cfg.freeze_text`` say."""
+    """An OpenCLIP ``CLIP``/``CustomTextCLIP`` (named or inline config, or a named pair ``cfg.towers``), with
+    its pretrained weights loaded and the towers frozen as ``cfg.freeze_image`` / ``cfg.freeze_text`` say."""
+    from .pretrained import load_pair_weights, resolve_towers
+
+    cfg, pair_paths = resolve_towers(cfg)
+    pretrained = cfg.pretrained
+    tag = pretrained if pretrained and cfg.openclip_name and not pretrained.endswith(_CKPT_SUFFIXES) else ""
     if cfg.openclip_name:
-        model = open_clip.create_model(cfg.openclip_name, pretrained=None)
+        model = _openclip_named(cfg.openclip_name, tag)
     elif cfg.text_cfg.get("hf_model_name") or cfg.text_cfg.get("custom_text"):
         text_cfg = {k: v for k, v in cfg.text_cfg.items() if k != "custom_text"}
         model = open_clip.model.CustomTextCLIP(cfg.embed_dim, dict(cfg.vision_cfg), text_cfg)
@@ -51,11 +54,35 @@ def build_towers(cfg: ModelConfig) -> nn.Module:
     before = set(model.state_dict())
     if replace:  # the head replaces the towers' projections: drop them now, their weights are not needed
         strip_projections(model, remove=True)
-    pretrained = getattr(cfg, "pretrained", "")
-    if pretrained:
+    if pair_paths:
+        load_pair_weights(model, cfg, pair_paths, ignore=before - set(model.state_dict()))
+    elif pretrained and not tag:
         load_tower_weights(model, pretrained, ignore=before - set(model.state_dict()))
     freeze_towers(model, image=getattr(cfg, "freeze_image", False), text=getattr(cfg, "freeze_text", False))
     return model
+
+
+def _openclip_named(name: str, tag: str) -> nn.Module:
+    """OpenCLIP's named model, with the weights of pretrained ``tag`` from the local cache only (never a
+    download): a tag that is not cached is one line."""
+    if not tag:
+        return open_clip.create_model(name, pretrained=None)
+    import os
+
+    old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update({k: "1" for k in old})
+    try:
+        return open_clip.create_model(name, pretrained=tag)
+    except Exception as e:  # noqa: BLE001 - unknown tag, not cached, or no network: one line
+        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise TowerError(f"model.pretrained={tag}: OpenCLIP cannot load {name} weights {tag!r} offline ({first}); "
+                         f"give a local weights file instead") from None
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,6 +299,9 @@ def strip_projections(model: nn.Module, remove: bool) -> tuple[int, int]:
 def tower_tokenizer(cfg: ModelConfig, context_length: int | None = None):
     """The tokenizer that matches the text tower: OpenCLIP's for named/native towers, the Hugging Face
     tokenizer from the local ``text_cfg.hf_tokenizer_name`` directory for HF towers."""
+    from .pretrained import resolve_towers
+
+    cfg, _ = resolve_towers(cfg)
     hf = cfg.text_cfg.get("hf_tokenizer_name") or cfg.text_cfg.get("hf_model_name")
     if hf and not cfg.openclip_name:
         ctx = context_length or cfg.text_cfg.get("context_length", 77)

@@ -13,11 +13,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..accumulate import accumulate_gradients, split_batch
-from ..checkpoint import save_model
+from ..checkpoint import load_weights, save_model
 from ..config import Config
 from ..data.sources import build_train_source
 from ..distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
-from ..features_cache import CachedPairsSource, HeadOnly, cache_csv_pairs, uses_feature_cache
+from ..features_cache import CachedPairsSource, HeadOnly, cache_train_pairs, uses_feature_cache
 from ..loss import l1_penalty
 from ..model import create_model, get_tokenizer, image_transform
 from .logger import RunLogger
@@ -71,6 +71,7 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None) 
     global batch.
     """
     tc = cfg.train
+    cfg.model.check_frozen_towers()
     if tc.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device=cuda but no CUDA device is available (use train.device=cpu)")
     info = init_distributed(None if tc.device == "auto" else tc.device)
@@ -104,10 +105,10 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
         if info.is_main:
             print(f"[train] both towers frozen: training the heads on cached tower features ({path}); "
                   f"train.feature_cache=false runs the towers every step")
-            cache = cache_csv_pairs(cfg, model, tokenizer, transform, path, progress=show)
+            cache = cache_train_pairs(cfg, model, tokenizer, transform, path, progress=show)
         barrier()
         if not info.is_main:
-            cache = cache_csv_pairs(cfg, model, tokenizer, transform, path)
+            cache = cache_train_pairs(cfg, model, tokenizer, transform, path)
         source = CachedPairsSource(cache, cfg.data.train_seed, info.rank, info.world_size)
         step_model = HeadOnly(model)
     else:
@@ -122,10 +123,8 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
 
     start = 0
     if resume:
-        from safetensors.torch import load_file
-
         ckpt = find_resume(run_dir, resume)
-        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        load_weights(model, ckpt)
         start = load_training_state(ckpt, optimizer, scheduler, scaler)
     ddp_model = wrap_ddp(step_model, info)
     if tc.compile:

@@ -16,13 +16,23 @@ def exclude_from_decay(name: str, p: nn.Parameter) -> bool:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    decay, no_decay = [], []
+    """AdamW over the trainable parameters: no decay on gains/biases/logit_scale; the towers' parameters
+    (names under ``towers.``) at ``train.lr * train.tower_lr_scale``, the heads and logit scale at ``train.lr``.
+    The schedule multiplies every group's own lr; with a scale of 0 the tower weights stay as they are
+    (AdamW's decay is scaled by the lr too)."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if exclude_from_decay(name, p) else decay).append(p)
-    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": cfg.weight_decay}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+        tower = cfg.tower_lr_scale != 1 and (name.startswith("towers.") or ".towers." in name)
+        groups.setdefault((tower, exclude_from_decay(name, p)), []).append(p)
+    groups.setdefault((False, True), [])
+    groups.setdefault((False, False), [])
+    # order: (heads | all) no-decay, decay, then the towers' own groups (resume needs a fixed order)
+    order = sorted(groups, key=lambda g: (g[0], not g[1]))
+    params = [{"params": groups[g], "weight_decay": 0.0 if g[1] else cfg.weight_decay,
+               "lr": cfg.lr * (cfg.tower_lr_scale if g[0] else 1.0)} for g in order]
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 
 
 def cosine_with_warmup(warmup: int, steps: int):
