@@ -74,6 +74,9 @@ def test_analyze_cli_writes_schema_valid_json(runs, capsys):
         assert f["heatmap"] is None or (out / f["heatmap"]).is_file()
         assert all(isinstance(w, str) and isinstance(s, float) for w, s in f["top_words"])
         assert len(f["hist"]["bins"]) == len(f["hist"]["counts"]) + 1
+    names = json.loads((out / "feature_names.json").read_text())  # every named live feature, not only the 3
+    assert len(names) > 3 and all(0 <= int(k) < 512 and isinstance(v, str) and v for k, v in names.items())
+    assert all(names.get(str(f["id"]), f["name"]) == f["name"] for f in feats if f["name"])
     for plot in ("frequency_hist", "modality_scatter", "clarity_bars", "l0_over_training"):
         assert (out / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
     dyn = json.loads((out / "dynamics.json").read_text())

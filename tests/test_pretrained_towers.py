@@ -154,3 +154,20 @@ def test_lite_presets_train_from_the_pip_weights(tmp_path, preset):
     assert 0 <= res["zeroshot"]["color"]["acc1"] <= 1 and res["sparsity"]["image"]["dim"] == model.code_dim
     if preset == "lite_sparse":
         assert res["sparsity"]["image"]["L0"] < model.code_dim
+
+
+def test_constant_schedule_stays_flat_after_warmup():
+    from sparseclip.train.optim import make_optimizer, make_scheduler
+
+    for schedule, last in (("constant", 1e-3), ("cosine", 0.0)):
+        cfg = load_config("micro", [f"train.schedule={schedule}", "train.lr=1e-3", "train.warmup=2", "train.steps=6"])
+        opt = make_optimizer(create_model(cfg.model), cfg.train)
+        sched = make_scheduler(opt, cfg.train)
+        lrs = []
+        for _ in range(6):
+            lrs.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        assert lrs[0] == pytest.approx(5e-4) and sched.get_last_lr()[0] == pytest.approx(last, abs=1e-12)
+    with pytest.raises(ConfigError, match="train.schedule"):
+        load_config("micro", ["train.schedule=linear"])

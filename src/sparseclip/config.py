@@ -188,6 +188,7 @@ class TrainConfig:
     beta2: float = 0.98
     eps: float = 1e-6
     warmup: int = 50
+    schedule: str = "cosine"  # cosine (warmup, then cosine decay to 0, as OpenCLIP) | constant (warmup, then flat)
     grad_clip: float = 1.0  # 0 disables
     seed: int = 0
     log_every: int = 10
@@ -221,6 +222,7 @@ class TrainConfig:
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay: must be >= 0, got {self.weight_decay}")
         _choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
+        _choice("train.schedule", self.schedule, ("cosine", "constant"))
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _positive("train.log_every", self.log_every)
         _positive("train.accum_steps", self.accum_steps)

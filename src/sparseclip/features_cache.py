@@ -81,7 +81,7 @@ def image_tower_features(model: SparseCLIP, images: Sequence[torch.Tensor], batc
     dev = _device(model)
     was = model.training
     model.eval()
-    out = [model.towers.encode_image(torch.stack(list(images[i:i + batch_size])).to(dev)).float().cpu()
+    out = [model.tower_image(torch.stack(list(images[i:i + batch_size])).to(dev)).float().cpu()
            for i in range(0, len(images), batch_size)]
     model.train(was)
     return torch.cat(out)
@@ -89,7 +89,7 @@ def image_tower_features(model: SparseCLIP, images: Sequence[torch.Tensor], batc
 
 @torch.no_grad()
 def text_tower_features(model: SparseCLIP, tokenizer: Callable, texts: Sequence[str],
-                        batch_size: int = 256) -> torch.Tensor:
+                        batch_size: int = 64) -> torch.Tensor:
     """Text-tower outputs (before the head) of texts, in eval mode."""
     dev = _device(model)
     was = model.training

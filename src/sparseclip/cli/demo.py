@@ -38,12 +38,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also train SAE baselines on the dense model for the comparison (several minutes more)")
     p.add_argument("--fresh", action="store_true", help="retrain even if finished runs exist")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--render", metavar="RESULTS_JSON",
+                   help="only re-render results.md next to a demo's results.json (e.g. docs/demo/results.json)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train.demo import run_demo
 
+    if args.render:
+        from ..train.demo import render_results
+
+        print(render_results(Path(args.render)))
+        return 0
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps: must be >= 1, got {args.steps}")
     t0 = time.time()
@@ -78,8 +85,9 @@ def build_index(out: Path, n: int = 2000) -> list:
 
         shutil.rmtree(out / "index")
     build = ["index", "build", str(out / SPARSE_RUN), "--out", str(out / "index"), "--n", str(n)]
-    if (out / "analysis" / "features.json").is_file():  # the analysis' feature names explain the matches
-        build += ["--feature-names", str(out / "analysis" / "features.json")]
+    names = out / "analysis" / "feature_names.json"
+    if names.is_file():  # the analysis' feature names explain the matches
+        build += ["--feature-names", str(names)]
     if cli_main(build) != 0:
         return []
     query = ["index", "search", str(out / "index"), "--text", "a red circle", "-k", "3", "--explain", "3"]

@@ -7,6 +7,7 @@ Writes into ``OUT`` (default ``RUN_DIR/analysis``):
   sparse model, one for the dense baseline's codes (``dense=``), one per SAE (``sae=True``).
 - ``features.json``: ``{"features": [...]}``, the selected live features of the sparse model.
 - ``dynamics.json``: L0 / modality over the run's checkpoints and the feature drift table (if any).
+- ``feature_names.json``: ``{"feature id": "name"}`` for every named live feature of the analysed model.
 - ``plots/*.png``, ``images/*.png`` (top images), ``heatmaps/*.png`` (occlusion overlays).
 
 NaN values (a metric that is undefined, e.g. no live feature) are written as ``null``.
@@ -133,6 +134,8 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     patch = int(mcfg.model.vision_cfg.get("patch_size") or max(4, mcfg.data.image_size // 8))
     entries = _feature_entries(main, data, chosen, out_dir, patch if cfg.heatmaps else 0, cfg.progress)
     write_json(out_dir / "features.json", {"features": entries})
+    # every named live feature (features.json details only the chosen few): names for search explanations
+    write_json(out_dir / "feature_names.json", {str(f): n for f, n in sorted(main.names.items()) if n})
     dyn = None
     if cfg.dynamics:
         from .dynamics import training_dynamics

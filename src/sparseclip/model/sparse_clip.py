@@ -31,6 +31,10 @@ class SparseCLIP(nn.Module):
         image_dim, text_dim = strip_projections(self.towers, remove=cfg.head.placement == "replace")
         self.image_head: Head = build_head(cfg.head, image_dim, cfg.embed_dim)
         self.text_head: Head = build_head(cfg.head, text_dim, cfg.embed_dim)
+        # convolutional (timm) image towers run faster in channels-last layout on CPU and GPU alike
+        self._channels_last = hasattr(self.towers.visual, "trunk")
+        if self._channels_last:
+            self.towers.visual.to(memory_format=torch.channels_last)
         init = math.log(cfg.logit_scale_max) if cfg.init_at_cap else float(cfg.init_logit_scale)
         self.logit_scale = nn.Parameter(torch.tensor(init))
         self.clamp_logit_scale()
@@ -51,8 +55,14 @@ class SparseCLIP(nn.Module):
         return math.log(self.cfg.logit_scale_max)
 
     def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        code = self.image_head(self.towers.encode_image(image, normalize=False))
+        code = self.image_head(self.tower_image(image))
         return F.normalize(code, dim=-1) if normalize else code
+
+    def tower_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The image tower's output (before the head)."""
+        if self._channels_last and image.ndim == 4:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return self.towers.encode_image(image, normalize=False)
 
     def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         code = self.text_head(self.towers.encode_text(text, normalize=False))

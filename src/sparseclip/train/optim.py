@@ -47,5 +47,13 @@ def cosine_with_warmup(warmup: int, steps: int):
     return factor
 
 
+def constant_with_warmup(warmup: int):
+    """Multiplier of the base lr at a step: linear warmup to 1, then 1."""
+    return lambda step: (step + 1) / warmup if step < warmup else 1.0
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg.warmup, cfg.steps))
+    """``train.schedule``: ``cosine`` (OpenCLIP's warmup + cosine decay to 0) or ``constant`` (warmup, then flat)."""
+    factor = constant_with_warmup(cfg.warmup) if cfg.schedule == "constant" else cosine_with_warmup(cfg.warmup,
+                                                                                                   cfg.steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
