@@ -1,12 +1,16 @@
 """The README's quick-start and the docs' Python snippets really run."""
 
+import contextlib
+import io
 import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SNIPPET_DOCS = ["README.md", "docs/training.md", "docs/evaluation.md", "docs/search.md", "docs/steering.md"]
+SNIPPET_DOCS = ["README.md", "docs/training.md", "docs/evaluation.md", "docs/search.md", "docs/steering.md",
+                "docs/pretrained.md"]
+_EXPECT = re.compile(r"^\s*print\(.*\)\s*# -> (.*)$")
 
 
 def _python_blocks(path: Path) -> list[str]:
@@ -19,7 +23,15 @@ def test_python_snippets_run(doc, tmp_path, monkeypatch):
     assert blocks, f"{doc} has no runnable python snippet"
     monkeypatch.chdir(tmp_path)
     for block in blocks:
-        exec(compile(block, f"{doc}:snippet", "exec"), {})
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(block, f"{doc}:snippet", "exec"), {})
+        # a `print(...)  # -> TEXT` line promises TEXT as that print's output: checked in order
+        expected = [m.group(1).strip() for line in block.splitlines() if (m := _EXPECT.match(line))]
+        lines = [ln.strip() for ln in printed.getvalue().splitlines()]
+        for want in expected:
+            assert want in lines, f"{doc}: the snippet promises {want!r}, printed {lines}"
+            lines = lines[lines.index(want) + 1:]
 
 
 def test_readme_has_the_two_commands():

@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from ..checkpoint import load_model  # noqa: E402
 from ..config import Config, fingerprint, load_config  # noqa: E402
@@ -102,11 +103,14 @@ def plot_training(runs: dict[str, Path], out: Path, batch: dict[str, int] | None
                                ("image_l0_pct", "image L0 (% of dims, training batch)", "l0.png")):
         fig, ax = plt.subplots(figsize=(6, 3.8))
         for name, run in runs.items():
+            if key == "image_l0_pct" and _head_kind(run) not in ("relu", "topk"):
+                continue  # a signed code's "non-zero" count says nothing about sparsity
             log = read_log(run)
             b = (batch or {}).get(name, 1)
             ax.plot([r["step"] * b for r in log], [r[key] for r in log], label=name)
         ax.set_xlabel("samples seen" if batch else "step")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylabel(ylabel)
         if key == "image_l0_pct":
             ax.set_yscale("log")
@@ -117,6 +121,13 @@ def plot_training(runs: dict[str, Path], out: Path, batch: dict[str, int] | None
         plt.close(fig)
         paths.append(out / fname)
     return paths
+
+
+def _head_kind(run: Path) -> str:
+    try:
+        return json.loads((run / "config.json").read_text())["model"]["head"]["kind"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return ""
 
 
 def plot_accuracy(rows: list[dict], out: Path) -> Path:
