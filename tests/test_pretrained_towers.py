@@ -171,3 +171,34 @@ def test_constant_schedule_stays_flat_after_warmup():
         assert lrs[0] == pytest.approx(5e-4) and sched.get_last_lr()[0] == pytest.approx(last, abs=1e-12)
     with pytest.raises(ConfigError, match="train.schedule"):
         load_config("micro", ["train.schedule=linear"])
+
+
+def test_frozen_tower_outputs_are_memoised_across_models(tmp_path, monkeypatch):
+    from sparseclip.data.world import World
+    from sparseclip.embed import encode_images, encode_texts
+    from sparseclip.model import get_tokenizer, image_transform
+
+    towers = _towers_file(tmp_path)
+    cfg = load_config("micro", [f"model.pretrained={towers}", "model.freeze_image=true", "model.freeze_text=true"])
+    torch.manual_seed(0)
+    first, second = create_model(cfg.model).eval(), create_model(cfg.model).eval()  # same towers, other heads
+    w = World(seed=2, image_size=32)
+    images, captions = [w.sample(i)[0] for i in range(6)], [w.sample(i)[1] for i in range(6)]
+    tok = get_tokenizer(cfg.model, 32)
+    a, ta = encode_images(first, images, 32), encode_texts(first, tok, captions)
+
+    def boom(*_, **__):
+        raise AssertionError("the frozen towers ran again")
+
+    monkeypatch.setattr(second, "tower_image", boom)
+    monkeypatch.setattr(second.towers, "encode_text", boom)
+    b, tb = encode_images(second, images, 32), encode_texts(second, tok, captions)  # memo hits
+    with torch.no_grad():
+        x = torch.stack([image_transform(32, cfg=cfg.model)(im) for im in images])
+        assert torch.allclose(a, first.encode_image(x), atol=1e-5)
+        assert torch.allclose(b, second.image_head(first.towers.encode_image(x)), atol=1e-5)
+        assert torch.allclose(tb, second.text_head(first.towers.encode_text(tok(captions))), atol=1e-5)
+    assert not torch.allclose(a, b) and not torch.allclose(ta, tb)
+    images[0] = images[1]  # other inputs: no stale hit
+    with pytest.raises(AssertionError, match="ran again"):
+        encode_images(second, images, 32)

@@ -25,7 +25,8 @@ MEMO_BYTES = 1 << 30  # at most this much tower output is kept (oldest dropped f
 def _memo_prefix(model: SparseCLIP, side: str, extra: str) -> str | None:
     """The memo key's model part for a frozen pretrained tower, or None (no memo)."""
     cfg = getattr(model, "cfg", None)
-    if cfg is None or not cfg.has_pretrained_towers or not (cfg.freeze_image if side == "image" else cfg.freeze_text):
+    frozen = getattr(cfg, "freeze_image" if side == "image" else "freeze_text", False)
+    if not (frozen and getattr(cfg, "has_pretrained_towers", False)):
         return None
     from .model.pretrained import weights_source_id
 
