@@ -80,8 +80,9 @@ def test_trainer_uses_the_cache_with_frozen_towers_and_matches_the_tower_path(tm
 
     data = _world_csv(tmp_path / "data")
     base = ["data.kind=csv", f"data.train_data={data}", "model.freeze_image=true", "model.freeze_text=true",
-            "model.allow_random_frozen=true", "train.steps=12", "train.batch_size=16", "train.log_every=2", "train.lr=3e-3", "train.warmup=2",
-            "train.tensorboard=false", "train.progress=false", "train.ckpt_fractions=[]", "train.ckpt_every=6"]
+            "model.allow_random_frozen=true", "train.steps=12", "train.batch_size=16", "train.log_every=2",
+            "train.lr=3e-3", "train.warmup=2", "train.tensorboard=false", "train.progress=false",
+            "train.ckpt_fractions=[]", "train.ckpt_every=6"]
     runs = {}
     for flag in ("true", "false"):
         cfg = load_config("micro", [*base, f"train.feature_cache={flag}", f"train.output_dir={tmp_path / flag}"])

@@ -153,8 +153,9 @@ def run_build(args: argparse.Namespace) -> int:
     if index is None:
         run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
         names_path = Path(args.feature_names) if args.feature_names else None
-        if names_path is None and (run_dir / "analysis" / "features.json").is_file():
-            names_path = run_dir / "analysis" / "features.json"
+        for found in ("feature_names.json", "features.json"):  # every named feature, else the detailed few
+            if names_path is None and (run_dir / "analysis" / found).is_file():
+                names_path = run_dir / "analysis" / found
         index = SparseIndex.build(codes, ids, normalize=not args.no_normalize, captions=captions,
                                   feature_names=_feature_names(names_path),
                                   model={"checkpoint": str(ckpt.resolve()), "config": cfg.to_dict()})
