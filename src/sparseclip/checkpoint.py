@@ -166,7 +166,11 @@ def load_weights(model: SparseCLIP, ckpt: str | Path) -> None:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
     by_ref: list[str] = []
     if "towers" in meta:
-        ref = json.loads(meta["towers"])
+        try:
+            ref = json.loads(meta["towers"])
+            ref = ref if isinstance(ref, dict) else {}
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{path}: unreadable towers reference in its metadata") from None
         by_ref = frozen_tower_keys(model)
         now = tensors_digest(model.state_dict(), by_ref) if by_ref else ""
         if now != ref.get("sha256"):

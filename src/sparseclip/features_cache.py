@@ -3,8 +3,8 @@
 When both towers are frozen (``model.freeze_image`` and ``model.freeze_text``) only the heads and the logit
 scale learn, and the towers' outputs for a sample never change. So compute them once
 (:func:`cache_pairs`, saved as safetensors and reused while the towers, the data and the transform are the
-same) and train the heads on the cached features (:func:`train_heads`): a step costs two matrix products
-instead of two tower forward passes.
+same) and train the heads on the cached features (:class:`HeadOnly`): a step costs two matrix products instead
+of two tower forward passes.
 
 The trainer (``sparseclip.train``, the one trainer) does it by itself when :func:`uses_feature_cache` (both
 towers frozen, a finite data set: a CSV or the world with ``data.num_train``, and ``train.feature_cache``):
