@@ -1,0 +1,177 @@
+"""Evaluation on the user's own data: a CSV of image-caption pairs, an image folder, CLIP_benchmark's layout.
+
+- **CSV** (the training format: ``filepath``/``title`` columns by default, paths relative to the CSV; several rows
+  may share an image): retrieval both ways over the CSV's images and captions (CLIP_benchmark's recall@k, see
+  :mod:`sparseclip.eval.retrieval`). With ``label_key`` (a column, e.g. ``category``): zero-shot classification
+  over that column's values with prompt templates, and a linear probe on a deterministic split.
+- **Image folder** / **CLIP_benchmark webdataset** (:func:`sparseclip.data.folder.load_eval_set`): zero-shot and a
+  linear probe.
+
+The linear probe's split is deterministic: within each class, images are ordered by a hash of their path (or
+index) and alternate train / test, so every class with >= 2 images is on both sides.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data.folder import DEFAULT_TEMPLATES
+from ..data.sources import DataError, SkipSample
+from ..embed import encode_images, encode_texts
+from ..model import get_tokenizer
+from .linear_probe import linear_probe
+from .retrieval import retrieval_metrics
+from .sparsity import sparsity_stats
+from .zeroshot import classifier_weights, zero_shot_eval
+
+#: the default prompt templates for a label column (a small CLIP-style set)
+LABEL_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "{}")
+
+
+@dataclass
+class PairSet:
+    """Unique images (PIL) of a CSV, their captions and which image each caption belongs to."""
+
+    images: list = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    caption_image: list[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # per image ("" = none)
+    skipped: Counter = field(default_factory=Counter)
+
+
+def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str = "title", separator: str = ",",
+                   label_key: str = "") -> PairSet:
+    """Read a CSV of image-caption pairs for evaluation; bad rows are skipped and counted."""
+    from ..data.sources import check_caption, decode_image
+
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter=separator)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except FileNotFoundError:
+        raise DataError(f"--data {path}: no such file") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"--data {path}: not a readable UTF-8 CSV ({type(e).__name__})") from None
+    for key, what in ((img_key, "image"), (caption_key, "caption"), (label_key, "label")):
+        if key and key not in header:
+            raise DataError(f"--data {path}: no {what} column {key!r} (columns: {', '.join(header)})")
+    out = PairSet()
+    at: dict[str, int] = {}
+    for row in rows:
+        src = (row.get(img_key) or "").strip()
+        try:
+            caption = check_caption(row.get(caption_key))
+            if src not in at:
+                full = Path(src) if Path(src).is_absolute() else path.parent / src
+                out.images.append(decode_image(full, lambda im: im))  # PIL RGB, fully read, or SkipSample
+                out.ids.append(src)
+                out.labels.append((row.get(label_key) or "").strip() if label_key else "")
+                at[src] = len(out.ids) - 1
+        except SkipSample as e:
+            out.skipped[e.reason] += 1
+            continue
+        out.captions.append(caption)
+        out.caption_image.append(at[src])
+    if not out.images or not out.captions:
+        raise DataError(f"--data {path}: no usable image-caption pairs ({dict(out.skipped)})")
+    return out
+
+
+def probe_split(ids: list[str], targets: list[int]) -> tuple[list[int], list[int]]:
+    """Deterministic train / test indices: per class, ordered by a hash of the id, alternating."""
+    train, test = [], []
+    for c in sorted(set(targets)):
+        members = sorted((i for i, t in enumerate(targets) if t == c),
+                         key=lambda i: hashlib.sha1(ids[i].encode()).hexdigest())
+        train += members[0::2]
+        test += members[1::2]
+    return sorted(train), sorted(test)
+
+
+def _classify(model, tokenizer, codes: torch.Tensor, ids: list[str], targets: list[int], classnames: list[str],
+              templates: list[str], probe: bool) -> tuple[dict, dict | None]:
+    weights = classifier_weights(model, tokenizer, classnames, templates)
+    zs = zero_shot_eval(codes, weights, targets)
+    lp = None
+    tr, te = probe_split(ids, targets)
+    if probe and len({targets[i] for i in tr}) >= 2 and te:
+        lp = linear_probe(codes[tr], [targets[i] for i in tr], codes[te], [targets[i] for i in te])
+        lp |= {"train": len(tr), "test": len(te)}
+    return zs, lp
+
+
+@torch.no_grad()
+def evaluate_data(model, cfg, data: str | Path, label_key: str = "", templates: list[str] | None = None,
+                  probe: bool = True, img_key: str | None = None, caption_key: str | None = None,
+                  split: str = "test") -> dict:
+    """Evaluate ``model`` on a CSV (retrieval; zero-shot and probe over ``label_key``) or an image folder /
+    CLIP_benchmark set (zero-shot and probe). Returns the JSON-ready result."""
+    model.eval()
+    tokenizer = get_tokenizer(cfg.model, cfg.data.context_length)
+    size = cfg.data.image_size
+    data = Path(data)
+    out: dict = {"dataset": {"path": str(data), "name": data.stem if data.is_file() else data.name}}
+    if data.is_file():
+        pairs = load_csv_pairs(data, img_key or cfg.data.csv_img_key, caption_key or cfg.data.csv_caption_key,
+                               cfg.data.csv_separator, label_key)
+        img = encode_images(model, pairs.images, size)
+        txt = encode_texts(model, tokenizer, pairs.captions)
+        out["dataset"] |= {"images": len(pairs.images), "captions": len(pairs.captions),
+                           "skipped": dict(pairs.skipped)}
+        out["retrieval"] = retrieval_metrics(img, txt, pairs.caption_image)
+        out["sparsity"] = {"image": sparsity_stats(img), "text": sparsity_stats(txt)}
+        if label_key:
+            keep = [i for i, lab in enumerate(pairs.labels) if lab]
+            classnames = sorted({pairs.labels[i] for i in keep})
+            if len(classnames) < 2:
+                raise DataError(f"--label-key {label_key}: needs at least 2 distinct values, got {classnames}")
+            tmpl = list(templates or LABEL_TEMPLATES)
+            targets = [classnames.index(pairs.labels[i]) for i in keep]
+            zs, lp = _classify(model, tokenizer, img[keep], [pairs.ids[i] for i in keep], targets, classnames,
+                               tmpl, probe)
+            out["dataset"] |= {"label_key": label_key, "classes": classnames, "templates": tmpl}
+            out["zeroshot"] = {label_key: zs}
+            out["zeroshot_mean_acc1"] = zs["acc1"]
+            if lp is not None:
+                out["linear_probe"] = {label_key: lp}
+        return out
+    if not data.exists():
+        raise DataError(f"--data {data}: no such file or folder")
+    from ..data.folder import load_eval_set
+
+    task = load_eval_set(data, split=split)
+    tmpl = list(templates or task.templates or DEFAULT_TEMPLATES)
+    img = encode_images(model, task.images, size)
+    ids = [str(i) for i in range(len(task.images))]
+    zs, lp = _classify(model, tokenizer, img, ids, list(task.targets), list(task.classnames), tmpl, probe)
+    out["dataset"] |= {"images": len(task.images), "classes": list(task.classnames), "templates": tmpl}
+    out["zeroshot"] = {"class": zs}
+    out["zeroshot_mean_acc1"] = zs["acc1"]
+    if lp is not None:
+        out["linear_probe"] = {"class": lp}
+    out["sparsity"] = {"image": sparsity_stats(img)}
+    return out
+
+
+def templates_from_file(path: str | Path) -> list[str]:
+    """Prompt templates, one per line (``{}`` or CLIP_benchmark's ``{c}`` for the class)."""
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"--templates {path}: cannot read ({type(e).__name__})") from None
+    lines = [ln.replace("{c}", "{}") for ln in lines]
+    if not lines or any("{}" not in ln for ln in lines):
+        raise DataError(f"--templates {path}: every line needs {{}} (or {{c}}) where the class name goes")
+    return lines
+
+
+__all__ = ["LABEL_TEMPLATES", "PairSet", "evaluate_data", "load_csv_pairs", "probe_split", "templates_from_file"]
