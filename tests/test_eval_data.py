@@ -101,3 +101,14 @@ def test_eval_data_folder_and_bad_input(labelled, tmp_path, capsys):
         assert main(["eval", str(labelled / "run"), *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and msg in err[0], err
+
+
+def test_index_build_from_a_csv_keeps_captions(labelled, capsys):
+    idx = labelled / "index"
+    assert main(["index", "build", str(labelled / "run"), "--out", str(idx), "--data",
+                 str(labelled / "pairs.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "indexed 24 images" in printed and "missing_file" in printed
+    assert main(["index", "search", str(idx), "--text", "a red shape", "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 3 and all(h["id"].startswith("img/") and h["caption"] for h in hits)

@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = b.add_mutually_exclusive_group()
     src.add_argument("--dataset", choices=["world"], default="world", help="built-in dataset (default world)")
     src.add_argument("--images-dir", metavar="DIR", help="index every image under DIR instead")
+    src.add_argument("--data", metavar="CSV", help="index the images of a CSV of image-caption pairs (each image "
+                     "once, with its first caption kept for display)")
     b.add_argument("--n", type=int, default=1000, help="world: number of images (default 1000)")
     b.add_argument("--seed", type=int, help="world: seed (default: the model config's data.val_seed)")
     b.add_argument("--start", type=int, help="world: first scene index (default 0, or the index size with --append)")
@@ -120,6 +122,18 @@ def _folder_items(root: Path, skipped: Counter):
         yield str(path), None, img
 
 
+def _csv_items(path: Path, cfg, skipped: Counter):
+    from ..eval.dataset import load_csv_pairs
+
+    pairs = load_csv_pairs(path, cfg.data.csv_img_key, cfg.data.csv_caption_key, cfg.data.csv_separator)
+    skipped.update(pairs.skipped)
+    first = {}
+    for cap, i in zip(pairs.captions, pairs.caption_image, strict=True):
+        first.setdefault(i, cap)
+    for i, (item_id, img) in enumerate(zip(pairs.ids, pairs.images, strict=True)):
+        yield item_id, first.get(i), img
+
+
 def run_build(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model, resolve_checkpoint
     from ..index import SparseIndex
@@ -142,6 +156,8 @@ def run_build(args: argparse.Namespace) -> int:
     skipped: Counter = Counter()
     if args.images_dir:
         items = _folder_items(Path(args.images_dir), skipped)
+    elif args.data:
+        items = _csv_items(Path(args.data), cfg, skipped)
     else:
         seed = cfg.data.val_seed if args.seed is None else args.seed
         start = args.start if args.start is not None else (len(index) if index is not None else 0)
