@@ -112,3 +112,19 @@ def test_index_build_from_a_csv_keeps_captions(labelled, capsys):
     assert main(["index", "search", str(idx), "--text", "a red shape", "-k", "3", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
     assert len(hits) == 3 and all(h["id"].startswith("img/") and h["caption"] for h in hits)
+
+
+def test_retrieval_ties_break_to_the_lower_index():
+    from sparseclip.eval.retrieval import retrieval_metrics
+
+    # constant codes: every score ties; captions 0,1 belong to image 0, caption 2 to image 1, caption 3 to image 2
+    codes = torch.ones(3, 4)
+    res = retrieval_metrics(codes, torch.ones(4, 4), [0, 0, 1, 2], ks=(1, 2))
+    assert res["text_to_image_R@1"] == pytest.approx(2 / 4)  # only image 0's captions find image 0 first
+    assert res["text_to_image_R@2"] == pytest.approx(3 / 4)
+    assert res["image_to_text_R@1"] == pytest.approx(1 / 3)  # caption 0 comes first for every image
+    assert res["image_to_text_R@2"] == pytest.approx(1 / 3)  # captions 0 and 1 are both image 0's
+    # distinct scores: the usual ranks
+    img = torch.eye(3)
+    txt = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    assert retrieval_metrics(img, txt, [0, 0, 1, 2], ks=(1,))["text_to_image_R@1"] == 1.0
