@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     print("\n[demo] time per stage:")
     for stage, sec in times.items():
         print(f"  {stage:<24} {sec:6.1f} s")
+    from ..train.demo import record_stage_times
+
+    record_stage_times(out / "results.json", times, time.time() - t0)
     print(f"\n[demo] done in {time.time() - t0:.0f} s. Look at:")
     for p in look:
         print(f"  {p}")

@@ -196,6 +196,13 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
     return out
 
 
+def record_stage_times(path: Path, times: dict[str, float], total: float) -> None:
+    """Add the seconds of each stage (and the total) to a demo's results.json, atomically."""
+    data = json.loads(path.read_text())
+    data["stage_seconds"] = {**{k: round(v, 1) for k, v in times.items()}, "total": round(total, 1)}
+    write_text(path, json.dumps(data, indent=2))
+
+
 def render_results(path: Path) -> Path:
     """Write ``results.md`` next to a demo's ``results.json``, from it alone; returns its path."""
     try:
@@ -203,6 +210,10 @@ def render_results(path: Path) -> Path:
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"--render {path}: not a demo results.json ({type(e).__name__}: {e})") from None
     text = results_markdown(rows)
+    stages = json.loads(path.read_text()).get("stage_seconds")
+    if stages:
+        text += "\n## Time per stage (s)\n\n| stage | s |\n|---|---|\n" + "".join(
+            f"| {k} | {v:.1f} |\n" for k, v in stages.items())
     analysis = path.with_name("analysis_summary.json")  # a copy of the demo's analysis/summary.json, if kept
     if analysis.is_file():
         from ..interpret.analyze import markdown_table
