@@ -1,46 +1,51 @@
-"""`sparseclip eval RUN --data ...` on the user's own data: a labelled CSV (several captions per image) and an
-image folder, checked against retrieval and zero-shot computed by brute force in the test."""
+"""The user's own data through every command: a labelled CSV (several captions per image, generated here), a
+model trained a few steps on it with `sparseclip train`, then `eval --data`, `analyze --data`, `report`,
+`index build --data` and `index search`, all through the CLI, each checked against values computed
+independently in the test (brute-force retrieval, zero-shot, L0, AUROC, search ranking); and an image folder."""
 
 import csv
+import html
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sparseclip.checkpoint import load_model, save_model
+from sparseclip.checkpoint import load_model
 from sparseclip.cli import main
-from sparseclip.config import load_config
 from sparseclip.data.world import World
 from sparseclip.embed import encode_images, encode_texts
 from sparseclip.eval.dataset import load_csv_pairs, probe_split
-from sparseclip.model import create_model, get_tokenizer
+from sparseclip.model import get_tokenizer
 
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
-    """A run (micro, random weights) and a CSV of 24 world images, 2 captions each, a `category` column."""
+    """A CSV of 24 world images, 2 captions each (the first with an HTML-like tag the report must escape),
+    `category` (shape) and `color` columns, one row with a missing image; and a micro model trained 6 steps
+    on it through the CLI."""
     root = tmp_path_factory.mktemp("evaldata")
-    cfg = load_config("micro")
-    torch.manual_seed(0)
-    save_model(create_model(cfg.model), cfg, root / "run" / "final")
     w = World(seed=7, image_size=32, max_objects=1)
     (root / "img").mkdir()
     with (root / "pairs.csv").open("w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["filepath", "title", "category"])
+        out.writerow(["filepath", "title", "category", "color"])
         for i in range(24):
             scene = w.scene(i)
+            obj = scene.objects[0]
             w.render(scene, i).save(root / "img" / f"{i}.png")
-            for cap in (scene.caption, f"a {scene.objects[0].color} shape"):
-                out.writerow([f"img/{i}.png", cap, scene.objects[0].shape])
-        out.writerow(["img/missing.png", "a lost image", "circle"])
+            for cap in (f"{scene.caption} <b>", f"a {obj.color} shape"):
+                out.writerow([f"img/{i}.png", cap, obj.shape, obj.color])
+        out.writerow(["img/missing.png", "a lost image", "circle", "red"])
+    assert main(["train", "micro", "data.kind=csv", f"data.train_data={root / 'pairs.csv'}", "train.steps=6",
+                 "train.batch_size=8", "train.ckpt_every=3", "data.bad_min_samples=1000",
+                 "--out", str(root / "run")]) == 0
     return root
 
 
 def _brute_force(root):
     model, cfg = load_model(root / "run")
-    pairs = load_csv_pairs(root / "pairs.csv", label_key="category")
+    pairs = load_csv_pairs(root / "pairs.csv", label_keys=("category",))
     img = F.normalize(encode_images(model, pairs.images, 32), dim=-1)
     txt = F.normalize(encode_texts(model, get_tokenizer(cfg.model, 32), pairs.captions), dim=-1)
     sims = txt @ img.T
@@ -62,12 +67,12 @@ def test_eval_data_csv_matches_brute_force(labelled, capsys):
     assert res["retrieval"]["image_to_text_R@1"] == pytest.approx(i2t)
     # zero-shot over the category column, by hand: mean of the templates' unit text codes per class
     tok = get_tokenizer(cfg.model, 32)
-    classes = sorted(set(pairs.labels))
+    classes = sorted(set(pairs.labels["category"]))
     assert d["classes"] == classes and d["label_key"] == "category"
     w = torch.stack([F.normalize(F.normalize(encode_texts(model, tok, [t.format(c) for t in d["templates"]]),
                                              dim=-1).mean(0), dim=0) for c in classes], 1)
     pred = (img @ w).argmax(1)
-    acc = float((pred == torch.tensor([classes.index(lab) for lab in pairs.labels])).float().mean())
+    acc = float((pred == torch.tensor([classes.index(lab) for lab in pairs.labels["category"]])).float().mean())
     assert res["zeroshot"]["category"]["acc1"] == pytest.approx(acc)
     lp = res["linear_probe"]["category"]
     assert lp["train"] + lp["test"] == 24 and 0 <= lp["acc1"] <= 1
@@ -128,3 +133,42 @@ def test_retrieval_ties_break_to_the_lower_index():
     img = torch.eye(3)
     txt = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1.0, 0], [0, 0, 1.0]])
     assert retrieval_metrics(img, txt, [0, 0, 1, 2], ks=(1,))["text_to_image_R@1"] == 1.0
+
+
+def test_analyze_report_index_on_the_csv(labelled, capsys):
+    """analyze --data with two label columns, report, index build --data, index search: numbers by hand."""
+    from sklearn.metrics import roc_auc_score
+
+    run, data, ana = labelled / "run", labelled / "pairs.csv", labelled / "analysis_csv"
+    assert main(["analyze", str(run), "--data", str(data), "--label-key", "category", "--label-key", "color",
+                 "--out", str(ana), "--features", "6", "--no-progress"]) == 0
+    summary = json.loads((ana / "summary.json").read_text())
+    row = summary["rows"][0]
+    model, cfg = load_model(run)
+    pairs = load_csv_pairs(data, label_keys=("category", "color"))
+    img = encode_images(model, pairs.images, 32).numpy()
+    assert row["L0_image"] == pytest.approx(float((img > 0).sum(1).mean()))
+    assert any("24 images of" in n for n in summary["notes"])
+    feats = json.loads((ana / "features.json").read_text())["features"]
+    assert feats and all(f["best_concept"].split(":")[0] in ("category", "color") for f in feats)
+    for f in feats:  # the best concept's AUROC, recomputed with scikit-learn
+        col, value = f["best_concept"].split(":")
+        truth = [lab == value for lab in pairs.labels[col]]
+        assert f["best_auroc"] == pytest.approx(roc_auc_score(truth, img[:, f["id"]]))
+        assert all(c in pairs.captions for c in f["top_captions"])
+    assert main(["report", str(ana), "--out", str(labelled / "report")]) == 0
+    page = (labelled / "report" / "index.html").read_text()
+    shown = [c for f in feats for c in f["top_captions"]]
+    assert shown and all(c.endswith(" <b>") for c in shown)  # the first caption of each image, tag and all
+    assert html.escape(shown[0]) in page and shown[0] not in page
+    idx = labelled / "idx"
+    assert main(["index", "build", str(run), "--data", str(data), "--out", str(idx)]) == 0
+    assert "indexed 24 images" in capsys.readouterr().out
+    assert main(["index", "search", str(idx), "--text", "a red circle", "-k", "5", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    q = F.normalize(encode_texts(model, get_tokenizer(cfg.model, 32), ["a red circle"]), dim=-1)
+    scores = (q @ F.normalize(torch.as_tensor(img), dim=-1).T)[0]
+    order = sorted(range(len(pairs.ids)), key=lambda i: (-float(scores[i]), i))[:5]
+    assert [h["id"] for h in hits] == [pairs.ids[i] for i in order]
+    assert [h["score"] for h in hits] == pytest.approx([float(scores[i]) for i in order], abs=1e-5)
+    assert hits[0]["caption"] == pairs.captions[pairs.caption_image.index(order[0])]

@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 
 HELP = """Analyse a trained model's features: sparsity (L0, active %), clarity, modality, naming, ground-truth
-alignment on the procedural world, training dynamics over the run's checkpoints, and occlusion heatmaps.
+alignment, training dynamics over the run's checkpoints, and occlusion heatmaps.
+
+On the procedural world by default (ground truth for every image). With --data CSV, on your own image-caption
+pairs (the training CSV format; the first --n distinct images, each with its first caption; names from a
+vocabulary of the captions' words and phrases, plus --wordnet / --wordfreq); each --label-key COL adds
+ground-truth alignment against that column's values (concepts COL:value) and class consistency.
 
 Writes RUN_DIR/analysis/ (or --out): summary.json (one row per model), features.json (the selected
-features), dynamics.json, plots/*.png, images/*.png, heatmaps/*.png. Example:
+features), feature_names.json, dynamics.json, plots/*.png, images/*.png, heatmaps/*.png; then run
+`sparseclip report RUN` for the HTML page. Examples:
   sparseclip analyze runs/tiny_sparse --dense runs/tiny_dense --n 1000 --features 32
+  sparseclip analyze runs/mine --data val.csv --label-key category --out runs/mine/analysis_val
 """
 
 
@@ -20,7 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dense", metavar="RUN_OR_CKPT",
                    help="the dense baseline: adds its row and serves as the clarity reference encoder")
     p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/analysis)")
-    p.add_argument("--n", type=int, default=1000, help="validation images, one caption each (default 1000)")
+    p.add_argument("--data", metavar="CSV",
+                   help="analyse on your CSV of image-caption pairs instead of the procedural world")
+    p.add_argument("--label-key", action="append", default=[], metavar="COL",
+                   help="a CSV column of per-image labels: ground-truth concepts COL:value (repeatable)")
+    p.add_argument("--csv-img-key", help="CSV image column (default: the run's data.csv_img_key)")
+    p.add_argument("--csv-caption-key", help="CSV caption column (default: the run's data.csv_caption_key)")
+    p.add_argument("--n", type=int, default=1000,
+                   help="images analysed, one caption each (default 1000; with --data the first N distinct)")
     p.add_argument("--features", type=int, default=32, metavar="K", help="features in features.json (32)")
     p.add_argument("--select", choices=("auroc", "frequency", "density"), default="auroc",
                    help="how features.json's features are chosen (default: best ground-truth AUROC)")
@@ -59,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = AnalyzeConfig(n=args.n, features=args.features, select=args.select, n_task=args.n_task,
                         sae=args.sae, sae_steps=args.sae_steps, sae_train=args.sae_train,
                         wordnet=args.wordnet, wordfreq=args.wordfreq, dynamics=not args.no_dynamics,
-                        heatmaps=not args.no_heatmaps, progress=not args.no_progress)
+                        heatmaps=not args.no_heatmaps, progress=not args.no_progress, data=args.data,
+                        label_keys=tuple(args.label_key), csv_img_key=args.csv_img_key,
+                        csv_caption_key=args.csv_caption_key)
     if args.threads > 0:
         import torch
 

@@ -42,13 +42,17 @@ class PairSet:
     ids: list[str] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)
     caption_image: list[int] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)  # per image ("" = none)
+    labels: dict[str, list[str]] = field(default_factory=dict)  # label column -> per image value ("" = none)
     skipped: Counter = field(default_factory=Counter)
 
 
 def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str = "title", separator: str = ",",
-                   label_key: str = "") -> PairSet:
-    """Read a CSV of image-caption pairs for evaluation; bad rows are skipped and counted."""
+                   label_keys: tuple[str, ...] | list[str] = (), limit: int = 0) -> PairSet:
+    """Read a CSV of image-caption pairs for evaluation; bad rows are skipped and counted.
+
+    ``label_keys``: columns whose per-image values are kept (an image's value is taken from its first row).
+    ``limit``: keep only the first ``limit`` distinct images (0: all) and their captions.
+    """
     from ..data.sources import check_caption, decode_image
 
     path = Path(path)
@@ -61,20 +65,23 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
         raise DataError(f"--data {path}: no such file") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"--data {path}: not a readable UTF-8 CSV ({type(e).__name__})") from None
-    for key, what in ((img_key, "image"), (caption_key, "caption"), (label_key, "label")):
+    for key, what in ((img_key, "image"), (caption_key, "caption"), *((k, "label") for k in label_keys)):
         if key and key not in header:
             raise DataError(f"--data {path}: no {what} column {key!r} (columns: {', '.join(header)})")
-    out = PairSet()
+    out = PairSet(labels={k: [] for k in label_keys})
     at: dict[str, int] = {}
     for row in rows:
         src = (row.get(img_key) or "").strip()
         try:
             caption = check_caption(row.get(caption_key))
             if src not in at:
+                if limit and len(out.ids) >= limit:
+                    continue
                 full = Path(src) if Path(src).is_absolute() else path.parent / src
                 out.images.append(decode_image(full, lambda im: im))  # PIL RGB, fully read, or SkipSample
                 out.ids.append(src)
-                out.labels.append((row.get(label_key) or "").strip() if label_key else "")
+                for k in label_keys:
+                    out.labels[k].append((row.get(k) or "").strip())
                 at[src] = len(out.ids) - 1
         except SkipSample as e:
             out.skipped[e.reason] += 1
@@ -122,7 +129,7 @@ def evaluate_data(model, cfg, data: str | Path, label_key: str = "", templates: 
     out: dict = {"dataset": {"path": str(data), "name": data.stem if data.is_file() else data.name}}
     if data.is_file():
         pairs = load_csv_pairs(data, img_key or cfg.data.csv_img_key, caption_key or cfg.data.csv_caption_key,
-                               cfg.data.csv_separator, label_key)
+                               cfg.data.csv_separator, (label_key,) if label_key else ())
         img = encode_images(model, pairs.images, size)
         txt = encode_texts(model, tokenizer, pairs.captions)
         out["dataset"] |= {"images": len(pairs.images), "captions": len(pairs.captions),
@@ -130,12 +137,13 @@ def evaluate_data(model, cfg, data: str | Path, label_key: str = "", templates: 
         out["retrieval"] = retrieval_metrics(img, txt, pairs.caption_image)
         out["sparsity"] = {"image": sparsity_stats(img), "text": sparsity_stats(txt)}
         if label_key:
-            keep = [i for i, lab in enumerate(pairs.labels) if lab]
-            classnames = sorted({pairs.labels[i] for i in keep})
+            labels = pairs.labels[label_key]
+            keep = [i for i, lab in enumerate(labels) if lab]
+            classnames = sorted({labels[i] for i in keep})
             if len(classnames) < 2:
                 raise DataError(f"--label-key {label_key}: needs at least 2 distinct values, got {classnames}")
             tmpl = list(templates or LABEL_TEMPLATES)
-            targets = [classnames.index(pairs.labels[i]) for i in keep]
+            targets = [classnames.index(labels[i]) for i in keep]
             zs, lp = _classify(model, tokenizer, img[keep], [pairs.ids[i] for i in keep], targets, classnames,
                                tmpl, probe)
             out["dataset"] |= {"label_key": label_key, "classes": classnames, "templates": tmpl}

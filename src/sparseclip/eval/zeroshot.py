@@ -27,12 +27,16 @@ def classifier_weights(model, tokenizer, classnames: Sequence[str], templates: S
 
 
 def classification_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict:
-    """acc1, acc5 (if > 5 classes) and mean per-class recall from logits (N, C) and targets (N,)."""
+    """acc1, acc5 (if > 5 classes) and mean per-class recall from logits (N, C) and targets (N,).
+
+    Ties are broken deterministically: among equal logits the lower class index ranks first (so a constant
+    model predicts class 0 for every input)."""
     n_classes = logits.shape[1]
-    pred = logits.argmax(1)
+    order = torch.sort(logits, dim=1, descending=True, stable=True).indices
+    pred = order[:, 0]
     out = {"acc1": float((pred == targets).float().mean())}
     if n_classes > 5:
-        top5 = logits.topk(5, dim=1).indices
+        top5 = order[:, :5]
         out["acc5"] = float((top5 == targets[:, None]).any(1).float().mean())
     recalls = [float((pred[targets == c] == c).float().mean())
                for c in range(n_classes) if (targets == c).any()]

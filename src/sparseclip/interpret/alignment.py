@@ -68,6 +68,8 @@ def alignment(codes, concept_labels, concepts: Sequence[str] = CONCEPTS, tau: fl
         raise ValueError(f"concept_labels: expected shape ({x.shape[0]}, {len(concepts)}), got {y.shape}")
     live_mask = active_mask(x, tau, n_min) if live is None else np.asarray(live, dtype=bool)
     feats = np.flatnonzero(live_mask)
+    if not len(concepts):  # no ground truth (e.g. a CSV without label columns): nothing to align with
+        return Alignment([], feats, np.zeros((0, feats.size)), np.zeros(0), np.zeros(0, dtype=int), {}, {})
     auc = auroc_matrix(x[:, feats], y) if feats.size else np.zeros((len(concepts), 0))
     best = np.full(len(concepts), 0.5)
     best_f = np.full(len(concepts), -1)

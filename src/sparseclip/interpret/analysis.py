@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.world import CONCEPTS
 from ._arrays import l2_normalize
 from .alignment import Alignment, alignment, name_match_rate
 from .clarity import clarity, random_clarity
@@ -53,7 +52,7 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
     both = np.concatenate([img, txt])
     live_img = active_mask(img, tau, n_min)
     mod = modality(img, txt, tau, n_min)
-    align = alignment(img, data.concepts, CONCEPTS, tau, n_min, live=live_img)
+    align = alignment(img, data.concepts, data.concept_names, tau, n_min, live=live_img)
     scores = term_scores(codes.terms)
     feats = np.flatnonzero(live_img)
     names = name_features(scores, data.vocab, feats)

@@ -55,6 +55,10 @@ class AnalyzeConfig:
     dynamics: bool = True  # analyse the run's step checkpoints
     heatmaps: bool = True
     progress: bool = True
+    data: str | None = None  # a CSV of image-caption pairs instead of the procedural world
+    label_keys: tuple[str, ...] = ()  # its label columns: ground-truth concepts COL:value
+    csv_img_key: str | None = None  # default: the run's data.csv_img_key
+    csv_caption_key: str | None = None
 
 
 def run_dir_of(target: str | Path) -> Path:
@@ -105,10 +109,7 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     out_dir = Path(out) if out else run_dir / "analysis"
     model, mcfg = load_model(target)
     notes: list[str] = []
-    data = build_analysis_data(cfg.n, mcfg.data.val_seed, mcfg.data.train_seed, mcfg.data.image_size,
-                               cfg.n_task, wordnet=cfg.wordnet, wordfreq_n=cfg.wordfreq)
-    notes.append(f"{cfg.n} validation images of the procedural world (seed {mcfg.data.val_seed}), one caption "
-                 f"each; naming vocabulary of {len(data.vocab)} terms")
+    data = _analysis_data(cfg, mcfg, notes)
     sparse = encode_model(f"sparse ({mcfg.name})", model, get_tokenizer(mcfg.model), data,
                           progress=cfg.progress)
     codesets: list[CodeSet] = [sparse]
@@ -126,7 +127,7 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     if cfg.sae:
         from .stats import l0
 
-        codesets += _sae_codesets(dense_cs, dmodel, dcfg, cfg, sparse.dim, l0(sparse.image), notes)
+        codesets += _sae_codesets(dense_cs, dmodel, dcfg, cfg, sparse.dim, l0(sparse.image), notes, data)
     analyses = [summarize(cs, data, ref_img, ref_txt, opts) for cs in codesets]
     main = analyses[0]
     chosen = select_features(main, cfg.features, cfg.select)
@@ -152,8 +153,37 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     return out_dir
 
 
+def _analysis_data(cfg: AnalyzeConfig, mcfg, notes: list[str]) -> AnalysisData:
+    if cfg.data is None:
+        if cfg.label_keys:
+            raise AnalysisError("--label-key needs --data CSV (the procedural world has its own ground truth)")
+        data = build_analysis_data(cfg.n, mcfg.data.val_seed, mcfg.data.train_seed, mcfg.data.image_size,
+                                   cfg.n_task, wordnet=cfg.wordnet, wordfreq_n=cfg.wordfreq)
+        notes.append(f"{cfg.n} validation images of the procedural world (seed {mcfg.data.val_seed}), one "
+                     f"caption each; naming vocabulary of {len(data.vocab)} terms")
+        return data
+    from .inputs import build_csv_analysis_data
+
+    data, info = build_csv_analysis_data(
+        cfg.data, mcfg.data.image_size, cfg.csv_img_key or mcfg.data.csv_img_key,
+        cfg.csv_caption_key or mcfg.data.csv_caption_key, mcfg.data.csv_separator, cfg.label_keys, cfg.n,
+        wordnet=cfg.wordnet, wordfreq_n=cfg.wordfreq)
+    skipped = f", skipped {info['skipped']}" if info["skipped"] else ""
+    notes.append(f"{info['images']} images of {cfg.data} (the first {cfg.n} distinct), each with its first "
+                 f"caption ({info['captions']} captions in all{skipped}); naming vocabulary of {len(data.vocab)} "
+                 "terms from the captions" + (" plus WordNet" if cfg.wordnet else "")
+                 + (f" plus {cfg.wordfreq} common words" if cfg.wordfreq else ""))
+    if cfg.label_keys:
+        notes.append(f"ground truth: {len(data.concept_names)} concepts from the label columns "
+                     f"{', '.join(cfg.label_keys)}; class consistency over "
+                     f"{', '.join(data.task_rows) or 'none (each needs 2 classes)'}")
+    else:
+        notes.append("no label column (--label-key): no ground-truth alignment (AUROC, monosemantic fraction)")
+    return data
+
+
 def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: int, match_l0: float,
-                  notes: list[str]) -> list[CodeSet]:
+                  notes: list[str], dense_cs_data: AnalysisData) -> list[CodeSet]:
     """SAE baselines trained on the dense model's image and caption embeddings of training scenes."""
     try:
         from .. import sae as sae_lib
@@ -163,7 +193,12 @@ def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: in
     from ..model import get_tokenizer
     from .inputs import _np
 
-    world_imgs, world_caps = _training_pairs(dcfg, cfg.sae_train)
+    if cfg.data is None:
+        world_imgs, world_caps = _training_pairs(dcfg, cfg.sae_train)
+        trained_on = f"dense embeddings of {cfg.sae_train} training images and their captions"
+    else:  # the user's CSV: the SAEs see the analysed images and captions themselves
+        world_imgs, world_caps = dense_cs_data.images, dense_cs_data.captions
+        trained_on = f"dense embeddings of the {len(world_imgs)} analysed images and their captions"
     x_img = _np(encode_images(dmodel, world_imgs, dcfg.data.image_size))
     x_txt = _np(encode_texts(dmodel, get_tokenizer(dcfg.model), world_caps))
     from tqdm.auto import tqdm
@@ -181,8 +216,7 @@ def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: in
     matched = (f"k={k_match} matches the sparse image L0" if k_match == round(match_l0)
                else f"k={k_match}: the sparse image L0 {match_l0:.0f} capped at {MAX_MATCHED_K}")
     notes.append(f"SAEs: width {width} (the sparse code's), k in {ks} ({matched}), {cfg.sae_steps} steps "
-                 f"on dense embeddings of {cfg.sae_train} training images and "
-                 "their captions")
+                 f"on {trained_on}")
     out = []
     for name, s in saes.items():
         cs = derived_codes(name, dense_cs, s.encode)
@@ -204,6 +238,25 @@ def _training_pairs(dcfg, n: int):
     return imgs, caps
 
 
+#: the longest side of a heatmap's image (small images are enlarged by whole pixels, at most 4x; large ones shrunk)
+HEATMAP_SIDE = 256
+
+
+def shown(img, side: int = 96):
+    """``img`` for display: a small image enlarged by a whole factor (pixels kept sharp), a large one shrunk to
+    ``side`` on its longest side."""
+    from PIL import Image
+
+    longest = max(img.width, img.height)
+    if longest <= side // 2:
+        f = side // longest
+        return img.resize((img.width * f, img.height * f), resample=Image.NEAREST)
+    if longest > side:
+        f = side / longest
+        return img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), resample=Image.LANCZOS)
+    return img
+
+
 def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], out_dir: Path, patch: int,
                      progress: bool, n_images: int = 9, n_captions: int = 5, n_words: int = 8) -> list[dict]:
     from tqdm.auto import tqdm
@@ -217,8 +270,7 @@ def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], 
         for r, i in enumerate(top_i):
             rel = f"images/f{f:05d}_{r}.png"
             (out_dir / "images").mkdir(parents=True, exist_ok=True)
-            img = data.images[i]
-            img.resize((img.width * 3, img.height * 3), resample=0).save(out_dir / rel)
+            shown(data.images[i]).save(out_dir / rel)
             paths.append(rel)
         top_t = [int(i) for i in np.argsort(-col_t, kind="stable")[:n_captions] if col_t[i] > 0]
         vals = np.concatenate([col_i, col_t])
@@ -231,7 +283,8 @@ def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], 
             hm = occlusion_heatmap(cs.encode_image, prep(img), f, patch=patch,
                                     stride=max(1, patch // 2))
             heat = f"heatmaps/f{f:05d}.png"
-            save_heatmap(img, hm, out_dir / heat, scale=4)
+            img = shown(img, HEATMAP_SIDE) if max(img.size) > HEATMAP_SIDE else img
+            save_heatmap(img, hm, out_dir / heat, scale=max(1, min(4, HEATMAP_SIDE // max(img.size))))
         entries.append({
             "id": int(f),
             "name": a.names.get(f, ""),

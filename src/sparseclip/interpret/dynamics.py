@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.world import CONCEPTS
 from .alignment import alignment
 from .analysis import Options
 from .inputs import AnalysisData, encode_model
@@ -40,7 +39,7 @@ def checkpoint_stats(model, tokenizer, data: AnalysisData, features: list[int],
     mod = modality(cs.image, cs.text, opts.tau, opts.n_min)
     feats = np.asarray(features, dtype=int)
     names = name_features(term_scores(cs.terms), data.vocab, feats)
-    al = alignment(cs.image, data.concepts, CONCEPTS, opts.tau, opts.n_min,
+    al = alignment(cs.image, data.concepts, data.concept_names, opts.tau, opts.n_min,
                    live=np.isin(np.arange(cs.dim), feats))
     return {
         "L0_image": l0(cs.image),

@@ -1,16 +1,19 @@
 """The data an analysis runs on, and one model's codes on it.
 
-:class:`AnalysisData` is built from the procedural world: a paired validation set (images, one caption
-each, ground-truth concepts), single-label zero-shot task images (for class consistency), and the naming
-vocabulary (the training captions' words and n-grams, optionally WordNet and ``wordfreq`` words).
+:class:`AnalysisData` is built from the procedural world (:func:`build_analysis_data`: a paired validation set
+with one caption per image and ground-truth concepts, single-label zero-shot task images for class consistency,
+and the naming vocabulary from the training captions) or from the user's CSV of image-caption pairs
+(:func:`build_csv_analysis_data`: each distinct image with its first caption, the vocabulary from all the CSV's
+captions, and a concept ``COL:value`` per label column value). Both can add WordNet and ``wordfreq`` words.
 :class:`CodeSet` holds one model's codes on it, in plain numpy, so every metric treats Sparse CLIP codes,
 dense embeddings and SAE codes alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,11 +32,14 @@ class AnalysisData:
 
     images: list[Image.Image]
     captions: list[str]  # captions[i] describes images[i]
-    concepts: np.ndarray  # (N, C) bool, columns = CONCEPTS
+    concepts: np.ndarray  # (N, C) bool, columns = concept_names
     vocab: list[str]
     task_images: dict[str, list[Image.Image]] = field(default_factory=dict)
     task_targets: dict[str, np.ndarray] = field(default_factory=dict)
     image_size: int = 32
+    concept_names: list[str] = field(default_factory=lambda: list(CONCEPTS))
+    task_rows: dict[str, np.ndarray] = field(default_factory=dict)  # task -> rows of ``images`` (no own images)
+    source: str = "the procedural world"
 
 
 def training_captions(seed: int, n: int, image_size: int = 32, paraphrases: int = 2) -> list[str]:
@@ -63,6 +69,47 @@ def build_analysis_data(n: int = 1000, val_seed: int = 1, train_seed: int = 0, i
         data.task_images[task] = t.images
         data.task_targets[task] = np.asarray(t.targets)
     return data
+
+
+def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "filepath",
+                            caption_key: str = "title", separator: str = ",",
+                            label_keys: Sequence[str] = (), n: int = 0, max_n: int = 3, wordnet: bool = False,
+                            wordfreq_n: int = 0) -> tuple[AnalysisData, dict]:
+    """The user's CSV as analysis data: its first ``n`` distinct images (0: all), each with its first caption;
+    the naming vocabulary from every caption of those images; per label column ``COL``, a concept
+    ``COL:value`` per value (ground-truth alignment) and a single-label task (class consistency).
+
+    Returns the data and a description (``{"path", "images", "captions", "skipped", "label_keys"}``).
+    """
+    from ..data.sources import DataError
+    from ..eval.dataset import load_csv_pairs
+
+    pairs = load_csv_pairs(path, img_key, caption_key, separator, tuple(label_keys), limit=n)
+    if len(pairs.images) < 2:
+        raise DataError(f"--data {path}: need at least 2 usable images, got {len(pairs.images)}")
+    first: dict[int, str] = {}
+    for cap, img in zip(pairs.captions, pairs.caption_image, strict=True):
+        first.setdefault(img, cap)
+    captions = [first[i] for i in range(len(pairs.images))]
+    concept_names = [f"{k}:{v}" for k in label_keys for v in sorted(set(pairs.labels[k]) - {""})]
+    rows = [[f"{k}:{pairs.labels[k][i]}" for k in label_keys if pairs.labels[k][i]]
+            for i in range(len(pairs.images))]
+    vocab = build_vocabulary(pairs.captions, max_n=max_n, wordnet=wordnet, wordfreq_n=wordfreq_n)
+    if not vocab:
+        raise DataError(f"--data {path}: no naming vocabulary (no word appears in two captions); "
+                        "add --wordnet or --wordfreq N")
+    data = AnalysisData(pairs.images, captions, concept_matrix(rows, concept_names), vocab,
+                        image_size=image_size, concept_names=concept_names, source=str(path))
+    for k in label_keys:
+        labs = pairs.labels[k]
+        keep = np.array([i for i, v in enumerate(labs) if v], dtype=int)
+        classes = sorted({labs[i] for i in keep})
+        if len(classes) >= 2:
+            data.task_rows[k] = keep
+            data.task_targets[k] = np.array([classes.index(labs[i]) for i in keep])
+    info = {"path": str(path), "images": len(pairs.images), "captions": len(pairs.captions),
+            "skipped": dict(pairs.skipped), "label_keys": list(label_keys)}
+    return data, info
 
 
 @dataclass
@@ -114,7 +161,7 @@ def encode_model(name: str, model, tokenizer, data: AnalysisData, batch_size: in
     steps.update()
     terms = _np(encode_texts(model, tokenizer, data.vocab, batch_size))
     steps.update()
-    tasks = {}
+    tasks = {task: image[rows] for task, rows in data.task_rows.items()}
     for task, imgs in data.task_images.items():
         tasks[task] = _np(encode_images(model, imgs, data.image_size, batch_size))
         steps.update()
