@@ -27,25 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def evaluate_to_file(checkpoint: str, out: Path | None, progress: bool = True, probe: bool = True) -> dict:
-    from ..checkpoint import load_model
-    from ..eval import evaluate
-
-    model, cfg = load_model(checkpoint)
-    result = {"checkpoint": str(checkpoint), "model": cfg.name, "head": cfg.model.head.kind,
-              **evaluate(model, cfg, progress=progress, probe=probe)}
-    if out is not None:
-        _write_json(Path(out), result)
-    return result
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    """Atomically: a temporary file, then rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
-
-
 def check_out(out: str | None) -> None:
     """Refuse an unusable --out before any work: a folder, or a file in a missing or unwritable folder."""
     import os
@@ -61,24 +42,16 @@ def check_out(out: str | None) -> None:
         raise ValueError(f"--out {out}: the folder {p.parent} is not writable")
 
 
-def evaluate_data_to_file(args: argparse.Namespace) -> dict:
-    from ..checkpoint import load_model
-    from ..eval.dataset import evaluate_data, templates_from_file
-
-    templates = templates_from_file(args.templates) if args.templates else None
-    model, cfg = load_model(args.checkpoint)
-    result = {"checkpoint": str(args.checkpoint), "model": cfg.name, "head": cfg.model.head.kind,
-              **evaluate_data(model, cfg, args.data, label_key=args.label_key, templates=templates,
-                              probe=not args.no_probe, img_key=args.csv_img_key, caption_key=args.csv_caption_key)}
-    if args.out:
-        _write_json(Path(args.out), result)
-    return result
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..eval.dataset import templates_from_file
+    from ..eval.run import evaluate_run
+
     check_out(args.out)
+    templates = templates_from_file(args.templates) if args.templates else None
+    result = evaluate_run(args.checkpoint, args.out, data=args.data, label_key=args.label_key, templates=templates,
+                          probe=not args.no_probe, progress=not args.no_progress, img_key=args.csv_img_key,
+                          caption_key=args.csv_caption_key)
     if args.data:
-        result = evaluate_data_to_file(args)
         if not args.out:
             print(json.dumps(result, indent=2))
             return 0
@@ -94,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
               f"of {result['sparsity']['image']['dim']} dims)")
         print(f"wrote {args.out}")
         return 0
-    result = evaluate_to_file(args.checkpoint, Path(args.out) if args.out else None,
-                              progress=not args.no_progress, probe=not args.no_probe)
     if args.out:
         zs = ", ".join(f"{k} {v['acc1']:.3f}" for k, v in result["zeroshot"].items())
         r = result["retrieval"]

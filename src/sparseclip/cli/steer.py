@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..fileio import write_text_atomic
 from . import UserError
 
 
@@ -146,7 +147,7 @@ def run_train(args: argparse.Namespace) -> int:
     vlm, summ = train_vlm(model, cfg.data.image_size, tcfg, lm_dir=args.lm, clip_name=str(args.model),
                           log=lambda m: print(m, flush=True))
     vlm.save(args.out)
-    (Path(args.out) / "train_summary.json").write_text(json.dumps(summ, indent=2))
+    write_text_atomic(Path(args.out) / "train_summary.json", json.dumps(summ, indent=2))
     print(f"wrote {args.out} ({summ['seconds']} s)")
     return 0
 

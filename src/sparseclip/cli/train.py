@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = train(cfg, resume=args.resume, progress=show)
     print(f"trained: {run_dir / 'final'}")
     if args.eval:
-        from .eval import evaluate_to_file
+        from ..eval.run import evaluate_run
 
-        evaluate_to_file(str(run_dir), run_dir / "eval.json", progress=show)
+        evaluate_run(run_dir, run_dir / "eval.json", progress=show)
     return 0

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, features
 
+from ..fileio import save_image, write_text_atomic
 from .sources import DataError
 
 FONT_PATHS = ("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf", "/usr/share/fonts/noto/NotoColorEmoji.ttf")
@@ -186,7 +187,7 @@ def _write(out: Path, fmt: str, rows: list[dict], split: str, shard_size: int) -
             w.writerow(["filepath", "title", "emoji", "group", "split", "view"])
             for r in rows:
                 path = f"images/{r['key']}.png"
-                r["image"].save(out / path)
+                save_image(r["image"], out / path)
                 w.writerow([path, r["title"], r["emoji"], r["group"], r["split"], r["view"]])
         return str(out / f"{split}.csv")
     folder = out / "shards" / split
@@ -204,6 +205,6 @@ def _write(out: Path, fmt: str, rows: list[dict], split: str, shard_size: int) -
                     info.size = len(blob)
                     tar.addfile(info, io.BytesIO(blob))
         sizes[name] = len(chunk)
-    (folder / "sizes.json").write_text(json.dumps(sizes, indent=1))
+    write_text_atomic(folder / "sizes.json", json.dumps(sizes, indent=1))
     n = len(sizes)
     return str(folder / ("00000.tar" if n <= 1 else f"{{00000..{n - 1:05d}}}.tar"))

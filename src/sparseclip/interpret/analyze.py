@@ -15,7 +15,6 @@ NaN values (a metric that is undefined, e.g. no live feature) are written as ``n
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import resolve_checkpoint
+from ..fileio import save_image, write_json_atomic
 from ._arrays import l2_normalize
 from .analysis import ModelAnalysis, Options, select_features, summarize
 from .attribution import occlusion_heatmap, save_heatmap
@@ -72,25 +72,10 @@ def run_dir_of(target: str | Path) -> Path:
     return p
 
 
-def _clean(x):
-    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python numbers."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def write_json(path: Path, obj) -> Path:
+    """``obj`` as strict JSON (NaN as null), atomically; the folder is created."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, obj)
 
 
 def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path | None = None,
@@ -270,7 +255,7 @@ def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], 
         for r, i in enumerate(top_i):
             rel = f"images/f{f:05d}_{r}.png"
             (out_dir / "images").mkdir(parents=True, exist_ok=True)
-            shown(data.images[i]).save(out_dir / rel)
+            save_image(shown(data.images[i]), out_dir / rel)
             paths.append(rel)
         top_t = [int(i) for i in np.argsort(-col_t, kind="stable")[:n_captions] if col_t[i] > 0]
         vals = np.concatenate([col_i, col_t])

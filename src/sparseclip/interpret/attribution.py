@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..fileio import save_image
+
 
 @torch.no_grad()
 def occlusion_heatmap(encode: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, feature: int,
@@ -66,5 +68,5 @@ def save_heatmap(image: Image.Image, heat: np.ndarray, path: str | Path, scale: 
     """Write :func:`heatmap_overlay` as a PNG and return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    heatmap_overlay(image, heat, scale).save(path)
+    save_image(heatmap_overlay(image, heat, scale), path)
     return path

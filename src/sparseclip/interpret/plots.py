@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import save_figure
+
 
 def _figure(width: float = 6.0, height: float = 4.0, rows: int = 1, cols: int = 1):
     import matplotlib
@@ -19,12 +21,8 @@ def _figure(width: float = 6.0, height: float = 4.0, rows: int = 1, cols: int = 
 
 
 def _save(plt, fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def frequency_histogram_plot(freqs: Mapping[str, np.ndarray], path: str | Path, n_inputs: int,

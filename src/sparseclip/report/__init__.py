@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
+from ..fileio import write_text_atomic
 from .browser import BrowserError, dump_dom, find_chromium, screenshot
 from .data import Feature, ReportError, RunData, load_run
 from .html import render_page
@@ -59,7 +60,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, max_feature
     urls = _assets(data, out_dir)
     page = render_page(data, urls.__getitem__, title or f"sparseclip report: {data.run_dir.resolve().name}")
     index = out_dir / "index.html"
-    index.write_text(page, encoding="utf-8")
+    write_text_atomic(index, page)
     return index
 
 

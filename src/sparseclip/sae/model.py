@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+
+from ..fileio import save_safetensors, write_text_atomic
 
 KINDS = ("relu", "topk", "batchtopk", "matryoshka")
 WEIGHTS_FILE = "sae.safetensors"
@@ -181,9 +183,9 @@ class SAE(nn.Module):
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "sparseclip-sae"})
+        save_safetensors(tensors, out / WEIGHTS_FILE, metadata={"format": "sparseclip-sae"})
         meta = {"format": "sparseclip-sae", "version": 1, "config": asdict(self.cfg), "train": self.train_info}
-        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_text_atomic(out / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
         return out
 
     @classmethod

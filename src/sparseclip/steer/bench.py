@@ -20,6 +20,7 @@ import torch
 from ..data.tasks import TASK_SPECS, hash_seed
 from ..data.world import COLORS, SHAPES, World
 from ..embed import encode_images
+from ..fileio import save_figure, write_text_atomic
 from .interventions import (
     FeatureReference,
     Intervention,
@@ -243,8 +244,7 @@ def plot(results: list[dict], path: str | Path, question: str = "caption") -> No
         ax.set_title(f"{res['method']}: {question} question")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def write_results(results: list[dict], out_dir: str | Path, command: str = "") -> dict:
@@ -252,12 +252,12 @@ def write_results(results: list[dict], out_dir: str | Path, command: str = "") -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summ = summary(results)
-    (out / "steering.json").write_text(json.dumps({"command": command, "summary": summ, "results": results},
+    write_text_atomic(out / "steering.json", json.dumps({"command": command, "summary": summ, "results": results},
                                                   indent=1))
     md = [f"Command: `{command}`", "", "Caption question (\"what is in the picture?\"):", "",
           markdown_table(results, "caption"), "", "Attribute question (\"what colour is the shape?\" / "
           "\"what shape is it?\"):", "", markdown_table(results, "attribute"), "",
           "Chosen settings on the test split, per concept kind:", "", chosen_by_kind(results), ""]
-    (out / "steering.md").write_text("\n".join(md))
+    write_text_atomic(out / "steering.md", "\n".join(md))
     plot(results, out / "steering.png")
     return summ

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..data.world import BACKGROUNDS, COLORS, COUNT_WORDS, POSITIONS, SHAPES, SIZES, Scene, World
+from ..fileio import write_text_atomic
 
 Q_CAPTION = "what is in the picture?"
 Q_COLOR = "what colour is the shape?"
@@ -82,7 +83,7 @@ class WordTokenizer:
         return re.sub(r" ([,.:?])", r"\1", " ".join(out))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"kind": "word", "vocab": self.vocab}, indent=0))
+        write_text_atomic(path, json.dumps({"kind": "word", "vocab": self.vocab}, indent=0))
 
     @classmethod
     def load(cls, path: str | Path) -> WordTokenizer:
@@ -128,4 +129,4 @@ class HFTokenizer:
         return self.tok.decode(list(ids), skip_special_tokens=True).strip()
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"kind": "hf"}))
+        write_text_atomic(path, json.dumps({"kind": "hf"}))

@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from ..fileio import save_safetensors, write_text_atomic
 from .text import HFTokenizer, SteerError, WordTokenizer
 
 VLM_CONFIG = "vlm.json"
@@ -194,9 +195,9 @@ class AdapterVLM(nn.Module):
         """Write the VLM directory (config JSON, adapter safetensors, LM via ``save_pretrained``)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        (d / VLM_CONFIG).write_text(json.dumps(asdict(self.cfg), indent=2))
+        write_text_atomic(d / VLM_CONFIG, json.dumps(asdict(self.cfg), indent=2))
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if not k.startswith("lm.")}
-        save_file(state, str(d / ADAPTER), metadata={"format": "pt", "library": "sparseclip"})
+        save_safetensors(state, d / ADAPTER, metadata={"format": "pt", "library": "sparseclip"})
         self.lm.save_pretrained(str(d / LM_DIR), safe_serialization=True)
         if isinstance(self.tokenizer, HFTokenizer):
             self.tokenizer.tok.save_pretrained(str(d / LM_DIR))

@@ -26,9 +26,9 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from ..checkpoint import latest_checkpoint, load_model
+from ..checkpoint import latest_checkpoint
 from ..config import Config, ConfigError, apply_overrides, config_from_dict, fingerprint, load_config
-from ..eval import evaluate
+from ..eval.run import evaluate_run
 from .ablate_summary import write_summary
 from .demo import result_row, same_config
 from .logger import read_log
@@ -206,10 +206,7 @@ def execute(run: Run, progress: bool = False) -> tuple[dict, str]:
         if resume is None and d.exists():
             shutil.rmtree(d)  # a stale or foreign partial run: start clean
         train(run.cfg, resume=resume, progress=progress)
-        model, cfg = load_model(d)
-        res = evaluate(model, cfg, progress=progress)
-        res["train_seconds"] = time.time() - t0 - res["eval_seconds"]
-        (d / "eval.json").write_text(json.dumps(res, indent=2))
+        evaluate_run(d, d / "eval.json", progress=progress, extra={"train_seconds": time.time() - t0})
         shutil.rmtree(d / "checkpoints", ignore_errors=True)  # final/ is all a finished run needs
         status = "resumed" if resume else "trained"
     res = json.loads((d / "eval.json").read_text())

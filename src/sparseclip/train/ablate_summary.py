@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..config import config_from_dict  # noqa: E402
 from ..data.tasks import TASK_SPECS  # noqa: E402
+from ..fileio import save_figure, write_text_atomic
 
 if TYPE_CHECKING:
     from .ablate import Grid
@@ -274,8 +275,7 @@ def _style(ax, xlabel: str, title: str) -> None:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -311,8 +311,8 @@ def write_summary(out: Path, grids: list[Grid], rows: list[dict], base: dict, se
     body = [grid_markdown(g, aggs[g.name]) for g in grids]
     pics = ["## Plots", "", *[f"![{p.stem}](plots/{p.name})" for p in made], ""]
     md = "\n".join(header) + "\n" + "\n".join(body) + "\n" + "\n".join(pics)
-    (out / "summary.md").write_text(md)
-    (out / "summary.json").write_text(json.dumps(
+    write_text_atomic(out / "summary.md", md)
+    write_text_atomic(out / "summary.json", json.dumps(
         {"command": command, "seeds": seeds, "base": base,
          "grids": {g.name: {"title": g.title, "question": g.question, "cells": aggs[g.name]} for g in grids},
          "verdicts": says, "rows": rows}, indent=1))

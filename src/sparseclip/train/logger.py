@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..fileio import write_text_atomic
+
 
 class RunLogger:
     """Appends records to ``log.jsonl`` and mirrors scalars to TensorBoard.
@@ -18,7 +20,7 @@ class RunLogger:
         if resume_step is not None and self.path.exists():
             keep = [line for line in self.path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", -1) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in keep))
+            write_text_atomic(self.path, "".join(line + "\n" for line in keep))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self.file = self.path.open("a")

@@ -18,6 +18,7 @@ from ..config import Config
 from ..data.sources import build_train_source
 from ..distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
 from ..features_cache import CachedPairsSource, HeadOnly, cache_train_pairs, uses_feature_cache
+from ..fileio import write_text_atomic
 from ..loss import l1_penalty
 from ..model import create_model, get_tokenizer, image_transform
 from .logger import RunLogger
@@ -131,7 +132,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
         ddp_model = torch.compile(ddp_model)
     logger = None
     if info.is_main:
-        (run_dir / "config.json").write_text(cfg.to_json())
+        write_text_atomic(run_dir / "config.json", cfg.to_json())
         logger = RunLogger(run_dir, tensorboard=tc.tensorboard, resume_step=start if resume else None)
     keep = checkpoint_steps(cfg)
     amp = ((lambda: torch.autocast(device.type, dtype=_DTYPES[tc.precision])) if tc.precision in _DTYPES
@@ -193,5 +194,5 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
             logger.close()
     if info.is_main:
         save_model(unwrap(model), cfg, run_dir / "final")
-        (run_dir / "data_stats.json").write_text(json.dumps(source.stats(), indent=2))
+        write_text_atomic(run_dir / "data_stats.json", json.dumps(source.stats(), indent=2))
     return run_dir
