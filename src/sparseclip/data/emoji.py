@@ -29,7 +29,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, features
 
-from ..fileio import save_image, write_text_atomic
+from ..fileio import atomic_path, save_image, write_text_atomic
 from .sources import DataError
 
 FONT_PATHS = ("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf", "/usr/share/fonts/noto/NotoColorEmoji.ttf")
@@ -182,13 +182,14 @@ def _write(out: Path, fmt: str, rows: list[dict], split: str, shard_size: int) -
     """Write one split; return what ``data.train_data`` should say to read it."""
     if fmt == "csv":
         (out / "images").mkdir(exist_ok=True)
-        with (out / f"{split}.csv").open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["filepath", "title", "emoji", "group", "split", "view"])
-            for r in rows:
-                path = f"images/{r['key']}.png"
-                save_image(r["image"], out / path)
-                w.writerow([path, r["title"], r["emoji"], r["group"], r["split"], r["view"]])
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["filepath", "title", "emoji", "group", "split", "view"])
+        for r in rows:
+            path = f"images/{r['key']}.png"
+            save_image(r["image"], out / path)
+            w.writerow([path, r["title"], r["emoji"], r["group"], r["split"], r["view"]])
+        write_text_atomic(out / f"{split}.csv", buf.getvalue())
         return str(out / f"{split}.csv")
     folder = out / "shards" / split
     folder.mkdir(parents=True, exist_ok=True)
@@ -196,7 +197,7 @@ def _write(out: Path, fmt: str, rows: list[dict], split: str, shard_size: int) -
     for s in range(0, len(rows), shard_size):
         name = f"{s // shard_size:05d}.tar"
         chunk = rows[s:s + shard_size]
-        with tarfile.open(folder / name, "w") as tar:
+        with atomic_path(folder / name) as tmp, tarfile.open(tmp, "w") as tar:
             for r in chunk:
                 meta = {k: r[k] for k in ("emoji", "group", "split", "view")}
                 for ext, blob in (("png", _png(r["image"])), ("txt", r["title"].encode()),

@@ -154,8 +154,9 @@ def _analysis_data(cfg: AnalyzeConfig, mcfg, notes: list[str]) -> AnalysisData:
         cfg.csv_caption_key or mcfg.data.csv_caption_key, mcfg.data.csv_separator, cfg.label_keys, cfg.n,
         wordnet=cfg.wordnet, wordfreq_n=cfg.wordfreq)
     skipped = f", skipped {info['skipped']}" if info["skipped"] else ""
-    notes.append(f"{info['images']} images of {cfg.data} (the first {cfg.n} distinct), each with its first "
-                 f"caption ({info['captions']} captions in all{skipped}); naming vocabulary of {len(data.vocab)} "
+    which = f"the first {cfg.n} distinct images" if info["images"] == cfg.n else "all its distinct images"
+    notes.append(f"{info['images']} images of {cfg.data} ({which}), each with its first caption "
+                 f"({info['captions']} captions of them in all{skipped}); naming vocabulary of {len(data.vocab)} "
                  "terms from the captions" + (" plus WordNet" if cfg.wordnet else "")
                  + (f" plus {cfg.wordfreq} common words" if cfg.wordfreq else ""))
     if cfg.label_keys:

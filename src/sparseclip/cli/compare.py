@@ -1,0 +1,32 @@
+"""``sparseclip compare EVAL_JSON...``: one Markdown table of several evaluations."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = """Put several eval.json files (from `sparseclip eval ... --out`, `train --eval`, the demo or the
+ablations) side by side as one Markdown table: zero-shot accuracy, retrieval recall, image L0 and active features.
+Example:
+  sparseclip compare runs/dense/eval_test.json runs/relu/eval_test.json --out results.md
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="one Markdown table of several eval.json files", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+", metavar="EVAL_JSON")
+    p.add_argument("--out", metavar="MD", help="also write the table to this file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..fileio import write_text_atomic
+    from ..report.tables import eval_table
+    from .eval import check_out
+
+    check_out(args.out)
+    table = eval_table(args.results)
+    if args.out:
+        write_text_atomic(args.out, table)
+    print(table, end="")
+    return 0
