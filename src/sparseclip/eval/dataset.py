@@ -63,6 +63,10 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
             rows = list(reader)
     except FileNotFoundError:
         raise DataError(f"--data {path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"--data {path}: is a folder; analyse and index take a CSV file") from None
+    except OSError as e:
+        raise DataError(f"--data {path}: cannot read it ({e.strerror or type(e).__name__})") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"--data {path}: not a readable UTF-8 CSV ({type(e).__name__})") from None
     for key, what in ((img_key, "image"), (caption_key, "caption"), *((k, "label") for k in label_keys)):
