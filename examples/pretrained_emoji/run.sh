@@ -22,7 +22,7 @@ for head in dense relu; do
   config="$here/emoji.yaml"
   [ "$head" = dense ] && config="$here/emoji_dense.yaml"
   $sc train "$config" "data.train_data=$out/data/train.csv" "model.vision_cfg.image_size=$size" \
-    "data.image_size=$size" train.progress=false "$@" --out "$out/$head"
+    "data.image_size=$size" train.progress=false "$@" --out "$out/$head" --overwrite
   $sc eval "$out/$head" --data "$out/data/test.csv" --label-key group --templates "$here/templates.txt" \
     --out "$out/$head/eval_test.json"
 done

@@ -95,10 +95,17 @@ def save_model(model: SparseCLIP, cfg: Config, directory: str | Path,
         meta["towers"] = json.dumps({"source": source, "sha256": tensors_digest(state, frozen),
                                      "tensors": len(frozen)})
         state = {k: v for k, v in state.items() if k not in set(frozen)}
-    save_file(state, str(tmp / WEIGHTS), metadata=meta)
-    (tmp / CONFIG).write_text(cfg.to_json())
-    for name, writer in (extra_files or {}).items():
-        writer(tmp / name)
+    try:
+        save_file(state, str(tmp / WEIGHTS), metadata=meta)
+        (tmp / CONFIG).write_text(cfg.to_json())
+        for name, writer in (extra_files or {}).items():
+            writer(tmp / name)
+    except (OSError, RuntimeError) as e:  # a full disk reaches torch.save as RuntimeError("... iostream error")
+        shutil.rmtree(tmp, ignore_errors=True)
+        free = shutil.disk_usage(final.parent).free / 1e6
+        why = (str(e).splitlines() or [type(e).__name__])[0][:80]
+        raise CheckpointError(f"cannot write the checkpoint {final} ({why}; {free:.0f} MB free on that disk): "
+                              "the previous checkpoint is kept") from None
     commit_dir(tmp, final)
     return final
 

@@ -192,9 +192,12 @@ class TrainConfig:
     grad_clip: float = 1.0  # 0 disables
     seed: int = 0
     log_every: int = 10
-    ckpt_every: int = 0  # 0: only at the end (plus ckpt_fractions)
-    ckpt_fractions: list = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3])
-    keep_last: int = 2  # step checkpoints kept besides the fraction checkpoints
+    ckpt_every: int = 0  # 0: only at the end (plus ckpt_fractions); these are pruned to the newest keep_last
+    ckpt_fractions: list = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3])  # kept for training dynamics
+    keep_last: int = 2  # step checkpoints kept besides the fraction checkpoints (>= 1)
+    # a non-finite loss or gradient: stop (the run fails in one line, the newest checkpoint stays the last finite
+    # one, no final/) | skip_step (that step's update is dropped and counted in log.jsonl)
+    nonfinite: str = "stop"
     threads: int = 0  # torch threads; 0 = leave the default
     precision: str = "fp32"  # fp32 | bf16 | fp16
     accum_steps: int = 1  # micro-batches per step; the full-batch contrastive loss is kept (feature cache)
@@ -226,6 +229,15 @@ class TrainConfig:
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _positive("train.log_every", self.log_every)
         _positive("train.accum_steps", self.accum_steps)
+        _positive("train.keep_last", self.keep_last)
+        if self.ckpt_every < 0:
+            raise ConfigError(f"train.ckpt_every: must be >= 0 (0: no periodic checkpoints), got {self.ckpt_every}")
+        if self.grad_clip < 0 or self.eps < 0 or self.threads < 0:
+            raise ConfigError("train.grad_clip, train.eps and train.threads: must be >= 0 "
+                              f"(got {self.grad_clip}, {self.eps}, {self.threads})")
+        if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise ConfigError(f"train.beta1, train.beta2: must be in [0, 1), got {self.beta1}, {self.beta2}")
+        _choice("train.nonfinite", self.nonfinite, ("stop", "skip_step"))
         if not isinstance(self.tower_lr_scale, int | float) or self.tower_lr_scale < 0:
             raise ConfigError(f"train.tower_lr_scale: must be >= 0, got {self.tower_lr_scale!r}")
         for f in self.ckpt_fractions:
@@ -377,12 +389,17 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def _read_yaml(name_or_path: str) -> dict:
+def _read_yaml(name_or_path: str, chain: tuple[str, ...] = ()) -> dict:
+    if name_or_path in chain:
+        raise ConfigError(f"extends cycle: {' -> '.join([*chain, name_or_path])}")
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file not found: {name_or_path}")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{name_or_path}: cannot read it ({type(e).__name__})") from None
     else:
         res = resources.files("sparseclip") / "configs" / f"{name_or_path}.yaml"
         if not res.is_file():
@@ -400,7 +417,7 @@ def _read_yaml(name_or_path: str) -> dict:
         raise ConfigError(f"{name_or_path}: the top level must be a mapping")
     parent = data.pop("extends", None)
     if parent:
-        data = _merge(_read_yaml(parent), data)
+        data = _merge(_read_yaml(str(parent), (*chain, name_or_path)), data)
     return data
 
 

@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("sparseclip: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a run stopped at a step boundary says where and how to continue
+        print(f"sparseclip: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, PermissionError) as e:
+    except (UserError, ValueError, OSError) as e:  # OSError: a path that is missing, a folder, unwritable, full
         # Library errors (ConfigError, CheckpointError, ...) are ValueErrors with one-line messages.
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"sparseclip: error: {msg}", file=sys.stderr)

@@ -135,6 +135,14 @@ def _csv_items(path: Path, cfg, skipped: Counter):
 
 
 def run_build(args: argparse.Namespace) -> int:
+    """Build or append under an exclusive lock: a second writer of the same index is refused."""
+    from ..runlock import FolderLock
+
+    with FolderLock(args.out, "index build", beside=True):
+        return _build(args)
+
+
+def _build(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model, resolve_checkpoint
     from ..index import SparseIndex
     from ..index.embedding import encode_items

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.add_argument("--out", help="run directory (overrides train.output_dir)")
     p.add_argument("--resume", metavar="latest|CKPT", help="continue a run exactly from its newest checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in the folder (without it, a non-empty run folder is refused)")
     p.add_argument("--shrink", action="store_true", help="a seconds-long smoke run of this config")
     p.add_argument("--eval", action="store_true", help="evaluate the final model and write eval.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (same as train.progress=false)")
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train import train
 
     show = cfg.train.progress and not args.no_progress
-    run_dir = train(cfg, resume=args.resume, progress=show)
+    run_dir = train(cfg, resume=args.resume, progress=show, overwrite=args.overwrite)
     print(f"trained: {run_dir / 'final'}")
     if args.eval:
         from ..eval.run import evaluate_run

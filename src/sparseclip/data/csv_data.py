@@ -50,17 +50,22 @@ def read_pairs(path: str | Path, img_key: str = "filepath", caption_key: str = "
     _field_limit()
     root = path.parent
     images, captions = [], []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter=separator)
-        cols = reader.fieldnames or []
-        for key, label in ((img_key, "data.csv_img_key"), (caption_key, "data.csv_caption_key")):
-            if key not in cols:
-                raise DataError(f"{label}: column {key!r} not in {path} (columns: {', '.join(cols) or 'none'}; "
-                                f"separator {separator!r})")
-        for row in reader:
-            rel = (row.get(img_key) or "").strip()
-            images.append(str(root / rel) if rel else "")
-            captions.append(row.get(caption_key) or "")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter=separator)
+            cols = reader.fieldnames or []
+            for key, label in ((img_key, "data.csv_img_key"), (caption_key, "data.csv_caption_key")):
+                if key not in cols:
+                    raise DataError(f"{label}: column {key!r} not in {path} (columns: {', '.join(cols) or 'none'}; "
+                                    f"separator {separator!r})")
+            for row in reader:
+                rel = (row.get(img_key) or "").strip()
+                images.append(str(root / rel) if rel else "")
+                captions.append(row.get(caption_key) or "")
+    except UnicodeDecodeError as e:
+        raise DataError(f"data.train_data: {path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+    except csv.Error as e:
+        raise DataError(f"data.train_data: {path} is not a readable CSV ({e})") from None
     if not images:
         raise DataError(f"data.train_data: {path} has no rows")
     return images, captions

@@ -80,6 +80,9 @@ def decode_image(src: str | Path | bytes, transform: Transform) -> torch.Tensor:
     """Open an image file or encoded bytes fully, as RGB, and transform it; bad input raises
     :class:`SkipSample` (``missing_file`` or ``bad_image``; truncated files are bad, never half-read)."""
     name = f"{len(src)} bytes" if isinstance(src, bytes) else str(src)
+    if not isinstance(src, bytes) and Path(src).exists() and not Path(src).is_file():
+        # a folder, a FIFO, a device: never opened (a FIFO would block forever)
+        raise SkipSample("bad_image", f"{name} (not a regular file)")
     try:
         with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
             im.load()

@@ -102,7 +102,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        sd = load_file(str(path))
+        try:
+            sd = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - not a safetensors file (e.g. a pickle renamed), or truncated
+            raise TowerError(f"model.pretrained: {path} is not a readable safetensors file "
+                             f"({type(e).__name__}); it is never unpickled") from None
     else:
         try:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)

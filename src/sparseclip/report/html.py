@@ -186,8 +186,12 @@ def _figures(paths: list[Path], url: Callable[[Path], str]) -> str:
     figs = []
     for p in paths:
         caption = p.stem.replace("_", " ").replace("-", " ")
-        figs.append(f'<figure><a href={attr(url(p))}><img loading="lazy" src={attr(url(p))} alt={attr(caption)}>'
-                    f"</a><figcaption>{esc(caption)}</figcaption></figure>")
+        img = f'<img loading="lazy" src={attr(url(p))} alt={attr(caption)}>'
+        # an SVG is shown only through <img> (where scripts never run), never linked: opened as a document,
+        # a script inside it would run
+        if p.suffix.lower() != ".svg":
+            img = f"<a href={attr(url(p))}>{img}</a>"
+        figs.append(f"<figure>{img}<figcaption>{esc(caption)}</figcaption></figure>")
     return f'<div class="plots">{"".join(figs)}</div>'
 
 

@@ -171,7 +171,7 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
                 if (run / "eval.json").is_file() else 0.0
         else:
             print(f"[demo] training {name} ({cfg.model.head.kind} head) for {cfg.train.steps} steps")
-            train(cfg, progress=progress)
+            train(cfg, progress=progress, overwrite=True)  # a stale or different run in the folder is replaced
             seconds = time.time() - t0
         times[f"train {name}"] = time.time() - t0
         t0 = time.time()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..fileio import write_text_atomic
+from ..fileio import json_safe, write_text_atomic
 
 
 class RunLogger:
@@ -18,8 +18,8 @@ class RunLogger:
     def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None):
         self.path = run_dir / "log.jsonl"
         if resume_step is not None and self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", -1) <= resume_step]
+            # records up to the resume step; a line cut short by a killed process is dropped
+            keep = [line for line, rec in _records(self.path) if rec.get("step", -1) <= resume_step]
             write_text_atomic(self.path, "".join(line + "\n" for line in keep))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
@@ -34,7 +34,7 @@ class RunLogger:
                 self.tb = None
 
     def log(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
+        self.file.write(json.dumps(json_safe(record), allow_nan=False) + "\n")  # strict JSON: NaN -> null
         self.file.flush()
         if self.tb is not None:
             for k, v in record.items():
@@ -47,7 +47,23 @@ class RunLogger:
             self.tb.close()
 
 
+def _records(path: Path) -> list[tuple[str, dict]]:
+    """``(line, record)`` of a log file; a last line cut short (a killed writer) is skipped, a bad line
+    elsewhere is an error naming the file and line."""
+    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                continue
+            raise ValueError(f"{path}: line {i + 1} is not JSON") from None
+        if isinstance(rec, dict):
+            out.append((line, rec))
+    return out
+
+
 def read_log(run_dir: str | Path) -> list[dict]:
-    """The records of a run's ``log.jsonl``."""
-    path = Path(run_dir) / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The records of a run's ``log.jsonl`` (a truncated last line skipped)."""
+    return [rec for _, rec in _records(Path(run_dir) / "log.jsonl")]

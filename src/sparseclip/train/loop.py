@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..accumulate import accumulate_gradients, split_batch
-from ..checkpoint import load_weights, save_model
+from ..checkpoint import latest_checkpoint, load_weights, save_model
 from ..config import Config
 from ..data.sources import build_train_source
 from ..distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
@@ -34,13 +35,122 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def checkpoint_steps(cfg: Config) -> set[int]:
-    """Steps after which a checkpoint is kept: the configured fractions, every ``ckpt_every``, the last."""
+def checkpoint_steps(cfg: Config) -> tuple[set[int], set[int]]:
+    """``(save, keep)``: steps after which a checkpoint is written (the fractions, every ``ckpt_every``, the
+    last) and those never pruned (the fractions and the last: training dynamics reads them). The others
+    (``ckpt_every``, an interrupt's) are pruned to the newest ``train.keep_last``."""
     steps = cfg.train.steps
     keep = {max(1, round(f * steps)) for f in cfg.train.ckpt_fractions} | {steps}
+    save = set(keep)
     if cfg.train.ckpt_every > 0:
-        keep |= set(range(cfg.train.ckpt_every, steps + 1, cfg.train.ckpt_every))
-    return keep
+        save |= set(range(cfg.train.ckpt_every, steps + 1, cfg.train.ckpt_every))
+    return save, keep
+
+
+class Diverged(ValueError):
+    """A non-finite loss, gradient or weight under ``train.nonfinite=stop`` (one line)."""
+
+
+#: what a run folder holds that a new run without --resume would replace (the feature cache is kept: it is keyed
+#: by its content and reused)
+RUN_FILES = ("config.json", "log.jsonl", "data_stats.json", "eval.json", "final", "checkpoints", "tb")
+
+
+def prepare_run_dir(run_dir: Path, resume: str | None, overwrite: bool) -> None:
+    """Refuse to train into a folder holding another run unless resuming or told to overwrite it."""
+    present = [n for n in RUN_FILES if (run_dir / n).exists()]
+    if not present or resume:
+        return
+    if not overwrite:
+        raise ValueError(f"{run_dir} already holds a run ({', '.join(present)}): continue it with --resume latest, "
+                         "replace it with --overwrite, or choose another --out")
+    import shutil
+
+    for n in present:
+        target = run_dir / n
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def check_resume_config(ckpt: Path, cfg: Config) -> None:
+    """Refuse to resume a checkpoint trained with another model or loss (one line naming the differences)."""
+    from ..config import fingerprint
+
+    try:
+        saved = fingerprint(json.loads((ckpt / "config.json").read_text()))
+    except (OSError, ValueError):
+        return  # load_weights reports an unreadable checkpoint
+    now = fingerprint(cfg.to_dict())
+    diffs = []
+    for section in ("model", "loss"):
+        a, b = _flat(saved.get(section, {}), section), _flat(now.get(section, {}), section)
+        diffs += [f"{k}: {a.get(k, 'default')} -> {b.get(k, 'default')}" for k in sorted(set(a) | set(b))
+                  if a.get(k) != b.get(k)]
+    if diffs:
+        raise ValueError(f"--resume {ckpt}: it was trained with a different configuration ({'; '.join(diffs[:4])}); "
+                         "resume with the same settings, or start a new run")
+
+
+def _flat(d: dict, prefix: str) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}.{k}")
+        else:
+            out[f"{prefix}.{k}"] = v
+    return out
+
+
+class StopRequest:
+    """SIGINT / SIGTERM set a flag; the loop finishes the step it is in, saves a checkpoint and stops. A second
+    signal stops at once (the run then continues from its previous checkpoint)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        if self.requested:
+            for sig, old in self._old.items():
+                signal.signal(sig, old)
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n[train] {signal.Signals(signum).name}: stopping after this step with a checkpoint "
+              "(again to stop at once)", flush=True)
+
+    def __enter__(self) -> StopRequest:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run stopped at a step boundary on a signal, with a checkpoint saved."""
+
+
+def _nonfinite(loss: dict, grad_norm: torch.Tensor | None) -> str:
+    """What is non-finite this step ("loss", "gradient") on any rank, or ""."""
+    total = sum(float(v) for v in loss.values())
+    flags = [not math.isfinite(total), grad_norm is not None and not bool(torch.isfinite(grad_norm))]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        flags = [all_reduce_mean(float(f)) > 0 for f in flags]
+    return "loss" if flags[0] else "gradient" if flags[1] else ""
+
+
+def _finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def code_stats(code: torch.Tensor) -> dict:
@@ -63,10 +173,14 @@ def make_loss_fn(cfg: Config, clip_loss: torch.nn.Module):
     return loss_fn
 
 
-def train(cfg: Config, resume: str | None = None, progress: bool | None = None) -> Path:
+def train(cfg: Config, resume: str | None = None, progress: bool | None = None, overwrite: bool = False) -> Path:
     """Train a model as ``cfg`` says; returns the run directory (with ``final/`` holding the model).
 
-    ``resume`` is ``"latest"`` or a checkpoint path; the run then continues exactly where it stopped.
+    ``resume`` is ``"latest"`` or a checkpoint path; the run then continues exactly where it stopped. A folder
+    that already holds a run is refused unless resuming or ``overwrite`` (which replaces it). The folder is
+    locked while training (a second writer is refused). SIGINT / SIGTERM stop at the next step boundary with a
+    checkpoint (:class:`Interrupted`); a non-finite loss, gradient or weight stops the run (:class:`Diverged`)
+    or skips the step (``train.nonfinite``).
     Under ``torchrun`` every rank runs this function: data is split by rank, features are gathered for the
     contrastive loss as in OpenCLIP, and rank 0 logs and writes checkpoints. ``train.batch_size`` is the
     global batch.
@@ -79,17 +193,26 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None) 
     if tc.batch_size % (info.world_size * tc.accum_steps):
         raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by world size x train.accum_steps "
                          f"({info.world_size} x {tc.accum_steps})")
+    from ..runlock import FolderLock
+
+    lock = FolderLock(tc.output_dir, "training") if info.is_main else contextlib.nullcontext()
     try:
-        return _train(cfg, info, resume, progress)
+        if info.is_main:
+            try:
+                Path(tc.output_dir).mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise ValueError(f"--out {tc.output_dir}: a file is in the way (give a folder path)") from None
+        with lock, StopRequest() as stop:
+            if info.is_main:
+                prepare_run_dir(Path(tc.output_dir), resume, overwrite)
+            return _train(cfg, info, resume, progress, stop)
     finally:
         cleanup()
 
 
-def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path:
+def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: StopRequest) -> Path:
     tc = cfg.train
     run_dir = Path(tc.output_dir)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     device = info.device
@@ -125,6 +248,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
     start = 0
     if resume:
         ckpt = find_resume(run_dir, resume)
+        check_resume_config(ckpt, cfg)
         load_weights(model, ckpt)
         start = load_training_state(ckpt, optimizer, scheduler, scaler)
     ddp_model = wrap_ddp(step_model, info)
@@ -134,13 +258,13 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
     if info.is_main:
         write_text_atomic(run_dir / "config.json", cfg.to_json())
         logger = RunLogger(run_dir, tensorboard=tc.tensorboard, resume_step=start if resume else None)
-    keep = checkpoint_steps(cfg)
+    save_at, keep = checkpoint_steps(cfg)
     amp = ((lambda: torch.autocast(device.type, dtype=_DTYPES[tc.precision])) if tc.precision in _DTYPES
            else contextlib.nullcontext)
     bar = tqdm(total=tc.steps, initial=start, desc=f"train {cfg.name}", disable=not show, dynamic_ncols=True)
     batches = source.batches(start, tc.batch_size // info.world_size)
     model.train()
-    step = start
+    step, skipped = start, 0
     t_last, n_last = time.time(), 0
     try:
         for step in range(start, tc.steps):
@@ -151,9 +275,19 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
                                        scaler=scaler, autocast=amp)
             if scaler is not None:
                 scaler.unscale_(optimizer)
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            if scaler is not None:
+            # the 2-norm of all gradients (clipped to grad_clip when set): its finiteness is checked below
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
+            bad = _nonfinite(res.loss, norm if scaler is None else None)  # fp16: the scaler skips inf grads
+            if bad:
+                if tc.nonfinite == "stop":
+                    last = latest_checkpoint(run_dir)
+                    raise Diverged(f"non-finite {bad} at step {step + 1}: stopped (train.nonfinite=stop); "
+                                   + (f"the newest checkpoint, {last.name}, is the last finite one"
+                                      if last else "no checkpoint was written") +
+                                   "; try a lower train.lr or train.nonfinite=skip_step")
+                skipped += 1
+                optimizer.zero_grad(set_to_none=True)
+            elif scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
             else:
@@ -173,25 +307,30 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None) -> Path
                           "lr": scheduler.get_last_lr()[0], "logit_scale": float(model.logit_scale.detach().exp()),
                           **{f"image_{k}": v for k, v in img.items()},
                           **{f"text_{k}": v for k, v in txt.items()},
-                          "samples_per_s": n_last / max(now - t_last, 1e-9)}
+                          "samples_per_s": n_last / max(now - t_last, 1e-9), "skipped_steps": skipped}
                 logger.log(record)
                 t_last, n_last = now, 0
                 bar.set_postfix(loss=f"{terms['contrastive']:.3f}", L0=f"{img['l0_pct']:.1f}%")
             bar.update(1)
-            if done in keep:
+            # a signal: every rank stops after this same step (the flag is shared), with a checkpoint
+            stopping = all_reduce_mean(float(stop.requested)) > 0 if info.world_size > 1 else stop.requested
+            if done in save_at or (stopping and done < tc.steps):
+                if not _finite(model):
+                    raise Diverged(f"non-finite weights after step {done}: stopped before saving them; "
+                                   "try a lower train.lr")
                 if info.is_main:
                     save_training_checkpoint(run_dir, done, model, cfg, optimizer, scheduler, scaler)
                     prune_checkpoints(run_dir, keep_steps=keep, keep_last=tc.keep_last)
                 barrier()
-    except KeyboardInterrupt:
-        # Never lose work: keep what was trained so far, resumable with --resume latest.
-        if info.is_main and step > start:
-            save_training_checkpoint(run_dir, step, model, cfg, optimizer, scheduler, scaler)
-        raise
+            if stopping and done < tc.steps:
+                raise Interrupted(f"interrupted: stopped after step {done} with a checkpoint; continue exactly "
+                                  f"with: sparseclip train ... --out {run_dir} --resume latest")
     finally:
         bar.close()
         if logger is not None:
             logger.close()
+    if not _finite(model):
+        raise Diverged("non-finite weights at the end of training: final/ not written; try a lower train.lr")
     if info.is_main:
         save_model(unwrap(model), cfg, run_dir / "final")
         write_text_atomic(run_dir / "data_stats.json", json.dumps(source.stats(), indent=2))
