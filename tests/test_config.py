@@ -110,5 +110,5 @@ def test_train_progress_false_silences_the_bar(tmp_path, capsys):
     args = ["train", "micro", "--out", str(tmp_path / "r"), "train.steps=2", "train.tensorboard=false"]
     assert main([*args, "train.progress=false"]) == 0
     assert "train micro" not in capsys.readouterr().err
-    assert main([*args, "--overwrite", "train.progress=true"]) == 0  # the same run with the bar: the check above can fail
+    assert main([*args, "--overwrite", "train.progress=true"]) == 0  # with the bar: the check above can fail
     assert "train micro" in capsys.readouterr().err

@@ -83,7 +83,17 @@ def encode_images(model: SparseCLIP, images: Sequence[Image.Image], image_size: 
 
     feats = _memoised(_memo_prefix(model, "image", f"{image_size}|{tf!r}"), content, towers)
     head = model.image_head
-    return torch.cat([head(feats[i:i + 4096].to(dev)).float().cpu() for i in range(0, len(feats), 4096)])
+    return _finite(torch.cat([head(feats[i:i + 4096].to(dev)).float().cpu() for i in range(0, len(feats), 4096)]),
+                   "images")
+
+
+def _finite(codes: torch.Tensor, what: str) -> torch.Tensor:
+    """``codes``, or a one-line error when any is NaN / inf (a diverged model must not score at chance)."""
+    if not bool(torch.isfinite(codes).all()):
+        bad = int((~torch.isfinite(codes)).any(1).sum())
+        raise ValueError(f"the model's codes of {bad} of {len(codes)} {what} are not finite (NaN or inf): its weights "
+                         "have diverged; use an earlier checkpoint")
+    return codes
 
 
 @torch.no_grad()
@@ -105,4 +115,5 @@ def encode_texts(model: SparseCLIP, tokenizer, texts: Sequence[str], batch_size:
     ctx = getattr(tokenizer, "context_length", "")
     feats = _memoised(_memo_prefix(model, "text", f"{type(tokenizer).__name__}:{ctx}"), content, towers)
     head = model.text_head
-    return torch.cat([head(feats[i:i + 4096].to(dev)).float().cpu() for i in range(0, len(feats), 4096)])
+    return _finite(torch.cat([head(feats[i:i + 4096].to(dev)).float().cpu() for i in range(0, len(feats), 4096)]),
+                   "texts")

@@ -282,7 +282,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
                 if tc.nonfinite == "stop":
                     last = latest_checkpoint(run_dir)
                     raise Diverged(f"non-finite {bad} at step {step + 1}: stopped (train.nonfinite=stop); "
-                                   + (f"the newest checkpoint, {last.name}, is the last finite one"
+                                   + (f"the newest checkpoint, {last.name}, holds the last finite weights"
                                       if last else "no checkpoint was written") +
                                    "; try a lower train.lr or train.nonfinite=skip_step")
                 skipped += 1
