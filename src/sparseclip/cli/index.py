@@ -102,9 +102,8 @@ def _world_items(cfg, n: int, seed: int, start: int):
 
 
 def _folder_items(root: Path, skipped: Counter):
-    from PIL import Image
-
     from ..data.folder import IMAGE_SUFFIXES
+    from ..data.sources import SkipSample, open_rgb
 
     if not root.is_dir():
         raise UserError(f"--images-dir {root}: not a directory")
@@ -113,11 +112,9 @@ def _folder_items(root: Path, skipped: Counter):
         raise UserError(f"--images-dir {root}: no images ({', '.join(IMAGE_SUFFIXES)})")
     for path in files:
         try:
-            with Image.open(path) as im:
-                im.load()
-                img = im.convert("RGB")
-        except Exception:  # noqa: BLE001 - any unreadable image is skipped and counted
-            skipped["bad_image"] += 1
+            img = open_rgb(path)
+        except SkipSample as e:  # unreadable: skipped and counted
+            skipped[e.reason] += 1
             continue
         yield str(path), None, img
 
@@ -241,13 +238,12 @@ def run_search(args: argparse.Namespace) -> int:
             raise UserError("--text is empty")
         query = encode_texts(model, tok, [args.text])
     else:
-        from PIL import Image, UnidentifiedImageError
+        from ..data.sources import SkipSample, open_rgb
 
         try:
-            with Image.open(args.image) as im:
-                img = im.convert("RGB")
-        except (OSError, UnidentifiedImageError) as e:
-            raise UserError(f"--image {args.image}: cannot read it ({e})") from None
+            img = open_rgb(args.image)
+        except SkipSample as e:
+            raise UserError(f"--image {args.image}: cannot read it ({e.reason})") from None
         query = encode_images(model, [img], cfg.data.image_size)
     allowed = None
     filters: dict[str, list[int]] = {}

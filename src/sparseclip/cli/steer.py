@@ -89,7 +89,6 @@ def _reference_codes(model, image_size: int, n: int = 1000):
 
 def run_steer(args: argparse.Namespace) -> int:
     import torch
-    from PIL import Image, UnidentifiedImageError
 
     from ..data.world import World
     from ..interpret.naming import build_vocabulary, name_features, term_scores
@@ -101,10 +100,12 @@ def run_steer(args: argparse.Namespace) -> int:
     model, cfg, tok, vlm = _load(args.model, args.vlm)
     size = cfg.data.image_size
     if args.image:
+        from ..data.sources import SkipSample, open_rgb
+
         try:
-            image = Image.open(args.image).convert("RGB")
-        except (OSError, UnidentifiedImageError) as e:
-            raise UserError(f"cannot read image {args.image}: {e}") from None
+            image = open_rgb(args.image)
+        except SkipSample as e:
+            raise UserError(f"cannot read image {args.image} ({e.reason})") from None
     else:
         w = World(seed=cfg.data.val_seed, image_size=size, max_objects=1)
         scene = w.scene(args.world_index)

@@ -16,7 +16,6 @@ else ``("a photo of a {}.",)``. Unreadable images are skipped and counted in ``c
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from pathlib import Path
 
@@ -43,12 +42,12 @@ def read_templates(root: Path) -> list[str]:
 
 
 def _open_rgb(src: Path | bytes, counts: Counter) -> Image.Image | None:
+    from .sources import SkipSample, open_rgb
+
     try:
-        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
-            im.load()
-            return im.convert("RGB")
-    except Exception:  # noqa: BLE001 - any unreadable image is skipped and counted
-        counts["bad_image"] += 1
+        return open_rgb(src)
+    except SkipSample as e:  # unreadable: skipped and counted
+        counts[e.reason] += 1
         return None
 
 

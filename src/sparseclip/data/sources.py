@@ -97,6 +97,12 @@ def decode_image(src: str | Path | bytes, transform: Transform) -> torch.Tensor:
         raise SkipSample("bad_image", f"{name} (transform failed: {type(e).__name__}: {e})") from None
 
 
+def open_rgb(src: str | Path | bytes) -> Image.Image:
+    """An image file or encoded bytes, fully read, as an RGB PIL image; bad input raises :class:`SkipSample`.
+    The one place the project opens an image."""
+    return decode_image(src, lambda im: im)
+
+
 def check_caption(text: Any) -> str:
     """The caption as a stripped string; empty or missing raises :class:`SkipSample` (``empty_caption``)."""
     if isinstance(text, bytes):
