@@ -22,7 +22,9 @@ from sparseclip.interpret import (
 from sparseclip.model import create_model, get_tokenizer
 
 ROW_KEYS = {"model": str, "L0_image": float, "L0_text": float, "active_pct": float, "clarity": float,
-            "multimodal_frac": float, "mean_best_auroc": float, "monosemantic_frac": float}
+            "multimodal_frac": float, "mean_best_auroc": float, "monosemantic_frac": float,
+            "monosemantic_strict_frac": float, "mean_best_auroc_heldout": float, "live_selective_frac": float,
+            "multimodal_selective_frac": float, "clarity_all": float}
 FEATURE_KEYS = {"id": int, "name": str, "name_score": float, "top_images": list, "top_captions": list,
                 "top_words": list, "hist": dict, "modality_share": float, "density": float,
                 "best_concept": str, "best_auroc": float}
@@ -54,16 +56,25 @@ def test_analyze_cli_writes_schema_valid_json(runs, capsys):
     out = runs / "sparse" / "analysis"
     assert str(out) in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"rows", "notes"} and all(isinstance(n, str) for n in summary["notes"])
-    assert [r["model"] for r in summary["rows"]] == ["sparse (micro)", "dense (micro)"]
+    assert set(summary) == {"rows", "notes", "reference"} and all(isinstance(n, str) for n in summary["notes"])
+    assert summary["reference"].startswith("lite:")  # an encoder independent of both rows
+    assert [r["model"] for r in summary["rows"]] == ["sparse (micro)", "dense (micro)", "baseline: random init",
+                                                     "baseline: shuffled concept labels"]
     for row in summary["rows"]:
         for key, typ in ROW_KEYS.items():
             assert key in row and _check_type(row[key], typ), key
         assert all(isinstance(v, str | int | float) or v is None for v in row.values())
-    sparse, dense = summary["rows"]
+    sparse, dense, rnd, shuf = summary["rows"]
     assert dense["L0_image"] == 64.0  # dense codes: every entry non-zero
     assert 0 < sparse["L0_image"] < 512 and 0 <= sparse["multimodal_frac"] <= 1
-    assert "dense baseline" in " ".join(summary["notes"])
+    # dense dimensions fire on most inputs: multimodal, but rarely selective
+    assert dense["multimodal_selective_frac"] < 0.25 < dense["multimodal_frac"]
+    # the shuffled row repeats the model's label-free columns; only ground truth changes
+    assert shuf["L0_image"] == sparse["L0_image"] and shuf["clarity"] == sparse["clarity"]
+    assert rnd["L0_image"] != sparse["L0_image"]
+    # computed by the same code as the model's row (on this world even random features separate colours: the
+    # baseline row is there to show such things, docs/interpret.md)
+    assert set(rnd) == set(sparse) and 0 <= rnd["monosemantic_strict_frac"] <= 1
 
     feats = json.loads((out / "features.json").read_text())["features"]
     assert len(feats) == 3
@@ -126,7 +137,8 @@ def test_analyze_cli_sae_rows(runs, tmp_path):
     assert rc == 0
     rows = json.loads((out / "summary.json").read_text())["rows"]
     names = [r["model"] for r in rows]
-    assert names[:2] == ["sparse (micro)", "dense (micro)"] and len(rows) == 2 + 6
+    assert names[:2] == ["sparse (micro)", "dense (micro)"] and len(rows) == 2 + 6 + 2  # + 2 baseline rows
+    assert names[-2:] == ["baseline: random init", "baseline: shuffled concept labels"]
     assert any(n.startswith("sae-topk") for n in names) and any("matryoshka" in n for n in names)
     topk8 = next(r for r in rows if r["model"] == "sae-topk-k8")
     assert topk8["L0_image"] <= 8 and topk8["code_dim"] == 512 and "fvu_image" in topk8

@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-min", type=int, default=2, help="inputs a feature must fire on to be active (2)")
     p.add_argument("--wordnet", action="store_true", help="add WordNet lemmas to the naming vocabulary")
     p.add_argument("--wordfreq", type=int, default=0, metavar="N", help="add the N commonest English words")
+    p.add_argument("--reference", choices=("auto", "lite", "dense", "self"), default="auto",
+                   help="clarity reference encoder, the same for every row: lite (pretrained towers independent "
+                        "of the models), dense (the --dense model), self; auto: lite if installed, else dense, "
+                        "else self")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip the random-init and shuffled-labels baseline rows")
     p.add_argument("--no-dynamics", action="store_true", help="skip the training-dynamics pass")
     p.add_argument("--no-heatmaps", action="store_true", help="skip occlusion heatmaps")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -74,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
                         sae=args.sae, sae_steps=args.sae_steps, sae_train=args.sae_train,
                         wordnet=args.wordnet, wordfreq=args.wordfreq, dynamics=not args.no_dynamics,
                         heatmaps=not args.no_heatmaps, progress=not args.no_progress, data=args.data,
+                        baselines=not args.no_baselines, reference=args.reference,
                         label_keys=tuple(args.label_key), csv_img_key=args.csv_img_key,
                         csv_caption_key=args.csv_caption_key)
     if args.threads > 0:
@@ -97,7 +104,9 @@ def _print_summary(out) -> None:
     for r in json.loads((out / "summary.json").read_text())["rows"]:
         print(f"{r['model']}: L0 image {num(r.get('L0_image'), '.1f')} / text {num(r.get('L0_text'), '.1f')} of "
               f"{r.get('code_dim')}, active {num(r.get('active_pct'), '.1f')}%, "
-              f"clarity {num(r.get('clarity'), '.3f')}, mean best AUROC {num(r.get('mean_best_auroc'), '.3f')}")
+              f"clarity {num(r.get('clarity'), '.3f')}, held-out mean best AUROC "
+              f"{num(r.get('mean_best_auroc_heldout'), '.3f')}, strictly monosemantic "
+              f"{num(r.get('monosemantic_strict_frac'), '.3f')}")
     for f in json.loads((out / "features.json").read_text())["features"][:3]:
         best = f" ({f['best_concept']}, AUROC {f['best_auroc']:.2f})" if f.get("best_concept") else ""
         print(f"  feature {f['id']}: {f['name'] or '(unnamed)'}{best}")

@@ -122,3 +122,81 @@ def name_match_rate(names: dict[int, str], best_concepts: dict[int, str], contai
         return float("nan")
     test = name_mentions if contains else name_matches
     return float(np.mean([test(names[f], best_concepts[f]) for f in common]))
+
+
+#: strict monosemanticity thresholds: held-out AUROC, R-precision of the top activations, and the ratio of the
+#: mean activation on inputs without the concept to the mean on inputs with it
+STRICT_AUROC, STRICT_PRECISION, STRICT_RATIO = 0.9, 0.9, 0.2
+
+
+@dataclass
+class StrictAlignment:
+    """Held-out alignment: each live feature's concept (and each concept's best feature) chosen on one half of
+    the inputs (even rows), scored on the other (odd rows)."""
+
+    n_features: int  # live features scored
+    monosemantic: np.ndarray  # (F,) bool: strictly monosemantic on the held-out half
+    auroc: np.ndarray  # (F,) held-out AUROC for the feature's chosen concept
+    precision: np.ndarray  # (F,) held-out R-precision of its top activations
+    ratio: np.ndarray  # (F,) held-out mean activation without / with the concept
+    mean_best_auroc: float  # per concept: the best feature chosen on the first half, AUROC on the second
+
+    @property
+    def fraction(self) -> float:
+        return float(self.monosemantic.mean()) if self.n_features else float("nan")
+
+
+#: a concept is judged only with at least this many inputs having it in each half
+MIN_SUPPORT = 5
+
+
+def strict_alignment(codes, concept_labels, live, auroc_min: float = STRICT_AUROC,
+                     precision_min: float = STRICT_PRECISION, ratio_max: float = STRICT_RATIO,
+                     min_support: int = MIN_SUPPORT) -> StrictAlignment:
+    """Strict, held-out monosemanticity of the ``live`` features of ``codes`` (N, D) against binary
+    ``concept_labels`` (N, C).
+
+    A feature is monosemantic for its concept c (the concept of highest AUROC on the even rows) when, on the odd
+    rows: its AUROC for c is >= ``auroc_min``, the share of inputs with c among its k highest activations
+    (k = the number of inputs with c, "R-precision") is >= ``precision_min``, and its mean activation on
+    inputs without c is at most ``ratio_max`` times its mean on inputs with c. A feature that fires on red or
+    blue alike separates red (AUROC ~0.75-1) but fails the precision and ratio tests. Concepts with fewer than
+    ``min_support`` inputs in either half are not chosen (on a handful of inputs anything looks monosemantic).
+    """
+    x = as_numpy(codes, 2, "codes")
+    y = np.asarray(concept_labels, dtype=bool)
+    feats = np.flatnonzero(np.asarray(live, dtype=bool))
+    empty = np.zeros(0)
+    if feats.size == 0 or y.shape[1] == 0 or x.shape[0] < 4:
+        return StrictAlignment(0, np.zeros(0, dtype=bool), empty, empty, empty, float("nan"))
+    a, b = np.arange(0, x.shape[0], 2), np.arange(1, x.shape[0], 2)
+    xa, xb, ya, yb = x[a][:, feats], x[b][:, feats], y[a], y[b]
+    auc_a = np.nan_to_num(auroc_matrix(xa, ya), nan=-np.inf)  # (C, F)
+    supported = (ya.sum(axis=0) >= min_support) & (yb.sum(axis=0) >= min_support)
+    auc_a[~supported] = -np.inf
+    auc_b = auroc_matrix(xb, yb)
+    if not supported.any():
+        return StrictAlignment(int(feats.size), np.zeros(feats.size, dtype=bool), np.full(feats.size, np.nan),
+                               np.full(feats.size, np.nan), np.full(feats.size, np.nan), float("nan"))
+    chosen = auc_a.argmax(axis=0)  # (F,) concept per feature, chosen on half a
+    cols = np.arange(feats.size)
+    auroc = auc_b[chosen, cols]
+    pos = yb[:, chosen]  # (Nb, F): does each held-out input have the feature's concept
+    k = pos.sum(axis=0)
+    order = np.argsort(-xb, axis=0, kind="stable")
+    ranks = np.empty_like(order)
+    ranks[order, cols[None, :].repeat(order.shape[0], 0)] = np.arange(order.shape[0])[:, None]
+    in_top = ranks < k[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = (in_top & pos).sum(axis=0) / k
+        mean_with = (xb * pos).sum(axis=0) / k
+        mean_without = (xb * ~pos).sum(axis=0) / (~pos).sum(axis=0)
+        ratio = np.where(mean_with > 0, np.clip(mean_without, 0, None) / mean_with, np.inf)
+    mono = (np.nan_to_num(auroc, nan=0) >= auroc_min) & (np.nan_to_num(precision, nan=0) >= precision_min) \
+        & (ratio <= ratio_max)
+    best_a = auc_a.argmax(axis=1)  # (C,) feature per concept, chosen on half a
+    present = supported & ~np.isnan(auc_b).all(axis=1) & np.isfinite(auc_a.max(axis=1))
+    held = auc_b[np.arange(y.shape[1]), best_a][present]
+    held = held[~np.isnan(held)]
+    return StrictAlignment(int(feats.size), mono, auroc, precision, ratio,
+                           float(held.mean()) if held.size else float("nan"))

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._arrays import l2_normalize
-from .alignment import Alignment, alignment, name_match_rate
-from .clarity import clarity, random_clarity
+from .alignment import Alignment, alignment, name_match_rate, strict_alignment
+from .clarity import clarity, clarity_all, random_clarity
 from .inputs import AnalysisData, CodeSet
-from .modality import DEFAULT_BAND, Modality, modality, modality_histogram
+from .modality import DEFAULT_BAND, Modality, modality, modality_histogram, selective_multimodal
 from .naming import name_features, name_quality, term_scores
 from .stats import N_MIN, TAU, active_mask, class_consistency, effective_rank, firing_frequency, l0
 
@@ -57,6 +57,9 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
     feats = np.flatnonzero(live_img)
     names = name_features(scores, data.vocab, feats)
     quality = _name_quality(codes, scores, feats, opts)
+    freq = firing_frequency(both, tau)
+    live_sel, mm_sel = selective_multimodal(mod.image_share, mod.live, freq, opts.band)
+    strict = strict_alignment(img, data.concepts, live_img)
     row = {
         "model": codes.name,
         "L0_image": l0(img),
@@ -66,6 +69,11 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
         "multimodal_frac": mod.multimodal_fraction(opts.band),
         "mean_best_auroc": align.mean_best_auroc,
         "monosemantic_frac": align.monosemantic_fraction(opts.monosemantic),
+        "monosemantic_strict_frac": strict.fraction,
+        "mean_best_auroc_heldout": strict.mean_best_auroc,
+        "live_selective_frac": live_sel,
+        "multimodal_selective_frac": mm_sel,
+        "clarity_all": clarity_all(img, reference_image, tau, n_min),
         "code_dim": codes.dim,
         "active_pct_image": 100.0 * float(live_img.mean()),
         "active_pct_text": 100.0 * float(active_mask(txt, tau, n_min).mean()),
@@ -81,8 +89,7 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
     if reference_text is not None:
         row["clarity_text"] = clarity(txt, reference_text, tau, n_min)
         row["clarity_text_random"] = random_clarity(reference_text)
-    return ModelAnalysis(codes, row, live_img, firing_frequency(both, tau), mod, align, scores, names,
-                         quality)
+    return ModelAnalysis(codes, row, live_img, freq, mod, align, scores, names, quality)
 
 
 def _name_quality(codes: CodeSet, scores: np.ndarray, feats: np.ndarray, opts: Options) -> dict[int, float]:

@@ -55,6 +55,8 @@ class AnalyzeConfig:
     dynamics: bool = True  # analyse the run's step checkpoints
     heatmaps: bool = True
     progress: bool = True
+    baselines: bool = True  # rows for the same architecture at random init and for shuffled concept labels
+    reference: str = "auto"  # clarity reference encoder: auto (lite, else dense, else self) | lite | dense | self
     data: str | None = None  # a CSV of image-caption pairs instead of the procedural world
     label_keys: tuple[str, ...] = ()  # its label columns: ground-truth concepts COL:value
     csv_img_key: str | None = None  # default: the run's data.csv_img_key
@@ -104,16 +106,15 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
         dense_cs = encode_model(f"dense ({dcfg.name})", dmodel, get_tokenizer(dcfg.model), data,
                                 progress=cfg.progress)
         codesets.append(dense_cs)
-        ref_img, ref_txt = l2_normalize(dense_cs.image), l2_normalize(dense_cs.text)
-        notes.append(f"clarity reference encoder: the dense baseline {dense}")
-    else:
-        ref_img, ref_txt = l2_normalize(sparse.image), l2_normalize(sparse.text)
-        notes.append("clarity reference encoder: the model's own L2-normalised codes (no --dense given)")
+    ref_img, ref_txt, reference = _reference(cfg.reference, data, sparse, dense_cs)
+    notes.append(f"clarity reference encoder ({reference}), the same for every row")
     if cfg.sae:
         from .stats import l0
 
         codesets += _sae_codesets(dense_cs, dmodel, dcfg, cfg, sparse.dim, l0(sparse.image), notes, data)
     analyses = [summarize(cs, data, ref_img, ref_txt, opts) for cs in codesets]
+    baseline_rows = _baseline_rows(model, mcfg, sparse, data, ref_img, ref_txt, opts, cfg, notes) \
+        if cfg.baselines else []
     main = analyses[0]
     chosen = select_features(main, cfg.features, cfg.select)
     # occlusion patch: a ViT's own patch; otherwise an 8 x 8 grid (a conv tower costs one pass per patch)
@@ -134,8 +135,56 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     _plots(analyses, data, dyn, out_dir / "plots", opts)
     notes.append(f"thresholds: tau={opts.tau}, n_min={opts.n_min}, multimodal band={list(opts.band)}, "
                  f"monosemantic AUROC >= {opts.monosemantic}")
-    write_json(out_dir / "summary.json", {"rows": [a.row for a in analyses], "notes": notes})
+    write_json(out_dir / "summary.json", {"rows": [a.row for a in analyses] + baseline_rows, "notes": notes,
+                                           "reference": reference})
     return out_dir
+
+
+def _reference(kind: str, data: AnalysisData, sparse: CodeSet, dense_cs: CodeSet | None):
+    """The clarity reference embeddings (images, captions) and a description of the encoder."""
+    if kind not in ("auto", "lite", "dense", "self"):
+        raise AnalysisError(f"--reference: auto, lite, dense or self, got {kind!r}")
+    if kind in ("auto", "lite"):
+        try:
+            from .inputs import lite_reference
+
+            img, txt = lite_reference(data)
+            return (l2_normalize(img), l2_normalize(txt),
+                    "lite: frozen ImageNet EfficientNet-Lite0 and all-MiniLM-L6-v2 tower features")
+        except (ImportError, ValueError) as e:
+            if kind == "lite":
+                raise AnalysisError(f"--reference lite: the pretrained towers are not available ({e})") from None
+    if kind in ("auto", "dense") and dense_cs is not None:
+        return l2_normalize(dense_cs.image), l2_normalize(dense_cs.text), "dense: the --dense model's embeddings"
+    if kind == "dense":
+        raise AnalysisError("--reference dense needs --dense RUN_OR_CKPT")
+    return (l2_normalize(sparse.image), l2_normalize(sparse.text),
+            "self: the analysed model's own L2-normalised codes (not independent of it)")
+
+
+def _baseline_rows(model, mcfg, sparse: CodeSet, data: AnalysisData, ref_img, ref_txt, opts: Options,
+                   cfg: AnalyzeConfig, notes: list[str]) -> list[dict]:
+    """Two rows computed by the same code: the same architecture at random init (pretrained frozen towers
+    kept, everything trained re-initialised) and the trained codes against shuffled concept labels."""
+    import dataclasses
+
+    import torch
+
+    from ..model import create_model, get_tokenizer
+
+    torch.manual_seed(1234)
+    random_model = create_model(mcfg.model).to(next(model.parameters()).device)
+    rnd = encode_model("baseline: random init", random_model, get_tokenizer(mcfg.model), data,
+                       progress=cfg.progress)
+    rows = [summarize(rnd, data, ref_img, ref_txt, opts).row]
+    perm = np.random.default_rng(0).permutation(len(data.images))
+    shuffled = dataclasses.replace(data, concepts=data.concepts[perm])
+    shuf = dataclasses.replace(sparse, name="baseline: shuffled concept labels")
+    rows.append(summarize(shuf, shuffled, ref_img, ref_txt, opts).row)
+    notes.append("baseline rows: the same architecture at random init (seed 1234; pretrained frozen towers kept), "
+                 "and the trained codes scored against concept labels shuffled across images (seed 0): only the "
+                 "ground-truth columns of that row differ from the model's")
+    return rows
 
 
 def _analysis_data(cfg: AnalyzeConfig, mcfg, notes: list[str]) -> AnalysisData:

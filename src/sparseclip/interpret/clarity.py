@@ -45,6 +45,13 @@ def clarity(codes, reference, tau: float = TAU, n_min: int = N_MIN) -> float:
     return float(live.mean()) if live.size else float("nan")
 
 
+def clarity_all(codes, reference, tau: float = TAU, n_min: int = N_MIN) -> float:
+    """Clarity over ALL features, an inactive (dead) feature counting as 0: a code with many dead features
+    cannot score well on the few that fire."""
+    per = feature_clarity(codes, reference, tau, n_min)
+    return float(np.nan_to_num(per, nan=0.0).sum() / per.size) if per.size else float("nan")
+
+
 def random_clarity(reference) -> float:
     """The random-inputs baseline: the clarity a feature firing on a uniformly random subset would get
     in expectation, i.e. the mean pairwise cosine over all distinct pairs of the reference set."""

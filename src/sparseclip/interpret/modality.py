@@ -64,6 +64,22 @@ def multimodal_fraction(image_share, live=None, band: tuple[float, float] = DEFA
     return float(((s >= lo) & (s <= hi)).mean())
 
 
+#: a feature is *selective* when it fires on fewer than this share of the inputs (images and texts together)
+SELECTIVE_MAX_FREQ = 0.2
+
+
+def selective_multimodal(image_share, live, frequency, band: tuple[float, float] = DEFAULT_BAND,
+                         max_freq: float = SELECTIVE_MAX_FREQ) -> tuple[float, float]:
+    """``(live_selective, multimodal_selective)``: the shares of ALL features that are live and selective (fire
+    on fewer than ``max_freq`` of the inputs), and that are live, selective and multimodal. A dense or constant
+    code, whose features fire on most inputs, scores 0 on both however multimodal its features are."""
+    share = np.asarray(image_share, dtype=np.float64)
+    sel = np.asarray(live, dtype=bool) & (np.asarray(frequency, dtype=np.float64) < max_freq)
+    lo, hi = band
+    mm = sel & ~np.isnan(share) & (np.nan_to_num(share, nan=-1.0) >= lo) & (np.nan_to_num(share, nan=2.0) <= hi)
+    return float(sel.mean()), float(mm.mean())
+
+
 def modality_histogram(image_share, live=None, bins: int = 10) -> list[int]:
     """Counts of live features' image shares in ``bins`` equal bins over [0, 1]."""
     share = np.asarray(image_share, dtype=np.float64)
