@@ -103,3 +103,11 @@ def test_emoji_table_is_generated_from_its_json():
 
     d = ROOT / "docs" / "emoji"
     assert (d / "results.md").read_text() == eval_table([d / "dense.json", d / "relu.json"])
+
+
+def test_ablation_verdicts_in_the_docs_are_the_generated_ones():
+    doc = (ROOT / "docs" / "ablations.md").read_text()
+    block = doc.split("<!-- generated: verdicts of docs/ablations/default/summary.md -->\n")[1].split(
+        "\n<!-- end generated -->")[0]
+    summary = (ROOT / "docs" / "ablations" / "default" / "summary.md").read_text()
+    assert block.startswith("- **") and block in summary

@@ -29,14 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="ablate_out", help="output folder (default ablate_out)")
     p.add_argument("--config", help="base config: preset name or YAML file (default: the micro preset)")
     p.add_argument("--list", action="store_true", help="list the grids and their cells, then exit")
+    p.add_argument("--render", metavar="SUMMARY_JSON",
+                   help="regenerate summary.md (tables, verdicts) and plots from a summary.json's runs; no training")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for the base config")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.ablate import resolve_grids, run_ablation
+    from ..train.ablate import render_summary, resolve_grids, run_ablation
 
+    if args.render:
+        print(render_summary(args.render))
+        return 0
     if args.list:
         for g in resolve_grids(args.grid):
             print(f"{g.name}: {g.title} ({len(g.cells)} cells)")

@@ -15,7 +15,6 @@ NaN values (a metric that is undefined, e.g. no live feature) are written as ``n
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from ..checkpoint import resolve_checkpoint
 from ..fileio import save_image, write_json_atomic
+from ..report.tables import TABLE_COLUMNS, markdown_table  # noqa: F401 - re-exported
 from ._arrays import l2_normalize
 from .analysis import ModelAnalysis, Options, select_features, summarize
 from .attribution import occlusion_heatmap, save_heatmap
@@ -350,22 +350,3 @@ def _plots(analyses: list[ModelAnalysis], data: AnalysisData, dyn: dict | None, 
                       plots / "l0_over_training.png", "L0 (non-zeros per input)", "L0 over training", logy=True)
         modality_over_training(dyn["steps"], dyn["modality_hist"], plots / "modality_over_training.png")
 
-
-TABLE_COLUMNS = ("L0_image", "L0_text", "active_pct", "clarity", "multimodal_frac", "mean_best_auroc",
-                 "monosemantic_frac", "name_score", "name_match_rate", "class_consistency")
-
-
-def markdown_table(rows: list[dict], columns: tuple[str, ...] = TABLE_COLUMNS, digits: int = 3) -> str:
-    """``summary.json`` rows as a Markdown table (missing or null values shown as ``-``)."""
-
-    def cell(v) -> str:
-        if v is None or (isinstance(v, float) and not math.isfinite(v)):
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.1f}" if abs(v) >= 10 else f"{v:.{digits}f}"
-        return str(v)
-
-    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for r in rows:
-        lines.append(f"| {r.get('model', '?')} | " + " | ".join(cell(r.get(c)) for c in columns) + " |")
-    return "\n".join(lines)

@@ -1,11 +1,51 @@
-"""Markdown tables of evaluation results (``eval.json`` files), one row per model, every cell from the JSON."""
+"""Markdown tables: evaluation results (``eval.json`` files, one row per model) and analysis summaries
+(``summary.json``); every cell from the JSON."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..data.sources import DataError
+
+#: the analysis table's columns: sparsity, clarity (live features; all features, dead = 0), modality (over live
+#: features; the share of all features that are live, selective and multimodal), ground truth (in-sample and
+#: held-out best AUROC; AUROC-only and strict monosemantic fractions), naming
+TABLE_COLUMNS = ("L0_image", "active_pct", "dead_pct", "clarity", "clarity_all", "multimodal_frac",
+                 "multimodal_selective_frac", "mean_best_auroc", "mean_best_auroc_heldout", "monosemantic_frac",
+                 "monosemantic_strict_frac", "name_score")
+
+
+def markdown_table(rows: list[dict], columns: tuple[str, ...] = TABLE_COLUMNS, digits: int = 3) -> str:
+    """``summary.json`` rows as a Markdown table (missing or null values shown as ``-``)."""
+
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.1f}" if abs(v) >= 10 else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for r in rows:
+        lines.append(f"| {r.get('model', '?')} | " + " | ".join(cell(r.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def analysis_table(path: str | Path) -> str:
+    """The Markdown table of an analysis ``summary.json`` (plus its reference encoder and notes)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        rows = data["rows"]
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not an analysis summary.json ({type(e).__name__})") from None
+    text = markdown_table(rows) + "\n"
+    if data.get("reference"):
+        text += f"\nClarity reference encoder: {data['reference']}.\n"
+    return text
 
 
 def _pct(v: float) -> str:

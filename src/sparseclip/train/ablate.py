@@ -253,3 +253,18 @@ def run_ablation(grid: str = "all", quick: bool = False, seeds: int = 3, out: st
     md = write_summary(out, grids, rows, base, seeds, command, time.time() - t_all)
     print(md)
     return out
+
+
+def render_summary(summary_json: str | Path) -> Path:
+    """Regenerate ``summary.md``, ``summary.json`` and ``plots/`` beside ``summary_json`` from the per-run rows it
+    holds (no training): the verdicts and tables always come from the committed numbers and the current code."""
+    path = Path(summary_json)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows, base, seeds, names = data["rows"], data["base"], data["seeds"], list(data["grids"])
+    except FileNotFoundError:
+        raise AblateError(f"--render {path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AblateError(f"--render {path}: not an ablate summary.json ({type(e).__name__})") from None
+    write_summary(path.parent, resolve_grids(",".join(names)), rows, base, seeds, data.get("command", ""), 0.0)
+    return path.parent / "summary.md"

@@ -53,7 +53,8 @@ def aggregate(rows: list[dict], grid: Grid) -> list[dict]:
         for key, _, _ in METRICS:
             v = np.array([r[key] for r in mine], dtype=float)
             entry[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                          "min": float(v.min()), "max": float(v.max())}
+                          "min": float(v.min()), "max": float(v.max()),
+                          "by_seed": {str(r["seed"]): float(r[key]) for r in mine}}
         steps = [s for s, _ in mine[0]["l0_curve"]]
         curves = np.array([[v for _, v in r["l0_curve"]] for r in mine if len(r["l0_curve"]) == len(steps)])
         entry["l0_curve"] = {"step": steps, "image_l0_pct": curves.mean(0).tolist()}
@@ -82,13 +83,37 @@ def _find(agg: list[dict], **want: object) -> dict | None:
 
 
 def compare(a: dict, b: dict, key: str, scale: float = 1.0) -> tuple[float, str]:
-    """(mean(a) - mean(b), word): 'higher'/'lower' when the difference exceeds twice its standard error over
-    seeds, 'within noise' otherwise (and always with fewer than 2 seeds per side)."""
-    d = (a[key]["mean"] - b[key]["mean"]) * scale
-    if min(a["n"], b["n"]) < 2:
+    """(mean(a) - mean(b), word): 'higher'/'lower' when the 95% t-interval of the difference excludes 0,
+    'within noise' otherwise. Paired by seed when both cells have per-seed values for >= 2 common seeds (runs of
+    one seed share initialisation and data order); else Welch's unpaired interval; never with < 2 seeds."""
+    d, (lo, hi) = (a[key]["mean"] - b[key]["mean"]) * scale, difference_interval(a, b, key, scale)
+    if math.isnan(lo):
         return d, "within noise"
-    se = math.sqrt(a[key]["std"] ** 2 / a["n"] + b[key]["std"] ** 2 / b["n"]) * scale
-    return d, ("higher" if d > 0 else "lower") if abs(d) > 2 * se else "within noise"
+    return d, ("higher" if lo > 0 else "lower" if hi < 0 else "within noise")
+
+
+def difference_interval(a: dict, b: dict, key: str, scale: float = 1.0, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` t-interval of mean(a) - mean(b) (NaN, NaN without enough seeds)."""
+    from scipy.stats import t
+
+    sa, sb = a[key].get("by_seed", {}), b[key].get("by_seed", {})
+    common = sorted(set(sa) & set(sb))
+    if len(common) >= 2:  # paired over seeds
+        diff = np.array([sa[k] - sb[k] for k in common]) * scale
+        n = len(diff)
+        half = t.ppf(0.5 + level / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n)
+        return float(diff.mean() - half), float(diff.mean() + half)
+    if min(a["n"], b["n"]) < 2:
+        return float("nan"), float("nan")
+    va, vb = a[key]["std"] ** 2 / a["n"], b[key]["std"] ** 2 / b["n"]
+    se = math.sqrt(va + vb)
+    if se == 0:
+        d = a[key]["mean"] - b[key]["mean"]
+        return d * scale, d * scale
+    dof = (va + vb) ** 2 / (va ** 2 / (a["n"] - 1) + vb ** 2 / (b["n"] - 1))  # Welch-Satterthwaite
+    d = a[key]["mean"] - b[key]["mean"]
+    half = t.ppf(0.5 + level / 2, dof) * se
+    return float((d - half) * scale), float((d + half) * scale)
 
 
 def _chance(*entries: dict) -> bool:
@@ -305,7 +330,7 @@ def write_summary(out: Path, grids: list[Grid], rows: list[dict], base: dict, se
         f"(for the signed dense/linear_wide heads, L0 is 100% and train L0 / dead count positive entries, not "
         f"sparsity). Chance level of the zero-shot mean: {100 * CHANCE:.1f}%. {len(distinct)} distinct runs, "
         f"{sum(distinct.values()):.0f} s of training in all; {seconds:.0f} s this invocation.", "",
-        "## Verdicts (difference 'higher'/'lower' = beyond 2 standard errors over seeds)", "",
+        "## Verdicts (difference 'higher'/'lower' = its 95% t-interval over seeds, paired by seed, excludes 0)", "",
         *[f"- {v}" for v in says], "",
     ]
     body = [grid_markdown(g, aggs[g.name]) for g in grids]
