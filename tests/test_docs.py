@@ -111,3 +111,12 @@ def test_ablation_verdicts_in_the_docs_are_the_generated_ones():
         "\n<!-- end generated -->")[0]
     summary = (ROOT / "docs" / "ablations" / "default" / "summary.md").read_text()
     assert block.startswith("- **") and block in summary
+
+
+def test_interpret_table_is_generated_from_its_summary():
+    from sparseclip.report.tables import analysis_table
+
+    doc = (ROOT / "docs" / "interpret.md").read_text()
+    block = doc.split("<!-- generated: docs/interpret/lite/summary.md -->\n")[1].split("<!-- end generated -->")[0]
+    made = analysis_table(ROOT / "docs" / "interpret" / "lite" / "summary.json")
+    assert block == made == (ROOT / "docs" / "interpret" / "lite" / "summary.md").read_text()

@@ -90,6 +90,8 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     opts = opts or Options()
     if cfg.sae and dense is None:
         raise AnalysisError("--sae trains SAEs on the dense model's embeddings: pass --dense RUN_OR_CKPT too")
+    if cfg.reference == "dense" and dense is None:
+        raise AnalysisError("--reference dense needs --dense RUN_OR_CKPT")
     if cfg.features < 0 or cfg.n < 2:
         raise AnalysisError(f"need n >= 2 and features >= 0 (got n={cfg.n}, features={cfg.features})")
     run_dir = run_dir_of(target)
