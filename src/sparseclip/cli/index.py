@@ -243,7 +243,7 @@ def run_search(args: argparse.Namespace) -> int:
         try:
             img = open_rgb(args.image)
         except SkipSample as e:
-            raise UserError(f"--image {args.image}: cannot read it ({e.reason})") from None
+            raise UserError(f"--image {args.image}: cannot read it ({e})") from None
         query = encode_images(model, [img], cfg.data.image_size)
     allowed = None
     filters: dict[str, list[int]] = {}
@@ -271,7 +271,7 @@ def run_search(args: argparse.Namespace) -> int:
     if not hits:
         print("no hits: no indexed item shares an active feature with the query (after filters)")
     for h in hits:
-        caption = f"  {h.caption}" if h.caption else ""
+        caption = f"  {' '.join(h.caption.split())}" if h.caption else ""  # one line per hit
         print(f"{h.rank:3d}  {h.score:.4f}  {h.id}{caption}")
         for c in h.contributions:
             name = f" {c.name}" if c.name else ""

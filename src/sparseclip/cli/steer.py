@@ -105,7 +105,7 @@ def run_steer(args: argparse.Namespace) -> int:
         try:
             image = open_rgb(args.image)
         except SkipSample as e:
-            raise UserError(f"cannot read image {args.image} ({e.reason})") from None
+            raise UserError(f"cannot read image {args.image} ({e})") from None
     else:
         w = World(seed=cfg.data.val_seed, image_size=size, max_objects=1)
         scene = w.scene(args.world_index)
