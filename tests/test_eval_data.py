@@ -172,3 +172,12 @@ def test_analyze_report_index_on_the_csv(labelled, capsys):
     assert [h["id"] for h in hits] == [pairs.ids[i] for i in order]
     assert [h["score"] for h in hits] == pytest.approx([float(scores[i]) for i in order], abs=1e-5)
     assert hits[0]["caption"] == pairs.captions[pairs.caption_image.index(order[0])]
+
+
+def test_csv_images_are_encoded_in_chunks_not_kept(labelled):
+    """eval --data keeps codes, not full-size images: chunked encoding equals encoding everything at once."""
+    model, cfg = load_model(labelled / "run")
+    whole = load_csv_pairs(labelled / "pairs.csv")
+    streamed = load_csv_pairs(labelled / "pairs.csv", encode=lambda ims: encode_images(model, ims, 32), chunk=5)
+    assert streamed.images == [] and streamed.ids == whole.ids and streamed.skipped == whole.skipped
+    assert torch.allclose(streamed.codes, encode_images(model, whole.images, 32), atol=1e-5)

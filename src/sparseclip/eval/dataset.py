@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,14 +45,18 @@ class PairSet:
     caption_image: list[int] = field(default_factory=list)
     labels: dict[str, list[str]] = field(default_factory=dict)  # label column -> per image value ("" = none)
     skipped: Counter = field(default_factory=Counter)
+    codes: torch.Tensor | None = None  # with ``encode``: the images' codes (the images themselves are not kept)
 
 
 def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str = "title", separator: str = ",",
-                   label_keys: tuple[str, ...] | list[str] = (), limit: int = 0) -> PairSet:
+                   label_keys: tuple[str, ...] | list[str] = (), limit: int = 0,
+                   encode: Callable[[list], torch.Tensor] | None = None, chunk: int = 256) -> PairSet:
     """Read a CSV of image-caption pairs for evaluation; bad rows are skipped and counted.
 
     ``label_keys``: columns whose per-image values are kept (an image's value is taken from its first row).
     ``limit``: keep only the first ``limit`` distinct images (0: all) and their captions.
+    ``encode``: images are encoded ``chunk`` at a time as they are read and only their codes are kept
+    (``PairSet.codes``), so memory does not grow with the number of full-size photos.
     """
     from ..data.sources import check_caption, decode_image
 
@@ -74,6 +79,8 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
             raise DataError(f"--data {path}: no {what} column {key!r} (columns: {', '.join(header)})")
     out = PairSet(labels={k: [] for k in label_keys})
     at: dict[str, int] = {}
+    pending: list = []
+    coded: list[torch.Tensor] = []
     for row in rows:
         src = (row.get(img_key) or "").strip()
         try:
@@ -82,7 +89,14 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
                 if limit and len(out.ids) >= limit:
                     continue
                 full = Path(src) if Path(src).is_absolute() else path.parent / src
-                out.images.append(decode_image(full, lambda im: im))  # PIL RGB, fully read, or SkipSample
+                image = decode_image(full, lambda im: im)  # PIL RGB, fully read, or SkipSample
+                if encode is None:
+                    out.images.append(image)
+                else:
+                    pending.append(image)
+                    if len(pending) >= chunk:
+                        coded.append(encode(pending))
+                        pending = []
                 out.ids.append(src)
                 for k in label_keys:
                     out.labels[k].append((row.get(k) or "").strip())
@@ -92,7 +106,11 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
             continue
         out.captions.append(caption)
         out.caption_image.append(at[src])
-    if not out.images or not out.captions:
+    if encode is not None:
+        if pending:
+            coded.append(encode(pending))
+        out.codes = torch.cat(coded) if coded else None
+    if not out.ids or not out.captions:
         raise DataError(f"--data {path}: no usable image-caption pairs ({dict(out.skipped)})")
     return out
 
@@ -133,10 +151,11 @@ def evaluate_data(model, cfg, data: str | Path, label_key: str = "", templates: 
     out: dict = {"dataset": {"path": str(data), "name": data.stem if data.is_file() else data.name}}
     if data.is_file():
         pairs = load_csv_pairs(data, img_key or cfg.data.csv_img_key, caption_key or cfg.data.csv_caption_key,
-                               cfg.data.csv_separator, (label_key,) if label_key else ())
-        img = encode_images(model, pairs.images, size)
+                               cfg.data.csv_separator, (label_key,) if label_key else (),
+                               encode=lambda ims: encode_images(model, ims, size))
+        img = pairs.codes
         txt = encode_texts(model, tokenizer, pairs.captions)
-        out["dataset"] |= {"images": len(pairs.images), "captions": len(pairs.captions),
+        out["dataset"] |= {"images": len(pairs.ids), "captions": len(pairs.captions),
                            "skipped": dict(pairs.skipped)}
         out["retrieval"] = retrieval_metrics(img, txt, pairs.caption_image)
         out["sparsity"] = {"image": sparsity_stats(img), "text": sparsity_stats(txt)}
