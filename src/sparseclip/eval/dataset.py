@@ -50,13 +50,16 @@ class PairSet:
 
 def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str = "title", separator: str = ",",
                    label_keys: tuple[str, ...] | list[str] = (), limit: int = 0,
-                   encode: Callable[[list], torch.Tensor] | None = None, chunk: int = 256) -> PairSet:
+                   encode: Callable[[list], torch.Tensor] | None = None, chunk: int = 256,
+                   shrink_to: int = 0) -> PairSet:
     """Read a CSV of image-caption pairs for evaluation; bad rows are skipped and counted.
 
     ``label_keys``: columns whose per-image values are kept (an image's value is taken from its first row).
     ``limit``: keep only the first ``limit`` distinct images (0: all) and their captions.
     ``encode``: images are encoded ``chunk`` at a time as they are read and only their codes are kept
     (``PairSet.codes``), so memory does not grow with the number of full-size photos.
+    ``shrink_to``: images kept in memory whose shorter side exceeds it are resized (Lanczos) to that shorter side
+    as they are read (the analysis keeps its images; 1,000 12-megapixel photos would need 36 GB).
     """
     from ..data.sources import check_caption, decode_image
 
@@ -90,6 +93,10 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
                     continue
                 full = Path(src) if Path(src).is_absolute() else path.parent / src
                 image = decode_image(full, lambda im: im)  # PIL RGB, fully read, or SkipSample
+                if shrink_to and min(image.size) > shrink_to:
+                    f = shrink_to / min(image.size)
+                    image = image.resize((max(1, round(image.width * f)), max(1, round(image.height * f))),
+                                         resample=3)  # 3 = LANCZOS
                 if encode is None:
                     out.images.append(image)
                 else:

@@ -84,7 +84,10 @@ def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "f
     from ..data.sources import DataError
     from ..eval.dataset import load_csv_pairs
 
-    pairs = load_csv_pairs(path, img_key, caption_key, separator, tuple(label_keys), limit=n)
+    # images are held for every model's encoding, the report and the heatmaps: large photos are shrunk as they are
+    # read to twice the model's input side (at least 256 px), which the models' own resize then brings down
+    pairs = load_csv_pairs(path, img_key, caption_key, separator, tuple(label_keys), limit=n,
+                           shrink_to=max(2 * image_size, 256))
     if len(pairs.images) < 2:
         raise DataError(f"--data {path}: need at least 2 usable images, got {len(pairs.images)}")
     first: dict[int, str] = {}
