@@ -119,16 +119,20 @@ def _folder_items(root: Path, skipped: Counter):
         yield str(path), None, img
 
 
-def _csv_items(path: Path, cfg, skipped: Counter):
+def _csv_codes(path: Path, model, cfg, batch_size: int, skipped: Counter):
+    """(codes CSR, ids, first caption of each) of a CSV's images, encoded in chunks as they are read."""
+    from ..embed import encode_images
     from ..eval.dataset import load_csv_pairs
+    from ..index.codes import as_csr
 
-    pairs = load_csv_pairs(path, cfg.data.csv_img_key, cfg.data.csv_caption_key, cfg.data.csv_separator)
+    pairs = load_csv_pairs(path, cfg.data.csv_img_key, cfg.data.csv_caption_key, cfg.data.csv_separator,
+                           encode=lambda ims: as_csr(encode_images(model, ims, cfg.data.image_size, batch_size)),
+                           chunk=batch_size)
     skipped.update(pairs.skipped)
-    first = {}
+    first: dict[int, str] = {}
     for cap, i in zip(pairs.captions, pairs.caption_image, strict=True):
         first.setdefault(i, cap)
-    for i, (item_id, img) in enumerate(zip(pairs.ids, pairs.images, strict=True)):
-        yield item_id, first.get(i), img
+    return pairs.codes, list(pairs.ids), [first.get(i, "") for i in range(len(pairs.ids))]
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -162,12 +166,15 @@ def _build(args: argparse.Namespace) -> int:
     if args.images_dir:
         items = _folder_items(Path(args.images_dir), skipped)
     elif args.data:
-        items = _csv_items(Path(args.data), cfg, skipped)
+        items = None
     else:
         seed = cfg.data.val_seed if args.seed is None else args.seed
         start = args.start if args.start is not None else (len(index) if index is not None else 0)
         items = _world_items(cfg, args.n, seed, start)
-    codes, ids, captions = encode_items(model, items, cfg.data.image_size, args.batch_size)
+    if items is None:
+        codes, ids, captions = _csv_codes(Path(args.data), model, cfg, args.batch_size, skipped)
+    else:
+        codes, ids, captions = encode_items(model, items, cfg.data.image_size, args.batch_size)
     if not ids:
         raise UserError("no image could be read; nothing indexed")
     captions = captions if any(c for c in captions) else None

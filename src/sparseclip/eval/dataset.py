@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,7 +46,7 @@ class PairSet:
     caption_image: list[int] = field(default_factory=list)
     labels: dict[str, list[str]] = field(default_factory=dict)  # label column -> per image value ("" = none)
     skipped: Counter = field(default_factory=Counter)
-    codes: torch.Tensor | None = None  # with ``encode``: the images' codes (the images themselves are not kept)
+    codes: Any = None  # with ``encode``: the images' codes, chunks joined (the images themselves are not kept)
 
 
 def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str = "title", separator: str = ",",
@@ -116,7 +117,12 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
     if encode is not None:
         if pending:
             coded.append(encode(pending))
-        out.codes = torch.cat(coded) if coded else None
+        if coded and isinstance(coded[0], torch.Tensor):
+            out.codes = torch.cat(coded)
+        elif coded:  # e.g. scipy.sparse chunks (an index's codes)
+            import scipy.sparse as sp
+
+            out.codes = sp.vstack(coded, format="csr")
     if not out.ids or not out.captions:
         raise DataError(f"--data {path}: no usable image-caption pairs ({dict(out.skipped)})")
     return out
