@@ -22,7 +22,7 @@ Sparse CLIP is analysed, reported and indexed. Everything goes into one folder:
   OUT/<model>/                   the five runs (checkpoints, logs, eval.json)
   OUT/index                      an inverted index of the sparse codes (sparseclip index search)
 
-About 9 minutes on 2 idle CPU cores (measured: 547 s); the time of each stage is printed at the end.
+About 8.5 minutes on 2 idle CPU cores (measured: 505 s); the time of each stage is printed at the end.
 Re-running reuses finished runs with the same config.
 """
 
