@@ -120,3 +120,10 @@ def test_interpret_table_is_generated_from_its_summary():
     block = doc.split("<!-- generated: docs/interpret/lite/summary.md -->\n")[1].split("<!-- end generated -->")[0]
     made = analysis_table(ROOT / "docs" / "interpret" / "lite" / "summary.json")
     assert block == made == (ROOT / "docs" / "interpret" / "lite" / "summary.md").read_text()
+
+
+def test_steering_table_is_the_generated_one():
+    doc = (ROOT / "docs" / "steering.md").read_text()
+    block = doc.split("<!-- generated: chosen settings per kind of docs/steering/steering.md -->\n")[1].split(
+        "\n<!-- end generated -->")[0]
+    assert block.startswith("| method |") and block in (ROOT / "docs" / "steering" / "steering.md").read_text()

@@ -52,9 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Sweep K x relative strength on the sparse model and the text-difference shift "
                                    "on the dense model; choose on the select split, report on the test split. "
                                    "Writes steering.json, steering.md and steering.png.")
-    b.add_argument("--sparse", required=True, nargs=2, metavar=("MODEL", "VLM"))
+    b.add_argument("--sparse", nargs=2, metavar=("MODEL", "VLM"), help="the sparse model and its VLM (required)")
     b.add_argument("--dense", nargs=2, metavar=("MODEL", "VLM"))
-    b.add_argument("--out", required=True)
+    b.add_argument("--out")
+    b.add_argument("--render", metavar="STEERING_JSON",
+                   help="regenerate steering.md and steering.png from a steering.json (tables with 95%% intervals); "
+                        "no VLM runs")
     b.add_argument("--n", type=int, default=100, help="images per split and concept kind")
     b.add_argument("--ks", default="1,2,4,8")
     b.add_argument("--strengths", default="0.5,1,2,4,8")
@@ -161,7 +164,13 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from ..steer.bench import BenchConfig, run_benchmark, write_results
+    from ..steer.bench import BenchConfig, render_results, run_benchmark, write_results
+
+    if args.render:
+        print(render_results(args.render))
+        return 0
+    if not args.sparse or not args.out:
+        raise UserError("steer-bench needs --sparse MODEL VLM and --out DIR (or --render STEERING_JSON)")
 
     bcfg = BenchConfig(n_images=args.n, ks=tuple(int(k) for k in _floats(args.ks)), strengths=_floats(args.strengths),
                        dense_strengths=_floats(args.dense_strengths))

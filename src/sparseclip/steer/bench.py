@@ -159,6 +159,26 @@ def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: Bench
             "features": feats if method == "sparse" else None}
 
 
+def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a rate observed on ``n`` answers."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (rate * (1 - rate) / n + z * z / (4 * n * n)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _ci(rate: float, n: int) -> str:
+    lo, hi = wilson(rate, n)
+    return f"{rate:.1%} [{100 * lo:.1f}-{100 * hi:.1f}]"
+
+
+def _n(res: dict, per_kind: bool = False) -> int:
+    """Answers behind a rate: images per split and kind, times the kinds unless per kind."""
+    c = res["config"]
+    return c["n_images"] * (1 if per_kind else len(c["kinds"]))
+
+
 def choose(rows: list[dict], question: str, max_corruption: float) -> dict:
     """The edited setting with the highest select-split success among those within the corruption budget
     (ties: fewer features, then lower strength); the least corrupting one if none is within it."""
@@ -171,25 +191,29 @@ def choose(rows: list[dict], question: str, max_corruption: float) -> dict:
 
 def markdown_table(results: list[dict], question: str = "caption") -> str:
     """One Markdown table: a row per method and setting, select and test scores for ``question``."""
-    lines = ["| method | K | strength | select success | select corrupt | test success | test corrupt | "
-             "test clean success | test zero-shot -> target |",
+    n = _n(results[0]) if results else 0
+    lines = [f"| method | K | strength | select success | select corrupt | test success (n={n}, 95% CI) | "
+             "test corrupt (95% CI) | test clean success | test zero-shot -> target |",
              "|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         best = choose(res["rows"], question, res["config"]["max_corruption"])
+        n = _n(res)
         for r in res["rows"]:
             mark = " **(chosen)**" if r is best else (" (no edit)" if r["strength"] == 0 else "")
             sel, te = r["select"][question], r["test"][question]
             k = "-" if r["method"] == "dense" else str(r["k"])
             lines.append(f"| {r['method']}{mark} | {k} | {r['strength']:g} | {sel['success']:.1%} | "
-                         f"{sel['corrupt']:.1%} | {te['success']:.1%} | {te['corrupt']:.1%} | "
+                         f"{sel['corrupt']:.1%} | {_ci(te['success'], n)} | {_ci(te['corrupt'], n)} | "
                          f"{te['clean_success']:.1%} | {r['test']['zeroshot_target']['rate']:.1%} |")
     return "\n".join(lines)
 
 
 def chosen_by_kind(results: list[dict]) -> str:
     """Markdown: the chosen settings' test scores per concept kind, with the unedited answers' source rate."""
-    lines = ["| method | question | K | strength | kind | unedited names source | success | corrupt | "
-             "zero-shot -> target |", "|---|---|---|---|---|---|---|---|---|"]
+    n = _n(results[0], per_kind=True) if results else 0
+    lines = ["| method | question | K | strength | kind | unedited names source | "
+             f"success (n={n}, 95% CI) | corrupt (95% CI) | zero-shot -> target |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         base = res["rows"][0]["detail"]["test"]
         for question in ("caption", "attribute"):
@@ -198,8 +222,8 @@ def chosen_by_kind(results: list[dict]) -> str:
                 d = b["detail"]["test"][kind]
                 k = "-" if res["method"] == "dense" else str(b["k"])
                 lines.append(f"| {res['method']} | {question} | {k} | {b['strength']:g} | {kind} | "
-                             f"{base[kind][question]['names_source']:.1%} | {d[question]['success']:.1%} | "
-                             f"{d[question]['corrupt']:.1%} | {d['zeroshot_target']:.1%} |")
+                             f"{base[kind][question]['names_source']:.1%} | {_ci(d[question]['success'], n)} | "
+                             f"{_ci(d[question]['corrupt'], n)} | {d['zeroshot_target']:.1%} |")
     return "\n".join(lines)
 
 
@@ -245,6 +269,20 @@ def plot(results: list[dict], path: str | Path, question: str = "caption") -> No
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
+
+
+def render_results(steering_json: str | Path) -> Path:
+    """Regenerate ``steering.md`` and ``steering.png`` beside a ``steering.json`` from its results (no VLM)."""
+    path = Path(steering_json)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        results = data["results"]
+    except FileNotFoundError:
+        raise ValueError(f"--render {path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"--render {path}: not a steering.json ({type(e).__name__})") from None
+    write_results(results, path.parent, data.get("command", ""))
+    return path.parent / "steering.md"
 
 
 def write_results(results: list[dict], out_dir: str | Path, command: str = "") -> dict:
