@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from ..data.folder import DEFAULT_TEMPLATES
 from ..data.sources import DataError, SkipSample
@@ -97,7 +98,7 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
                 if shrink_to and min(image.size) > shrink_to:
                     f = shrink_to / min(image.size)
                     image = image.resize((max(1, round(image.width * f)), max(1, round(image.height * f))),
-                                         resample=3)  # 3 = LANCZOS
+                                         resample=Image.LANCZOS)
                 if encode is None:
                     out.images.append(image)
                 else:

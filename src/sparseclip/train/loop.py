@@ -140,13 +140,18 @@ class Interrupted(KeyboardInterrupt):
     """The run stopped at a step boundary on a signal, with a checkpoint saved."""
 
 
-def _nonfinite(loss: dict, grad_norm: torch.Tensor | None) -> str:
-    """What is non-finite this step ("loss", "gradient") on any rank, or ""."""
+def _step_flags(loss: dict, grad_norm: torch.Tensor | None, stop_requested: bool) -> tuple[str, bool]:
+    """``(what is non-finite this step on any rank: "loss", "gradient" or "", whether any rank was asked to
+    stop)``, agreed across ranks in one collective."""
     total = sum(float(v) for v in loss.values())
-    flags = [not math.isfinite(total), grad_norm is not None and not bool(torch.isfinite(grad_norm))]
+    flags = [not math.isfinite(total), grad_norm is not None and not bool(torch.isfinite(grad_norm)), stop_requested]
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        flags = [all_reduce_mean(float(f)) > 0 for f in flags]
-    return "loss" if flags[0] else "gradient" if flags[1] else ""
+        t = torch.tensor([float(f) for f in flags], dtype=torch.float64)
+        if torch.distributed.get_backend() == "nccl":
+            t = t.cuda()
+        torch.distributed.all_reduce(t)  # a sum: > 0 when any rank set the flag
+        flags = [bool(v > 0) for v in t.tolist()]
+    return ("loss" if flags[0] else "gradient" if flags[1] else ""), bool(flags[2])
 
 
 def _finite(model) -> bool:
@@ -277,7 +282,8 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
                 scaler.unscale_(optimizer)
             # the 2-norm of all gradients (clipped to grad_clip when set): its finiteness is checked below
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
-            bad = _nonfinite(res.loss, norm if scaler is None else None)  # fp16: the scaler skips inf grads
+            # fp16: the scaler skips inf grads; a signal seen during this step stops the run after it, on every rank
+            bad, stopping = _step_flags(res.loss, norm if scaler is None else None, stop.requested)
             if bad:
                 if tc.nonfinite == "stop":
                     last = latest_checkpoint(run_dir)
@@ -312,8 +318,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
                 t_last, n_last = now, 0
                 bar.set_postfix(loss=f"{terms['contrastive']:.3f}", L0=f"{img['l0_pct']:.1f}%")
             bar.update(1)
-            # a signal: every rank stops after this same step (the flag is shared), with a checkpoint
-            stopping = all_reduce_mean(float(stop.requested)) > 0 if info.world_size > 1 else stop.requested
+            # a signal: every rank stops after this same step (the flag was shared above), with a checkpoint
             if done in save_at or (stopping and done < tc.steps):
                 if not _finite(model):
                     raise Diverged(f"non-finite weights after step {done}: stopped before saving them; "
