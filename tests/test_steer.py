@@ -20,7 +20,7 @@ from sparseclip.steer import (
     steered_zero_shot,
     well_formed,
 )
-from sparseclip.steer.bench import choose
+from sparseclip.steer.report import choose
 from sparseclip.steer.text import Q_CAPTION, Q_COLOR, Q_SHAPE
 
 
@@ -182,7 +182,8 @@ def test_benchmark_sweep_writes_table_json_and_plot(micro, tmp_path):
     pytest.importorskip("transformers")
     import json
 
-    from sparseclip.steer.bench import BenchConfig, run_benchmark, write_results
+    from sparseclip.steer.bench import BenchConfig, run_benchmark
+    from sparseclip.steer.report import render_results, write_results
     from sparseclip.steer.vlm import AdapterVLM, VLMConfig, tiny_lm
 
     model, tok, _ = micro
@@ -198,5 +199,27 @@ def test_benchmark_sweep_writes_table_json_and_plot(micro, tmp_path):
     assert set(summ) == {"sparse/caption", "sparse/attribute", "dense/caption", "dense/attribute"}
     assert "| sparse" in (tmp_path / "steering.md").read_text()
     data = json.loads((tmp_path / "steering.json").read_text())
-    assert 0.0 <= data["summary"]["sparse/caption"]["test"]["corrupt"] <= 1.0
+    test = data["summary"]["sparse/caption"]["test"]
+    assert 0.0 <= test["corrupt"] <= 1.0 and test["n"] == 6
+    assert test["corrupt"] >= max(test["ill_formed"], test["unfaithful"])
+    unedited = data["results"][0]["rows"][0]["test"]["caption"]
+    assert unedited["side_effect"] == 0.0  # the unedited answers are their own reference
     assert (tmp_path / "steering.png").stat().st_size > 1000
+    md = (tmp_path / "steering.md").read_text()
+    render_results(tmp_path / "steering.json")  # regenerated from the JSON alone: the same text
+    assert (tmp_path / "steering.md").read_text() == md
+
+
+def test_steer_cli_only_parses_and_prints():
+    """The one-image pipeline, training and the sweep live in sparseclip.steer; the CLI module imports no
+    torch, open_clip or model code of its own."""
+    import ast
+    from pathlib import Path
+
+    import sparseclip.cli.steer as cli
+
+    tree = ast.parse(Path(cli.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in imported if m.split(".")[0] in ("torch", "open_clip", "transformers")}
+    assert {m for m in imported if m.startswith("steer")} <= {"steer.bench", "steer.pipeline", "steer.report"}

