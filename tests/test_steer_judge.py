@@ -132,5 +132,5 @@ def test_findings_state_the_json_numbers():
     assert "side effects 3.0% [1.0-8.5] of answers (by attribute: size 3)" in text
     assert "sparse 85.0% vs dense 50.0% (sparse higher, the 95% intervals do not overlap)" in text
     assert "sparse, caption, color: the research target" in text and "is met (85.0% success" in text
-    assert "dense, caption, color: the research target (>= 80% success, corruption within 5% of unedited) " \
+    assert "dense, caption, color: the research target (>= 80% success, corruption at most 5 points above unedited) " \
            "is not met" in text

@@ -67,7 +67,8 @@ class BenchConfig:
     kinds: tuple[str, ...] = ("color", "shape")
     percentile: float = 99.0
     n_reference: int = 1000
-    max_corruption: float = 0.05
+    max_corruption: float = 0.05  # chosen settings: select corruption <= the unedited one + this
+    max_side_effects: float = 0.2  # second choice reported: select side effects <= this
     max_new_tokens: int = 40
     seed: int = 1
 

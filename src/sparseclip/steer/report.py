@@ -40,17 +40,17 @@ def _base(rows: list[dict]) -> dict | None:
     return next((r for r in rows if r["strength"] == 0), None)
 
 
-def choose(rows: list[dict], question: str, max_corruption: float) -> dict:
-    """The edited setting with the highest select-split success among those whose select corruption is at most
-    the unedited answers' corruption plus ``max_corruption`` (ties: fewer features, then lower strength); the
-    least corrupting one if none is within that budget."""
+def choose(rows: list[dict], question: str, max_corruption: float, metric: str = "corrupt") -> dict:
+    """The edited setting with the highest select-split success among those whose select ``metric`` (corruption,
+    or side effects) is at most the unedited answers' rate plus ``max_corruption`` (ties: fewer features, then
+    lower strength); the one lowest in ``metric`` if none is within that budget."""
     base = _base(rows)
-    budget = max_corruption + (base["select"][question]["corrupt"] if base else 0.0)
+    budget = max_corruption + (base["select"][question][metric] if base else 0.0)
     edited = [r for r in rows if r["strength"] > 0]
-    ok = [r for r in edited if r["select"][question]["corrupt"] <= budget + 1e-12]
+    ok = [r for r in edited if r["select"][question][metric] <= budget + 1e-12]
     if ok:
         return max(ok, key=lambda r: (r["select"][question]["success"], -r["k"], -r["strength"]))
-    return min(edited, key=lambda r: (r["select"][question]["corrupt"], -r["select"][question]["success"]))
+    return min(edited, key=lambda r: (r["select"][question][metric], -r["select"][question]["success"]))
 
 
 def markdown_table(results: list[dict], question: str = "caption") -> str:
@@ -141,6 +141,14 @@ def findings(results: list[dict]) -> str:
             f"chance); corruption {ci(t['corrupt'], n)} against {ci(u['corrupt'], n)} unedited (ill-formed "
             f"{t['ill_formed']:.1%}, unfaithful to the image in a non-steered attribute {t['unfaithful']:.1%}); "
             f"side effects {ci(t['side_effect'], n)} of answers (by attribute: {effects}).")
+    for res in results:
+        cap = res["config"].get("max_side_effects", 0.2)
+        for question in ("caption", "attribute"):
+            b, n = choose(res["rows"], question, cap, "side_effect"), _n(res)
+            t = b["test"][question]
+            lines.append(f"- {res['method']}, {question} question, side effects held to at most {cap:.0%} on the "
+                         f"select split: chosen {_setting(res['method'], b)}, test success {ci(t['success'], n)}, "
+                         f"side effects {ci(t['side_effect'], n)}, corruption {ci(t['corrupt'], n)}.")
     methods = [r["method"] for r in results]
     if "sparse" in methods and "dense" in methods:
         for question in ("caption", "attribute"):
@@ -159,50 +167,63 @@ def findings(results: list[dict]) -> str:
             for kind in res["config"]["kinds"]:
                 d = b["detail"]["test"][kind][question]
                 met = d["success"] >= 0.8 and d["corrupt"] <= base[kind][question]["corrupt"] + budget
+                verdict = "met" if met else "not met"
                 lines.append(f"- {res['method']}, {question}, {kind}: the research target (>= 80% success, "
-                             f"corruption within {budget:.0%} of unedited) is {'met' if met else 'not met'} "
+                             f"corruption at most {100 * budget:g} points above unedited) is {verdict} "
                              f"({d['success']:.1%} success, {d['corrupt']:.1%} corrupt vs "
                              f"{base[kind][question]['corrupt']:.1%} unedited).")
     return "\n".join(lines)
 
 
-def plot(results: list[dict], path: str | Path, question: str = "caption") -> None:
-    """Test-split success (string match, solid; judge, dashed), corruption and side effects against strength:
-    sparse (a line per K, strength in multiples of each feature's p99) and dense (in mean image-code norms)."""
+def plot(results: list[dict], path: str | Path) -> None:
+    """Test-split rates, a row per question: per method, success (string match, solid; judge, dashed) and side
+    effects (dotted) against strength (sparse: a line per K, in multiples of each feature's p99; dense: in mean
+    image-code norms); then every setting's success against its side effects and against its corruption."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    panels = (("success", "success (solid: string, dashed: judge)"), ("corrupt", "corruption"),
-              ("side_effect", "side effects"))
-    fig, axes = plt.subplots(len(panels), len(results), figsize=(5.5 * len(results), 9), squeeze=False)
-    for col, res in enumerate(results):
-        rows = [r for r in res["rows"] if r["strength"] > 0]
-        base = res["rows"][0]["test"][question]
-        for row, (metric, label) in enumerate(panels):
+    questions = ("caption", "attribute")
+    ncol = len(results) + 2
+    fig, axes = plt.subplots(len(questions), ncol, figsize=(4.3 * ncol, 3.8 * len(questions)), squeeze=False)
+    for row, question in enumerate(questions):
+        for col, res in enumerate(results):
             ax = axes[row][col]
+            rows = [r for r in res["rows"] if r["strength"] > 0]
             for k in sorted({r["k"] for r in rows}):
                 rs = sorted((r for r in rows if r["k"] == k), key=lambda r: r["strength"])
                 x = [r["strength"] for r in rs]
-                name = f"K={k}" if res["method"] == "sparse" else "dense"
-                line, = ax.plot(x, [r["test"][question][metric] for r in rs], "o-", ms=3, label=name)
-                if metric == "success":
-                    ax.plot(x, [r["test"][question]["judge_success"] for r in rs], "--", color=line.get_color())
-            ax.axhline(base[metric], color="black", lw=0.8, ls=":", label="unedited")
-            if metric == "success":
-                ax.axhline(0.8, color="grey", lw=0.8, ls="--")
+                te = [r["test"][question] for r in rs]
+                line, = ax.plot(x, [t["success"] for t in te], "o-", ms=3,
+                                label=f"K={k}" if res["method"] == "sparse" else "dense")
+                ax.plot(x, [t["judge_success"] for t in te], "--", color=line.get_color())
+                ax.plot(x, [t["side_effect"] for t in te], ":", color=line.get_color())
+            ax.axhline(0.8, color="grey", lw=0.8, ls="--")
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("strength (x feature's p99)" if res["method"] == "sparse" else
                           "strength (x mean code norm)")
-            ax.set_ylabel(f"{label}, test split")
-            ax.set_title(f"{res['method']}: {question} question")
+            ax.set_ylabel("test rate")
+            ax.set_title(f"{res['method']}, {question}: success (-, judge --), side effects (:)", fontsize=8)
             ax.legend(fontsize=7, ncol=2)
+        for col, (metric, label) in enumerate((("side_effect", "side effects"), ("corrupt", "corruption"))):
+            ax = axes[row][len(results) + col]
+            for res in results:
+                te = [r["test"][question] for r in res["rows"] if r["strength"] > 0]
+                ax.scatter([t[metric] for t in te], [t["success"] for t in te], s=12, label=res["method"])
+                base = res["rows"][0]["test"][question]
+                ax.scatter([base[metric]], [base["success"]], s=40, marker="x", color="black")
+            ax.set_xlim(-0.02, 1.02)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel(f"{label} (test)")
+            ax.set_ylabel("success (test)")
+            ax.set_title(f"{question}: every setting (x: unedited)", fontsize=8)
+            ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, path, dpi=100)
+    save_figure(fig, path, dpi=90)
 
 
 def render_results(steering_json: str | Path) -> Path:
