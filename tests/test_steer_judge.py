@@ -129,8 +129,9 @@ def test_findings_state_the_json_numbers():
                           "detail": detail(edit)}]}
     text = findings([res("sparse", 0.85), res("dense", 0.5)])
     assert "success 85.0% [76.7-90.7] by string match" in text
-    assert "side effects 3.0% [1.0-8.5] of answers (by attribute: size 3)" in text
-    assert "sparse 85.0% vs dense 50.0% (sparse higher, the 95% intervals do not overlap)" in text
-    assert "sparse, caption, color: the research target" in text and "is met (85.0% success" in text
+    assert "side effects 3.0% [1.0-8.5] of answers (by attribute: size 3; n=100)" in text
+    assert "sparse 85.0% [76.7-90.7] vs dense 50.0% [40.4-59.6] (sparse higher, the 95% intervals do not " \
+           "overlap)" in text
+    assert "sparse, caption, color: the research target" in text and "is met (n=100: success 85.0%" in text
     assert "dense, caption, color: the research target (>= 80% success, corruption at most 5 points above unedited) " \
            "is not met" in text

@@ -136,11 +136,11 @@ def findings(results: list[dict]) -> str:
         effects = ", ".join(f"{k} {v}" for k, v in sorted(t.get("side_effect_kinds", {}).items())) or "none"
         lines.append(
             f"- **{method}, {QUESTION_TEXT[question]}**, chosen {_setting(method, s)}: success {ci(t['success'], n)} "
-            f"by string match, {ci(t['judge_success'], n)} by the judge (they agree on {t['judge_agrees']:.1%} of "
-            f"answers; unedited: {u['success']:.1%} / {u['judge_success']:.1%}, the random target named by "
-            f"chance); corruption {ci(t['corrupt'], n)} against {ci(u['corrupt'], n)} unedited (ill-formed "
-            f"{t['ill_formed']:.1%}, unfaithful to the image in a non-steered attribute {t['unfaithful']:.1%}); "
-            f"side effects {ci(t['side_effect'], n)} of answers (by attribute: {effects}).")
+            f"by string match, {ci(t['judge_success'], n)} by the judge (they agree on {ci(t['judge_agrees'], n)} "
+            f"of answers; unedited: {ci(u['success'], n)} / {ci(u['judge_success'], n)}, the random target named "
+            f"by chance); corruption {ci(t['corrupt'], n)} against {ci(u['corrupt'], n)} unedited (ill-formed "
+            f"{ci(t['ill_formed'], n)}, unfaithful to the image in a non-steered attribute {ci(t['unfaithful'], n)}); "
+            f"side effects {ci(t['side_effect'], n)} of answers (by attribute: {effects}; n={n}).")
     for res in results:
         cap = res["config"].get("max_side_effects", 0.2)
         for question in ("caption", "attribute"):
@@ -157,21 +157,21 @@ def findings(results: list[dict]) -> str:
                 ra, rb = (a["test"][metric], a["n"]), (b["test"][metric], b["n"])
                 verdict = "the 95% intervals overlap" if _overlap(ra, rb) else \
                     ("sparse higher" if ra[0] > rb[0] else "dense higher") + ", the 95% intervals do not overlap"
-                lines.append(f"- {QUESTION_TEXT[question].capitalize()}, {what}: sparse {ra[0]:.1%} vs dense "
-                             f"{rb[0]:.1%} ({verdict}).")
+                lines.append(f"- {QUESTION_TEXT[question].capitalize()}, {what}: sparse {ci(*ra)} vs dense "
+                             f"{ci(*rb)} ({verdict}).")
     for res in results:
         budget = res["config"]["max_corruption"]
         for question in ("caption", "attribute"):
             b = choose(res["rows"], question, budget)
-            base = res["rows"][0]["detail"]["test"]
+            base, n = res["rows"][0]["detail"]["test"], _n(res, per_kind=True)
             for kind in res["config"]["kinds"]:
                 d = b["detail"]["test"][kind][question]
                 met = d["success"] >= 0.8 and d["corrupt"] <= base[kind][question]["corrupt"] + budget
                 verdict = "met" if met else "not met"
                 lines.append(f"- {res['method']}, {question}, {kind}: the research target (>= 80% success, "
                              f"corruption at most {100 * budget:g} points above unedited) is {verdict} "
-                             f"({d['success']:.1%} success, {d['corrupt']:.1%} corrupt vs "
-                             f"{base[kind][question]['corrupt']:.1%} unedited).")
+                             f"(n={n}: success {ci(d['success'], n)}, corrupt {ci(d['corrupt'], n)} vs "
+                             f"{ci(base[kind][question]['corrupt'], n)} unedited).")
     return "\n".join(lines)
 
 

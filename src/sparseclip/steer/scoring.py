@@ -1,8 +1,11 @@
-"""Scoring steered answers: success (names the target, no longer the source) and corruption (ill-formed).
+"""Scoring steered answers by their words: success (names the target, no longer the source) and well-formedness.
 
 Well-formed means "something training produced": for the caption question, a sentence the world's caption
 grammar generates (every template, every value) whose length is within the training captions' range; for
-the colour and shape questions, one colour or shape word.
+the colour and shape questions, one colour or shape word. A small LM trained only on that grammar rarely fails
+this check, so the benchmark's corruption is ill-formed *or unfaithful to the image* (:mod:`.judge`), and
+success is also judged by a separate model (:class:`.judge.TextJudge`). :func:`score`'s ``corrupt`` is the
+grammar check alone.
 """
 
 from __future__ import annotations
