@@ -72,13 +72,14 @@ def test_score_answers_rates_on_hand_built_answers():
     assert r["success"] == 0.75 and r["judge_success"] == 0.75 and r["judge_agrees"] == 1.0
     assert r["ill_formed"] == 0.25 and r["unfaithful"] == 0.25 and r["corrupt"] == 0.5
     assert r["side_effect"] == 0.25 and r["side_effect_kinds"] == {"shape": 1, "size": 1}
+    assert r["unfaithful_kinds"] == {"shape": 1, "size": 1}
     assert r["clean_success"] == 0.25
     # attribute question: the other attribute's answer carries faithfulness and side effects
     r = score_answers(Q_COLOR, ["blue", "blue", "red", "blue"], ["red"] * 4, items, _fake_judge(),
                       cross=["triangle", "circle", "triangle", ""], cross_before=["triangle"] * 4)
     # the shape answer changed twice (to "circle"; to no shape at all), and is wrong or missing twice
     assert r["success"] == 0.75 and r["unfaithful"] == 0.5 and r["side_effect"] == 0.5
-    assert r["side_effect_kinds"] == {"shape": 2}
+    assert r["side_effect_kinds"] == {"shape": 2} and r["unfaithful_kinds"] == {"shape": 2}
 
 
 def test_minilm_judge_reads_true_answers_and_is_independent_of_codes():

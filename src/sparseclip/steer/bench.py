@@ -109,19 +109,22 @@ def score_answers(question: str, answers: list[str], before: list[str], items: l
         raise ValueError("no answers to score")
     kind = items[0].kind
     judged = judge.classify(answers, kind)
-    rows, effect_kinds = [], {k: 0 for k in ATTRIBUTE_VALUES}
+    rows, effect_kinds, wrong_kinds = [], {k: 0 for k in ATTRIBUTE_VALUES}, {k: 0 for k in ATTRIBUTE_VALUES}
     for i, (a, it) in enumerate(zip(answers, items, strict=True)):
         success = names(a, it.target) and not names(a, it.source)
         ill = not well_formed(a, question)
         if cross is None:
-            wrong = bool(unfaithful(a, it.truth, kind))
+            wrong_in = unfaithful(a, it.truth, kind)
             effects = side_effects(before[i], a, kind)
         else:
             other = OTHER[kind]
-            wrong = attributes(cross[i])[other] != {it.truth[other]}
+            wrong_in = [other] if attributes(cross[i])[other] != {it.truth[other]} else []
             effects = [other] if attributes(cross[i])[other] != attributes(cross_before[i])[other] else []
+        wrong = bool(wrong_in)
         for k in effects:
             effect_kinds[k] += 1
+        for k in wrong_in:
+            wrong_kinds[k] += 1
         rows.append({"success": success, "judge_success": judged[i] == it.target, "ill_formed": ill,
                      "unfaithful": wrong, "corrupt": ill or wrong, "side_effect": bool(effects),
                      "clean_success": success and not (ill or wrong), "names_source": names(a, it.source)})
@@ -130,6 +133,7 @@ def score_answers(question: str, answers: list[str], before: list[str], items: l
     out["judge_agrees"] = sum(r["success"] == r["judge_success"] for r in rows) / n
     out["n"] = n
     out["side_effect_kinds"] = {k: v for k, v in effect_kinds.items() if v}
+    out["unfaithful_kinds"] = {k: v for k, v in wrong_kinds.items() if v}
     return out
 
 
@@ -178,10 +182,11 @@ def _evaluate(vlm: AdapterVLM, model, tokenizer, split: _Split, edit: Callable[[
     for q in ("caption", "attribute"):
         total[q] = {m: sum(out[k][q][m] for k in kinds) / len(kinds) for m in (*METRICS, "judge_agrees")}
         total[q]["n"] = sum(out[k][q]["n"] for k in kinds)
-        total[q]["side_effect_kinds"] = {}
-        for k in kinds:
-            for a, c in out[k][q]["side_effect_kinds"].items():
-                total[q]["side_effect_kinds"][a] = total[q]["side_effect_kinds"].get(a, 0) + c
+        for counts in ("side_effect_kinds", "unfaithful_kinds"):
+            total[q][counts] = {}
+            for k in kinds:
+                for a, c in out[k][q][counts].items():
+                    total[q][counts][a] = total[q][counts].get(a, 0) + c
     total["zeroshot_target"] = {"rate": sum(out[k]["zeroshot_target"] for k in kinds) / len(kinds),
                                 "n": total["caption"]["n"]}
     out["all"] = total

@@ -134,12 +134,14 @@ def findings(results: list[dict]) -> str:
         method, question = key.split("/")
         t, u, n = s["test"], s["unedited_test"], s["n"]
         effects = ", ".join(f"{k} {v}" for k, v in sorted(t.get("side_effect_kinds", {}).items())) or "none"
+        wrong = ", ".join(f"{k} {v}" for k, v in sorted(u.get("unfaithful_kinds", {}).items())) or "none"
         lines.append(
             f"- **{method}, {QUESTION_TEXT[question]}**, chosen {_setting(method, s)}: success {ci(t['success'], n)} "
             f"by string match, {ci(t['judge_success'], n)} by the judge (they agree on {ci(t['judge_agrees'], n)} "
             f"of answers; unedited: {ci(u['success'], n)} / {ci(u['judge_success'], n)}, the random target named "
             f"by chance); corruption {ci(t['corrupt'], n)} against {ci(u['corrupt'], n)} unedited (ill-formed "
-            f"{ci(t['ill_formed'], n)}, unfaithful to the image in a non-steered attribute {ci(t['unfaithful'], n)}); "
+            f"{ci(t['ill_formed'], n)}, unfaithful to the image in a non-steered attribute {ci(t['unfaithful'], n)}; "
+            f"the unedited answers' unfaithful attributes: {wrong}); "
             f"side effects {ci(t['side_effect'], n)} of answers (by attribute: {effects}; n={n}).")
     for res in results:
         cap = res["config"].get("max_side_effects", 0.2)
