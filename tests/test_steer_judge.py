@@ -136,3 +136,16 @@ def test_findings_state_the_json_numbers():
     assert "sparse, caption, color: the research target" in text and "is met (n=100: success 85.0%" in text
     assert "dense, caption, color: the research target (>= 80% success, corruption at most 5 points above unedited) " \
            "is not met" in text
+
+
+def test_render_of_a_foreign_json_is_one_clear_error(tmp_path):
+    from sparseclip.steer.report import render_results
+
+    with pytest.raises(ValueError, match="no such file"):
+        render_results(tmp_path / "missing.json")
+    old = tmp_path / "steering.json"  # an earlier format: rates without the judge's
+    old.write_text('{"results": [{"method": "sparse", "config": {"n_images": 1, "kinds": ["color"], '
+                   '"max_corruption": 0.05}, "rows": [{"k": 0, "strength": 0.0, "select": {"caption": '
+                   '{"success": 0.0, "corrupt": 0.0}}}]}]}')
+    with pytest.raises(ValueError, match="not a steering.json of this version"):
+        render_results(old)

@@ -48,7 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("steer-bench", help="the steering benchmark sweep (sparse, and a dense baseline)",
                        description="Sweep K x relative strength on the sparse model and the text-difference shift "
                                    "on the dense model; choose on the select split, report on the test split. "
-                                   "Writes steering.json, steering.md and steering.png.")
+                                   "Success is judged by string match and by a separate text model reading the "
+                                   "answer; corruption includes answers unfaithful to the image in attributes not "
+                                   "steered; side effects are counted. Writes steering.json, steering.md and "
+                                   "steering.png (every rate with n and a 95% Wilson interval).")
     b.add_argument("--sparse", nargs=2, metavar=("MODEL", "VLM"), help="the sparse model and its VLM (required)")
     b.add_argument("--dense", nargs=2, metavar=("MODEL", "VLM"))
     b.add_argument("--out")
