@@ -8,12 +8,16 @@ On disk an index is a directory with two open files:
 - ``index.json``: format name and version, ``n_items``, ``n_features``, ``normalize``, the items' ``ids``
   (ids or paths, in row order), optional ``captions`` (a text shown with each item), ``feature_names``
   (``{"id": "name"}``) and ``model`` (where the codes came from: checkpoint path and config), so a query
-  can be embedded with the same model.
+  can be embedded with the same model; optional ``backend`` (``{"kind": "milvus", "uri", "collection"}``) when
+  the ranking is done by Milvus (see :mod:`sparseclip.index.milvus`; its embedded database, ``milvus.db``, lives
+  in the same directory and is kept when the index is saved again).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _topk
+from . import milvus as _milvus
 from .approx import SeismicSearch
 from .codes import SparseIndexError, as_csr, check_nonnegative, l2_normalize_rows, row_scales, scale_columns_of_rows
 
@@ -84,6 +89,9 @@ class SparseIndex:
         self.feature_names: dict[int, str] = {int(k): str(v) for k, v in (feature_names or {}).items()}
         self.model = model
         self._approx: SeismicSearch | None = None
+        self.backend: dict | None = None  # {"kind": "milvus", "uri": str | None, "collection": str}
+        self.directory: Path | None = None  # where it was last loaded from or saved to
+        self._store: _milvus.MilvusStore | None = None
 
     # -- building --------------------------------------------------------------------------------
     @classmethod
@@ -148,9 +156,66 @@ class SparseIndex:
     def feature_name(self, feature: int) -> str | None:
         return self.feature_names.get(int(feature))
 
+    # -- Milvus backend --------------------------------------------------------------------------
+    def use_milvus(self, uri: str | None = None, collection: str | None = None) -> None:
+        """Rank through Milvus from now on: ``uri`` a server (``http://host:19530``) or a Milvus Lite database
+        path (default: ``milvus.db`` in the index directory). The codes are sent on the next :meth:`save`."""
+        if not _milvus.available():
+            raise SparseIndexError("the milvus backend needs pymilvus and milvus-lite "
+                                   "(pip install 'sparseclip[milvus]')")
+        if collection is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", collection):
+            raise SparseIndexError(f"Milvus collection name {collection!r}: use letters, digits and underscores")
+        self._close_store()
+        self.backend = {"kind": "milvus", "uri": uri, "collection": collection}
+
+    def milvus(self) -> _milvus.MilvusStore:
+        """The open Milvus collection of a saved index with the milvus backend (checked to hold every item)."""
+        if not self.backend or self.backend.get("kind") != "milvus":
+            raise SparseIndexError("this index has no Milvus backend")
+        if self.directory is None:
+            raise SparseIndexError("save the index before searching it through Milvus")
+        if self._store is None:
+            store = _milvus.MilvusStore(_milvus.resolve_uri(self.backend.get("uri"), self.directory),
+                                        self._collection_name())
+            have = store.count() if store.exists() else 0
+            if have != len(self):
+                store.close()
+                raise SparseIndexError(f"the Milvus collection {store.collection!r} at {store.uri} holds {have} items, "
+                                       f"the index {len(self)}: build the index again")
+            store.load()
+            self._store = store
+        return self._store
+
+    def _collection_name(self) -> str:
+        name = self.backend.get("collection") if self.backend else None
+        if name:
+            return name
+        stem = re.sub(r"\W", "_", self.directory.name if self.directory else "index")
+        return f"sparseclip_{stem}"[:255]
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _sync_milvus(self) -> None:
+        """Send the rows Milvus does not have yet (all of them for a new collection)."""
+        store = _milvus.MilvusStore(_milvus.resolve_uri(self.backend.get("uri"), self.directory),
+                                    self._collection_name())
+        try:
+            have = store.count() if store.exists() else None
+            if have is None or have > len(self):  # new, or a stale collection from another index: start over
+                store.create(replace=have is not None)
+                have = 0
+            if have < len(self):
+                store.insert(self.codes[have:].tocsr(), first_row=have)
+        finally:
+            store.close()
+
     # -- persistence -----------------------------------------------------------------------------
     def save(self, directory: str | Path, compressed: bool = False) -> Path:
-        """Write ``codes.npz`` and ``index.json`` into ``directory`` (replaced atomically)."""
+        """Write ``codes.npz`` and ``index.json`` into ``directory`` (replaced atomically); with the milvus
+        backend, then send Milvus the items it lacks."""
         from ..checkpoint import atomic_dir, commit_dir
 
         final = Path(directory)
@@ -163,10 +228,16 @@ class SparseIndex:
             "format": FORMAT, "version": VERSION, "n_items": len(self), "n_features": self.n_features,
             "nnz": self.nnz, "normalize": self.normalize, "model": self.model,
             "feature_names": {str(k): v for k, v in sorted(self.feature_names.items())}, "ids": self.ids,
-            "captions": self.captions,
+            "captions": self.captions, "backend": self.backend,
         }
         (tmp / META_FILE).write_text(json.dumps(meta))
+        self._close_store()
+        if (final / _milvus.LITE_DB).exists():  # the embedded Milvus database stays with the index
+            os.replace(final / _milvus.LITE_DB, tmp / _milvus.LITE_DB)
         commit_dir(tmp, final)
+        self.directory = final
+        if self.backend and self.backend.get("kind") == "milvus":
+            self._sync_milvus()
         return final
 
     @classmethod
@@ -191,8 +262,14 @@ class SparseIndex:
         captions = meta.get("captions")
         if captions is not None and (not isinstance(captions, list) or len(captions) != len(meta["ids"])):
             raise SparseIndexError(f"{d / META_FILE}: 'captions' must be a list with one entry per id")
-        return cls(codes, meta["ids"], normalize=bool(meta["normalize"]), model=meta.get("model"), captions=captions,
-                   feature_names={int(k): v for k, v in (meta.get("feature_names") or {}).items()})
+        index = cls(codes, meta["ids"], normalize=bool(meta["normalize"]), model=meta.get("model"), captions=captions,
+                    feature_names={int(k): v for k, v in (meta.get("feature_names") or {}).items()})
+        backend = meta.get("backend")
+        if backend is not None and (not isinstance(backend, dict) or backend.get("kind") != "milvus"):
+            raise SparseIndexError(f"{d / META_FILE}: unknown backend {backend!r}")
+        index.backend = backend
+        index.directory = d
+        return index
 
     # -- queries ---------------------------------------------------------------------------------
     def prepare_queries(self, queries: Any, boost: Mapping[int, float] | None = None) -> sp.csr_matrix:
@@ -250,7 +327,12 @@ class SparseIndex:
                     engine: str | None = None, approximate: bool = False,
                     **approx_params) -> tuple[np.ndarray, np.ndarray]:
         """Low-level search over prepared queries: ``(rows, scores)`` shaped ``(n_queries, k)``, best first,
-        row -1 / score -inf where fewer than ``k`` items score above 0."""
+        row -1 / score -inf where fewer than ``k`` items score above 0. With the milvus backend and no
+        ``engine`` named, Milvus ranks (filtered searches run locally, with the same result)."""
+        if self.backend and engine is None and not approximate and allowed is None and len(self):
+            if k < 1:
+                raise SparseIndexError(f"k must be >= 1, got {k}")
+            return self.milvus().search(queries, min(k, len(self)))
         if approximate:
             if allowed is not None:
                 raise SparseIndexError("feature filters are not supported with approximate search")
