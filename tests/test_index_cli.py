@@ -120,3 +120,31 @@ def test_concept_features_are_the_phrase_code_top_k(ckpt):
     assert concept_features(model, tok, "red", k=5, min_activation=1e9) == []
     with pytest.raises(ValueError):
         concept_features(model, tok, "", k=3)
+
+
+def test_milvus_backend_build_search_and_info(ckpt, tmp_path, capsys):
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    idx = tmp_path / "idx"
+    code, out, _ = _run(capsys, "index", "build", ckpt, "--out", idx, "--n", 12, "--backend", "milvus")
+    assert code == 0 and "ranked by Milvus" in out and (idx / "milvus.db").is_dir()
+    code, out, _ = _run(capsys, "index", "build", ckpt, "--out", idx, "--n", 4, "--append")
+    assert code == 0 and "[16 items" in out and "ranked by Milvus" in out
+    index = SparseIndex.load(idx)
+    assert index.milvus().count() == 16
+    code, out, _ = _run(capsys, "index", "search", idx, "--text", "a red circle", "-k", 4, "--explain", 2, "--json")
+    hits = json.loads(out)["hits"]
+    local = index.search(_text_code(ckpt), k=4, engine="scipy")
+    assert [h["id"] for h in hits] == [h.id for h in local]
+    assert all(len(h["contributions"]) == 2 for h in hits)
+    code, out, _ = _run(capsys, "index", "info", idx)
+    assert "ranked by Milvus (milvus.db, collection sparseclip_idx)" in out
+    code, _, err = _run(capsys, "index", "build", ckpt, "--out", tmp_path / "other", "--milvus-uri", "x.db")
+    assert code == 2 and "--backend milvus" in err
+
+
+def _text_code(ckpt):
+    from sparseclip.checkpoint import load_model
+
+    model, cfg = load_model(ckpt)
+    return encode_texts(model, get_tokenizer(cfg.model), ["a red circle"])[0].numpy()

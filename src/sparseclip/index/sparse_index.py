@@ -186,6 +186,13 @@ class SparseIndex:
             self._store = store
         return self._store
 
+    def milvus_label(self) -> str:
+        """Where the Milvus backend ranks: ``URI, collection NAME`` (empty without one)."""
+        if not self.backend:
+            return ""
+        uri = self.backend.get("uri") or _milvus.LITE_DB
+        return f"{uri}, collection {self._collection_name()}"
+
     def _collection_name(self) -> str:
         name = self.backend.get("collection") if self.backend else None
         if name:

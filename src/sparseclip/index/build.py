@@ -1,0 +1,177 @@
+"""Building an index from a trained run: images (procedural world, a folder, or a CSV) embedded by the run's
+model into sparse codes, stored as a :class:`SparseIndex` (optionally ranked through Milvus).
+
+>>> result = build_index_from_run("runs/shapes", "runs/index", n=2000)
+>>> result.index, result.n_new, result.mean_active
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import scipy.sparse as sp
+from PIL import Image
+
+from .codes import SparseIndexError
+from .sparse_index import META_FILE, SparseIndex
+
+BACKENDS = ("local", "milvus")
+
+
+@dataclass
+class BuildResult:
+    """What :func:`build_index_from_run` did: the saved index and the new items' facts."""
+
+    index: SparseIndex
+    out: Path
+    n_new: int
+    mean_active: float
+    seconds: float
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def load_feature_names(path: str | Path | None) -> dict[int, str]:
+    """Names from ``{"id": "name"}`` or from an analysis ``features.json`` (``{"features": [{id, name}]}``)."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SparseIndexError(f"feature names {path}: cannot read JSON ({e})") from None
+    if isinstance(data, dict) and isinstance(data.get("features"), list):
+        return {int(f["id"]): str(f["name"]) for f in data["features"] if f.get("name")}
+    if isinstance(data, dict):
+        try:
+            return {int(k): str(v) for k, v in data.items()}
+        except ValueError:
+            pass
+    raise SparseIndexError(f"feature names {path}: expected {{\"id\": \"name\"}} or an analysis features.json")
+
+
+def world_items(cfg, n: int, seed: int, start: int) -> Iterator[tuple[str, str, Image.Image]]:
+    """``n`` procedural world scenes from ``start``: ``(id, caption, image)``."""
+    from ..data.world import World
+
+    world = World(seed=seed, image_size=cfg.data.image_size, max_objects=cfg.data.max_objects)
+    for i in range(start, start + n):
+        scene = world.scene(i)
+        yield f"world:{seed}:{i}", scene.caption, world.render(scene, i)
+
+
+def folder_items(root: Path, skipped: Counter) -> Iterator[tuple[str, None, Image.Image]]:
+    """Every readable image under ``root`` (recursively, sorted); unreadable ones are counted in ``skipped``."""
+    from ..data.folder import IMAGE_SUFFIXES
+    from ..data.sources import SkipSample, open_rgb
+
+    if not root.is_dir():
+        raise SparseIndexError(f"images dir {root}: not a directory")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SparseIndexError(f"images dir {root}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    for path in files:
+        try:
+            img = open_rgb(path)
+        except SkipSample as e:  # unreadable: skipped and counted
+            skipped[e.reason] += 1
+            continue
+        yield str(path), None, img
+
+
+def csv_codes(path: Path, model, cfg, batch_size: int, skipped: Counter) -> tuple[sp.csr_matrix, list[str], list[str]]:
+    """(codes CSR, ids, first caption of each) of a CSV's images, encoded in chunks as they are read."""
+    from ..embed import encode_images
+    from ..eval.dataset import load_csv_pairs
+    from .codes import as_csr
+
+    pairs = load_csv_pairs(path, cfg.data.csv_img_key, cfg.data.csv_caption_key, cfg.data.csv_separator,
+                           encode=lambda ims: as_csr(encode_images(model, ims, cfg.data.image_size, batch_size)),
+                           chunk=batch_size)
+    skipped.update(pairs.skipped)
+    first: dict[int, str] = {}
+    for cap, i in zip(pairs.captions, pairs.caption_image, strict=True):
+        first.setdefault(i, cap)
+    return pairs.codes, list(pairs.ids), [first.get(i, "") for i in range(len(pairs.ids))]
+
+
+def _run_dir(ckpt: Path) -> Path:
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def build_index_from_run(checkpoint: str | Path, out: str | Path, *, images_dir: str | Path | None = None,
+                         data: str | Path | None = None, n: int = 1000, seed: int | None = None,
+                         start: int | None = None, append: bool = False, feature_names: str | Path | None = None,
+                         normalize: bool = True, batch_size: int = 256, backend: str = "local",
+                         milvus_uri: str | None = None, milvus_collection: str | None = None) -> BuildResult:
+    """Embed images with the model of ``checkpoint`` (a run or checkpoint dir) and save their codes as an index
+    at ``out`` (or add them to it with ``append``), under an exclusive lock on ``out``.
+
+    Images: ``images_dir`` (every image below it), ``data`` (a CSV of image-caption pairs, each image once with
+    its first caption) or else ``n`` procedural world scenes from ``start`` (default 0, or the index size when
+    appending) with ``seed`` (default the config's ``data.val_seed``). Feature names come from
+    ``feature_names`` or the run's ``analysis/feature_names.json`` / ``features.json``. ``backend="milvus"``
+    ranks through Milvus (``milvus_uri``: a server, or a Milvus Lite path; default ``out/milvus.db``).
+    """
+    from ..runlock import FolderLock
+
+    if n < 1 or batch_size < 1:
+        raise SparseIndexError("n and batch_size must be >= 1")
+    if backend not in BACKENDS:
+        raise SparseIndexError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    with FolderLock(out, "index build", beside=True):
+        return _build(Path(checkpoint), Path(out), images_dir=images_dir, data=data, n=n, seed=seed, start=start,
+                      append=append, feature_names=feature_names, normalize=normalize, batch_size=batch_size,
+                      backend=backend, milvus_uri=milvus_uri, milvus_collection=milvus_collection)
+
+
+def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, append, feature_names, normalize,
+           batch_size, backend, milvus_uri, milvus_collection) -> BuildResult:
+    from ..checkpoint import load_model, resolve_checkpoint
+    from .embedding import encode_items
+
+    t0 = time.time()
+    ckpt = resolve_checkpoint(checkpoint)
+    model, cfg = load_model(ckpt)
+    if not model.image_head.nonnegative:
+        raise SparseIndexError(f"{checkpoint}: head kind {cfg.model.head.kind!r} is not non-negative; "
+                               "sparse search needs a relu or topk head")
+    index = SparseIndex.load(out) if append else None
+    if index is None and (out / META_FILE).exists():
+        raise SparseIndexError(f"{out} already holds an index: pass --append to add to it, or choose another --out")
+    if index is not None and index.n_features != model.code_dim:
+        raise SparseIndexError(f"{out}: index has {index.n_features} features, the model's code has {model.code_dim}")
+    skipped: Counter = Counter()
+    if data is not None:
+        codes, ids, captions = csv_codes(Path(data), model, cfg, batch_size, skipped)
+    else:
+        if images_dir is not None:
+            items = folder_items(Path(images_dir), skipped)
+        else:
+            seed = cfg.data.val_seed if seed is None else seed
+            first = start if start is not None else (len(index) if index is not None else 0)
+            items = world_items(cfg, n, seed, first)
+        codes, ids, captions = encode_items(model, items, cfg.data.image_size, batch_size)
+    if not ids:
+        raise SparseIndexError("no image could be read; nothing indexed")
+    captions = captions if any(c for c in captions) else None
+    if index is None:
+        names_path = Path(feature_names) if feature_names else None
+        for found in ("feature_names.json", "features.json"):  # every named feature, else the detailed few
+            if names_path is None and (_run_dir(ckpt) / "analysis" / found).is_file():
+                names_path = _run_dir(ckpt) / "analysis" / found
+        index = SparseIndex.build(codes, ids, normalize=normalize, captions=captions,
+                                  feature_names=load_feature_names(names_path),
+                                  model={"checkpoint": str(ckpt.resolve()), "config": cfg.to_dict()})
+    else:
+        index.append(codes, ids, captions)
+        if feature_names:
+            index.feature_names.update(load_feature_names(feature_names))
+    if backend == "milvus" and (index.backend is None or milvus_uri or milvus_collection):
+        index.use_milvus(milvus_uri, milvus_collection)
+    index.save(out)
+    return BuildResult(index=index, out=out, n_new=len(ids), mean_active=codes.nnz / max(codes.shape[0], 1),
+                       seconds=time.time() - t0, skipped=dict(skipped))
