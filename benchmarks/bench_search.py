@@ -5,6 +5,12 @@ with a power-law frequency (rank r has weight (r + offset)^-alpha, so a few feat
 items and most in well under 1%), lognormal positive values. Queries come from the same distribution.
 The dense reference is faiss ``IndexFlatIP`` (exact) on random unit 512-d vectors of the same count.
 
+With ``--run RUN`` the same table is made on real codes: RUN's sparse codes of its cached training images
+(items; RUN needs a ``features.safetensors``, as frozen-tower runs keep) and of its captions (queries, text to
+image), at their measured density, plus larger sets resampled from their per-feature statistics
+(``--run-sizes``); ``--dense-run`` gives the dense side the embeddings of a dense run of the same images.
+``--milvus`` adds Milvus Lite (``sparseclip[milvus]``) as a row.
+
     python benchmarks/bench_search.py --sizes 20000,100000,1000000 --write-doc docs/search.md
 
 Timings are the best of ``--reps`` interleaved repetitions (the CPU is shared), so compare ratios within a run.
@@ -17,6 +23,8 @@ import gc
 import os
 import platform
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,15 +83,20 @@ def recall_at(exact: np.ndarray, got: np.ndarray) -> float:
                           for a, b in zip(exact, got, strict=True)]))
 
 
-def bench_size(n: int, args) -> tuple[list[dict], dict]:
+def bench_size(n: int, args, data: dict | None = None) -> tuple[list[dict], dict]:
+    """One size: ``data`` (``codes``, ``queries``, ``set``, optional dense ``xb``/``xq``) or synthetic codes."""
     k, reps = args.k, args.reps
     rows: list[dict] = []
     t = time.perf_counter()
-    codes = synthetic_codes(n, args.dim, args.density_min, args.density_max, args.alpha, args.offset, seed=1)
-    queries = synthetic_codes(args.queries, args.dim, args.density_min, args.density_max, args.alpha,
-                              args.offset, seed=2)
-    gen_s = time.perf_counter() - t
-    freq = np.bincount(codes.indices, minlength=args.dim) / n
+    if data is None:
+        codes = synthetic_codes(n, args.dim, args.density_min, args.density_max, args.alpha, args.offset, seed=1)
+        queries = synthetic_codes(args.queries, args.dim, args.density_min, args.density_max, args.alpha,
+                                  args.offset, seed=2)
+        data = {"set": "synthetic"}
+    else:
+        codes, queries = data.pop("codes"), data.pop("queries")
+    gen_s = data.pop("gen_s", time.perf_counter() - t)
+    freq = np.bincount(codes.indices, minlength=codes.shape[1]) / n
     t = time.perf_counter()
     index = SparseIndex.build(codes)
     build_s = time.perf_counter() - t
@@ -91,7 +104,9 @@ def bench_size(n: int, args) -> tuple[list[dict], dict]:
     gc.collect()
     q = index.prepare_queries(queries)
     touched = np.diff(index.codes.indptr)[q.indices].sum() / q.shape[0]
-    stats = {"n": n, "gen_s": gen_s, "l0": index.nnz / n, "l0_pct": 100 * index.nnz / n / args.dim,
+    d = index.n_features
+    stats = {"n": n, "set": data["set"], "gen_s": gen_s, "l0": index.nnz / n, "l0_pct": 100 * index.nnz / n / d,
+             "d": d, "q_l0": q.nnz / q.shape[0],
              "max_freq": float(freq.max()), "median_freq": float(np.median(freq)), "touched": float(touched)}
     singles = [q[i] for i in range(min(args.single, q.shape[0]))]
     engine = args.engine or default_engine()
@@ -132,16 +147,30 @@ def bench_size(n: int, args) -> tuple[list[dict], dict]:
                          single(lambda x: index.search_rows(x, k, approximate=True, **qp), singles))
         batch_n[name] = q.shape[0]
         recall[name] = recall_at(exact_rows, index.search_rows(q, k, approximate=True, **qp)[0])
+    milvus_cleanup = None
+    if args.milvus and n <= args.milvus_max_n:
+        nm = min(args.milvus_queries, q.shape[0])
+        milvus_cleanup = _milvus_rows(index, q[:nm], singles[:max(1, nm // 5)], k, built, measure, batch_n, recall,
+                                      exact_rows[:nm], single)
     dense = None
     if faiss is not None:
         rng = np.random.default_rng(3)
-        xq = rng.standard_normal((q.shape[0], args.dense_dim), dtype=np.float32)
-        faiss.normalize_L2(xq)
-        dense = faiss.IndexFlatIP(args.dense_dim)
+        real_dense = "xb" in data
+        dim = data["xb"].shape[1] if real_dense else data.get("dense_dim", args.dense_dim)
+        dense_label = f"{dim}-d, {'dense run' if real_dense else 'random'}"
+        if real_dense:
+            xq = data["xq"][:q.shape[0]]
+        else:
+            xq = rng.standard_normal((q.shape[0], dim), dtype=np.float32)
+            faiss.normalize_L2(xq)
+        dense = faiss.IndexFlatIP(dim)
         add_s = 0.0
         for s in range(0, n, 100_000):  # in chunks, to keep one copy of the vectors in memory
-            xb = rng.standard_normal((min(100_000, n - s), args.dense_dim), dtype=np.float32)
-            faiss.normalize_L2(xb)
+            if real_dense:
+                xb = data["xb"][s:s + 100_000]
+            else:
+                xb = rng.standard_normal((min(100_000, n - s), dim), dtype=np.float32)
+                faiss.normalize_L2(xb)
             t = time.perf_counter()
             dense.add(xb)
             add_s += time.perf_counter() - t
@@ -156,13 +185,13 @@ def bench_size(n: int, args) -> tuple[list[dict], dict]:
             return run
 
         if args.hnsw and n <= args.hnsw_max_n:
-            _hnsw_rows(args, dense, xq, nd, dense_singles, k, built, measure, batch_n, recall, threads)
+            _hnsw_rows(args, dense, xq, nd, dense_singles, k, built, measure, batch_n, recall, threads, dense_label)
 
         # faiss tuned as its users tune it: its OpenMP thread count chosen per mode (one thread is often faster
         # for single queries, all cores for batches); each count is measured, the best kept
         for t in sorted({1, os.cpu_count() or 1}):
-            name = f"dense exact (faiss IndexFlatIP, {args.dense_dim}-d) [{t} thread{'s' if t > 1 else ''}]"
-            built[name] = (add_s, dense.ntotal * args.dense_dim * 4)
+            name = f"dense exact (faiss IndexFlatIP, {dense_label}) [{t} thread{'s' if t > 1 else ''}]"
+            built[name] = (add_s, dense.ntotal * dim * 4)
             measure[name] = (threads(t, lambda: dense.search(xq[:nd], k)),
                              threads(t, lambda: [dense.search(x, k) for x in dense_singles]))
             batch_n[name] = nd
@@ -174,10 +203,14 @@ def bench_size(n: int, args) -> tuple[list[dict], dict]:
                 times[name][1] = min(times[name][1], best_time(single_fn, 1))
     if faiss is not None:
         faiss.omp_set_num_threads(os.cpu_count() or 1)
+    if milvus_cleanup is not None:
+        milvus_cleanup()
     for name, (batch_t, single_t) in times.items():
         n_single = len(singles) if not name.startswith("dense") else min(args.dense_single, len(singles))
+        if "Milvus" in name:
+            n_single = max(1, min(args.milvus_queries, len(singles)) // 5)
         # (recall: exact methods 1.0; approximate ones as measured)
-        rows.append({"n": n, "method": name, "build_s": built[name][0], "bytes": built[name][1],
+        rows.append({"n": n, "set": data["set"], "method": name, "build_s": built[name][0], "bytes": built[name][1],
                      "batch_qps": batch_n[name] / batch_t,
                      "single_qps": n_single / single_t if np.isfinite(single_t) else None,
                      "recall": recall.get(name, 1.0 if name.startswith(("sparse exact", "dense")) else None)})
@@ -185,17 +218,45 @@ def bench_size(n: int, args) -> tuple[list[dict], dict]:
     if dense_rows:  # the tuned baseline: per mode, the best thread count
         b = max(dense_rows, key=lambda r: r["batch_qps"])
         s1 = max(dense_rows, key=lambda r: r["single_qps"] or 0)
-        rows.append({**b, "method": f"dense exact (faiss IndexFlatIP, {args.dense_dim}-d), tuned: batch "
+        rows.append({**b, "method": f"dense exact (faiss IndexFlatIP, {dense_label}), tuned: batch "
                      f"{b['method'].split('[')[1].rstrip(']')}, single {s1['method'].split('[')[1].rstrip(']')}",
                      "single_qps": s1["single_qps"], "tuned": True})
     return rows, stats
 
 
-def _hnsw_rows(args, flat, xq, nd, singles, k, built, measure, batch_n, recall, threads) -> None:
+def _milvus_rows(index, q, singles, k, built, measure, batch_n, recall, exact_rows, single):
+    """Milvus Lite (embedded, in a temporary folder) over the same normalised codes: insert + load time as the
+    build, warm queries timed; returns what closes and removes it after timing."""
+    from sparseclip.index import milvus as mv
+
+    if not mv.available():
+        print("pymilvus / milvus-lite not installed: no Milvus row", flush=True)
+        return None
+    folder = tempfile.mkdtemp(prefix="bench_milvus_")
+    store = mv.MilvusStore(os.path.join(folder, mv.LITE_DB), "bench")
+    store.create()
+    t = time.perf_counter()
+    store.insert(index.codes.tocsr())
+    store.load()
+    name = "sparse exact (Milvus Lite, SPARSE_INVERTED_INDEX)"
+    built[name] = (time.perf_counter() - t, None)
+    got = store.search(q, k)[0]  # also warms it
+    store.search(q[:1], k)
+    measure[name] = (lambda: store.search(q, k), single(lambda x: store.search(x, k), singles))
+    batch_n[name] = q.shape[0]
+    recall[name] = recall_at(exact_rows, got)
+
+    def cleanup() -> None:
+        store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return cleanup
+
+
+def _hnsw_rows(args, flat, xq, nd, singles, k, built, measure, batch_n, recall, threads, dense_label) -> None:
     """faiss HNSW (M=32, efConstruction=200) on the same vectors, efSearch raised until recall@k against the flat
     index reaches --hnsw-recall (the smallest such efSearch is timed)."""
     xb = flat.reconstruct_n(0, flat.ntotal)
-    h = faiss.IndexHNSWFlat(args.dense_dim, 32, faiss.METRIC_INNER_PRODUCT)
+    h = faiss.IndexHNSWFlat(flat.d, 32, faiss.METRIC_INNER_PRODUCT)
     h.hnsw.efConstruction = 200
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     t = time.perf_counter()
@@ -210,7 +271,7 @@ def _hnsw_rows(args, flat, xq, nd, singles, k, built, measure, batch_n, recall, 
         got_ef = ef
         if got_rec >= args.hnsw_recall:
             break
-    name = f"dense approx (faiss HNSW32, efSearch {got_ef})"
+    name = f"dense approx (faiss HNSW32, {dense_label}, efSearch {got_ef})"
     built[name] = (build, None)
     measure[name] = (threads(os.cpu_count() or 1, lambda: h.search(xq[:nd], k)),
                      threads(1, lambda: [h.search(x, k) for x in singles]))
@@ -220,24 +281,26 @@ def _hnsw_rows(args, flat, xq, nd, singles, k, built, measure, batch_n, recall, 
 
 def fmt_table(rows: list[dict]) -> str:
     """Ratios against the TUNED dense baseline (faiss at its best thread count per mode)."""
-    dense = {r["n"]: r for r in rows if r.get("tuned")}
+    dense = {(r["set"], r["n"]): r for r in rows if r.get("tuned")}
     out = ["| items | method | build (s) | memory (MB) | batch QPS | single QPS | recall@10 | "
            "batch / dense | single / dense |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        d = dense.get(r["n"])
+        d = dense.get((r["set"], r["n"]))
         bx = f"{r['batch_qps'] / d['batch_qps']:.1f}x" if d else "-"
         sx = f"{r['single_qps'] / d['single_qps']:.1f}x" if d and r["single_qps"] else "-"
         mem = f"{r['bytes'] / 1e6:,.0f}" if r["bytes"] else "-"
         single = f"{r['single_qps']:,.1f}" if r["single_qps"] else "-"
         rec = f"{r['recall']:.3f}" if r["recall"] is not None else "-"
-        out.append(f"| {r['n']:,} | {r['method']} | {r['build_s']:.2f} | {mem} | {r['batch_qps']:,.1f} | "
+        items = f"{r['n']:,}" + ("" if r["set"] == "synthetic" else f" {r['set']}")
+        out.append(f"| {items} | {r['method']} | {r['build_s']:.2f} | {mem} | {r['batch_qps']:,.1f} | "
                    f"{single} | {rec} | {bx} | {sx} |")
     return "\n".join(out)
 
 
 def fmt_stats(stats: list[dict]) -> str:
     return "\n".join(
-        f"- {s['n']:,} items: mean {s['l0']:.0f} active features per item ({s['l0_pct']:.2f}%), most frequent "
+        f"- {s['n']:,} {s['set']} items: mean {s['l0']:.0f} active of {s['d']:,} features per item "
+        f"({s['l0_pct']:.2f}%; queries {s['q_l0']:.0f}), most frequent "
         f"feature in {100 * s['max_freq']:.0f}% of items, median feature in {100 * s['median_freq']:.2f}%; "
         f"a query touches {s['touched']:,.0f} postings ({s['touched'] / s['n']:.2f} per item); "
         f"data generated in {s['gen_s']:.0f} s" for s in stats)
@@ -250,6 +313,28 @@ def write_doc(path: Path, text: str) -> None:
         raise SystemExit(f"{path}: no {start} ... {end} block to replace")
     new = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{text}\n{end}", doc, flags=re.S)
     path.write_text(new)
+
+
+def _datasets(args, sizes: list[int]):
+    """``(n, data)`` per table block: synthetic sizes (data None), then the run's real codes and resamples."""
+    for n in sizes:
+        yield n, None
+    if args.run is None:
+        return
+    from search_real import dense_embeddings, resample, run_codes
+
+    t = time.perf_counter()
+    real, queries = run_codes(args.run, args.queries)
+    gen_s = time.perf_counter() - t
+    dense = dense_embeddings(args.dense_run, args.queries) if args.dense_run else None
+    yield real.shape[0], {"set": "real", "codes": real, "queries": queries, "gen_s": gen_s,
+                          **({"xb": dense[0], "xq": dense[1]} if dense else {})}
+    for n in [int(x) for x in args.run_sizes.split(",") if x]:
+        t = time.perf_counter()
+        data = {"set": "resampled", "codes": resample(real, n, seed=n), "queries": queries,
+                **({"dense_dim": dense[0].shape[1]} if dense else {})}  # random vectors of the dense run's width
+        data["gen_s"] = time.perf_counter() - t
+        yield n, data  # bench_size pops the codes: no second reference stays here
 
 
 def main() -> None:
@@ -280,18 +365,26 @@ def main() -> None:
     p.add_argument("--hnsw", action="store_true", help="add faiss HNSW (approximate dense) at matched recall")
     p.add_argument("--hnsw-max-n", type=int, default=200_000, help="build HNSW only up to this size")
     p.add_argument("--hnsw-recall", type=float, default=0.95, help="recall@k HNSW must reach (efSearch raised)")
+    p.add_argument("--milvus", action="store_true", help="add Milvus Lite (needs sparseclip[milvus])")
+    p.add_argument("--milvus-max-n", type=int, default=20_000, help="run Milvus only up to this size")
+    p.add_argument("--milvus-queries", type=int, default=20,
+                   help="Milvus batch size (a fifth of it timed one by one); Milvus Lite's search is pure Python")
+    p.add_argument("--run", type=Path, help="also benchmark this run's real codes (needs RUN/features.safetensors)")
+    p.add_argument("--dense-run", type=Path, help="with --run: a dense run whose embeddings of the same images "
+                   "and captions are the dense side (default: random vectors)")
+    p.add_argument("--run-sizes", default="", help="with --run: sizes resampled from the real codes' statistics")
     p.add_argument("--write-doc", type=Path, help="replace the bench block of this markdown file")
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} (1 min), {os.cpu_count()} cores", flush=True)
     rows, stats = [], []
-    for n in sizes:
-        r, s = bench_size(n, args)
+    for n, data in _datasets(args, sizes):
+        r, s = bench_size(n, args, data)
         rows += r
         stats.append(s)
         gc.collect()  # free this size's structures before the next
-        print(fmt_table([x for x in rows if x["n"] == n]), flush=True)
+        print(fmt_table(r), flush=True)
     load_after = os.getloadavg()
     cmd = "python benchmarks/bench_search.py " + " ".join(os.sys.argv[1:])
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
