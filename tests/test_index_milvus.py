@@ -83,3 +83,14 @@ def _has_numba():
     from sparseclip.index._topk import numba
 
     return numba is not None
+
+
+def test_milvus_k_beyond_its_limit_is_refused(tmp_path):
+    index = SparseIndex.build(_codes(30, seed=6))
+    index.use_milvus()
+    index.save(tmp_path / "idx")
+    q = index.prepare_queries(_codes(1, seed=7))
+    with pytest.raises(SparseIndexError, match="search locally"):
+        index.milvus().search(q, 10_000)
+    rows, _ = index.search_rows(q, 10_000)  # k beyond the items is cut to the item count first
+    assert rows.shape == (1, 30)

@@ -4,7 +4,9 @@ The codes go into a Milvus collection with an ``INT64`` primary key (the item's 
 ``SPARSE_FLOAT_VECTOR`` field indexed by ``SPARSE_INVERTED_INDEX`` with the inner-product metric, so Milvus
 scores exactly what the local engine scores. By default the collection lives in an embedded Milvus Lite
 database inside the index directory (``INDEX_DIR/milvus.db``, no server, no network); a server URI
-(``http://host:19530``) points it at a Milvus cluster instead.
+(``http://host:19530``) points it at a Milvus cluster instead. Milvus Lite 3.x implements the sparse inverted
+index in Python: exact, but slow beyond tens of thousands of items (see docs/search.md); a server's index is
+native.
 
 The index directory keeps its ``codes.npz`` and ``index.json`` as always: ids, captions, feature names,
 filters and explanations come from there, only the ranking comes from Milvus.
@@ -29,6 +31,8 @@ LITE_DB = "milvus.db"
 PRIMARY = "row"
 VECTOR = "code"
 INSERT_BATCH = 5000
+#: the most hits Milvus returns for one query (its topk limit)
+MAX_LIMIT = 16384
 
 
 def available() -> bool:
@@ -105,6 +109,9 @@ class MilvusStore:
         """Top-``k`` ``(rows, scores)`` per query row, shaped and ordered like exact search's: best first, ties
         by row, only scores > 0, empty slots -1 / -inf. Milvus is asked for ``k`` plus a margin so that ties at
         the cut are resolved by row here, not by Milvus's internal order."""
+        if k > MAX_LIMIT // 2:
+            raise SparseIndexError(f"k={k} is more than the milvus backend returns ({MAX_LIMIT // 2}); "
+                                   "search locally (engine='numba') for larger k")
         nq = queries.shape[0]
         out_idx = np.full((nq, k), -1, np.int64)
         out_val = np.full((nq, k), -np.inf, np.float32)
