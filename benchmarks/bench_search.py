@@ -147,6 +147,19 @@ def bench_size(n: int, args, data: dict | None = None) -> tuple[list[dict], dict
                          single(lambda x: index.search_rows(x, k, approximate=True, **qp), singles))
         batch_n[name] = q.shape[0]
         recall[name] = recall_at(exact_rows, index.search_rows(q, k, approximate=True, **qp)[0])
+    for point in [x for x in args.pruned.split(",") if x]:  # the own approximate engine: a recall-vs-QPS curve
+        keep, min_keep, cand = point.split(":")
+        name = f"sparse approx (own pruning: keep {float(keep):.0%}, min {min_keep}, {cand} candidates)"
+        t = time.perf_counter()
+        eng = approx.PrunedSearch(index.codes, keep=float(keep), min_keep=int(min_keep))
+        built[name] = (time.perf_counter() - t, eng.nbytes + index.nbytes)
+        eng.search(q[:2], k, int(cand))
+
+        def pruned_batch(eng=eng, c=int(cand)):
+            return eng.search(q, k, c)
+        measure[name] = (pruned_batch, single(lambda x, eng=eng, c=int(cand): eng.search(x, k, c), singles))
+        batch_n[name] = q.shape[0]
+        recall[name] = recall_at(exact_rows, pruned_batch()[0])
     milvus_cleanup = None
     if args.milvus and n <= args.milvus_max_n:
         nm = min(args.milvus_queries, q.shape[0])
@@ -365,6 +378,9 @@ def main() -> None:
     p.add_argument("--hnsw", action="store_true", help="add faiss HNSW (approximate dense) at matched recall")
     p.add_argument("--hnsw-max-n", type=int, default=200_000, help="build HNSW only up to this size")
     p.add_argument("--hnsw-recall", type=float, default=0.95, help="recall@k HNSW must reach (efSearch raised)")
+    p.add_argument("--pruned", default="", metavar="KEEP:MIN:CAND,...",
+                   help="own approximate engine (static posting pruning + exact re-ranking), one row per point: "
+                   "fraction of each posting list kept, at least MIN postings, CAND candidates re-ranked")
     p.add_argument("--milvus", action="store_true", help="add Milvus Lite (needs sparseclip[milvus])")
     p.add_argument("--milvus-max-n", type=int, default=20_000, help="run Milvus only up to this size")
     p.add_argument("--milvus-queries", type=int, default=20,

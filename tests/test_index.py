@@ -179,3 +179,25 @@ def test_approximate_search_recall():
     assert recall >= 0.8
     with pytest.raises(SparseIndexError, match="filters"):
         index.search(queries[0], approximate=True, exclude=[1])
+
+
+def test_pruned_approximate_search_scores_exactly_and_keeps_recall():
+    items, queries = _codes(3000, d=200, density=0.05, seed=14), _codes(20, d=200, density=0.05, seed=15)
+    index = SparseIndex.build(items)
+    q = index.prepare_queries(queries)
+    exact_rows, exact_scores = index.search_rows(q, 10)
+    full = approx.PrunedSearch(index.codes, keep=1.0)  # nothing pruned: exactly the exact result
+    rows, scores = full.search(q, 10)
+    assert np.array_equal(rows, exact_rows)
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5)
+    pruned = approx.PrunedSearch(index.codes, keep=0.2, min_keep=10)
+    assert pruned.pruned.nnz < 0.3 * index.nnz
+    rows, scores = pruned.search(q, 10, candidates=50)
+    brute = _brute(items, queries, True)
+    for qi in range(20):  # every returned score is the item's true score
+        keep = rows[qi] >= 0
+        np.testing.assert_allclose(scores[qi][keep], brute[qi, rows[qi][keep]], rtol=1e-5)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact_rows, strict=True)])
+    assert recall >= 0.7
+    with pytest.raises(SparseIndexError, match="keep"):
+        approx.PrunedSearch(index.codes, keep=0)

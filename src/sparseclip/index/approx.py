@@ -69,3 +69,59 @@ class SeismicSearch:
                 out_idx[int(qid), r] = int(doc)
                 out_val[int(qid), r] = score
         return out_idx, out_val
+
+
+class PrunedSearch:
+    """Own approximate engine, no extra package: static posting pruning, then exact re-ranking.
+
+    Each feature's posting list keeps only its ``keep`` fraction of largest values (at least ``min_keep``
+    postings); the exact kernel runs over these pruned lists to pick ``candidates`` items per query, which are
+    then scored exactly on their full codes, so every returned score is exact and only recall is traded.
+    ``codes`` are the index's (CSC, items x features).
+    """
+
+    def __init__(self, codes: sp.csc_matrix, keep: float = 0.1, min_keep: int = 256):
+        if not 0 < keep <= 1:
+            raise SparseIndexError(f"keep must be in (0, 1], got {keep}")
+        codes = sp.csc_matrix(codes, dtype=np.float32)
+        lengths = np.diff(codes.indptr)
+        caps = np.minimum(lengths, np.maximum(min_keep, np.ceil(keep * lengths))).astype(np.int64)
+        indptr = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
+        indices = np.empty(indptr[-1], codes.indices.dtype)
+        data = np.empty(indptr[-1], np.float32)
+        for j in np.flatnonzero(caps):
+            s, e = codes.indptr[j], codes.indptr[j + 1]
+            rows, vals = codes.indices[s:e], codes.data[s:e]
+            if caps[j] < e - s:
+                top = np.sort(np.argpartition(-vals, caps[j] - 1)[:caps[j]])  # the largest values, rows ascending
+                rows, vals = rows[top], vals[top]
+            indices[indptr[j]:indptr[j + 1]] = rows
+            data[indptr[j]:indptr[j + 1]] = vals
+        self.pruned = sp.csc_matrix((data, indices, indptr), shape=codes.shape)
+        self.full = codes.tocsr()
+        self.keep = keep
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the pruned posting lists (the full codes are the index's own, shared in spirit)."""
+        p = self.pruned
+        return int(p.data.nbytes + p.indices.nbytes + p.indptr.nbytes)
+
+    def search(self, queries: sp.csr_matrix, k: int, candidates: int = 100) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-``k`` ``(rows, scores)`` per query row (scores exact), shaped like exact search's."""
+        from . import _topk
+
+        cand, _ = _topk.topk(queries, self.pruned, max(k, candidates))
+        nq = queries.shape[0]
+        out_idx = np.full((nq, k), -1, np.int64)
+        out_val = np.full((nq, k), -np.inf, np.float32)
+        for i in range(nq):
+            rows = cand[i][cand[i] >= 0]
+            if rows.size == 0:
+                continue
+            scores = np.asarray((self.full[rows] @ queries[i].T).todense(), dtype=np.float32).ravel()
+            order = np.lexsort((rows, -scores.astype(np.float64)))[:k]
+            order = order[scores[order] > 0]
+            out_idx[i, :order.size] = rows[order]
+            out_val[i, :order.size] = scores[order]
+        return out_idx, out_val
