@@ -77,10 +77,12 @@ class PrunedSearch:
     Each feature's posting list keeps only its ``keep`` fraction of largest values (at least ``min_keep``
     postings); the exact kernel runs over these pruned lists to pick ``candidates`` items per query, which are
     then scored exactly on their full codes, so every returned score is exact and only recall is traded.
-    ``codes`` are the index's (CSC, items x features).
+    ``codes`` are the index's (CSC, items x features); ``full`` (optional) is the same codes in CSR, to share
+    one copy between several engines.
     """
 
-    def __init__(self, codes: sp.csc_matrix, keep: float = 0.1, min_keep: int = 256):
+    def __init__(self, codes: sp.csc_matrix, keep: float = 0.1, min_keep: int = 256,
+                 full: sp.csr_matrix | None = None):
         if not 0 < keep <= 1:
             raise SparseIndexError(f"keep must be in (0, 1], got {keep}")
         codes = sp.csc_matrix(codes, dtype=np.float32)
@@ -98,7 +100,9 @@ class PrunedSearch:
             indices[indptr[j]:indptr[j + 1]] = rows
             data[indptr[j]:indptr[j + 1]] = vals
         self.pruned = sp.csc_matrix((data, indices, indptr), shape=codes.shape)
-        self.full = codes.tocsr()
+        if full is not None and full.shape != codes.shape:
+            raise SparseIndexError(f"full codes are {full.shape}, the codes {codes.shape}")
+        self.full = codes.tocsr() if full is None else full
         self.keep = keep
 
     @property
