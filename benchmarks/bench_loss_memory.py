@@ -92,8 +92,8 @@ def worker(args) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
-    from sparseclip.distributed import barrier, cleanup, init_distributed
     from sparseclip.loss import ChunkedClipLoss, ClipLoss
+    from sparseclip.train.distributed import barrier, cleanup, init_distributed
 
     torch.set_num_threads(args.threads)
     info = init_distributed(device="cpu")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from sparseclip.fileio import write_text_atomic
+from sparseclip.files.atomic import write_text_atomic
 from sparseclip.index import SparseIndex, approx, default_engine
 
 try:

@@ -18,8 +18,8 @@ def _cached_heads(run_dir: Path):
     """(model, image tower features, text tower features) of a run with a feature cache."""
     import torch
 
-    from sparseclip.checkpoint import load_model
-    from sparseclip.features_cache import FeatureCache
+    from sparseclip.model.checkpoint import load_model
+    from sparseclip.train.feature_cache import FeatureCache
 
     cache_path = Path(run_dir) / "features.safetensors"
     if not cache_path.is_file():

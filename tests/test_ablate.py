@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from sparseclip.cli import main
-from sparseclip.train import ablate
-from sparseclip.train.ablate import AblateError, execute, load_grid, plan, resolve_grids, run_ablation
-from sparseclip.train.ablate_summary import compare, verdicts
+from sparseclip.experiments import ablate
+from sparseclip.experiments.ablate import execute, plan, run_ablation
+from sparseclip.experiments.ablate_summary import compare, verdicts
+from sparseclip.experiments.grids import AblateError, load_grid, resolve_grids
 
 # A microscopic base: the micro preset, 2 steps of 8 pairs, a tiny evaluation.
 # One thread: on a busy shared machine two spinning threads per run are many times slower.

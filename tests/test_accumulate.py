@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseclip import load_config
-from sparseclip.accumulate import accumulate_gradients, split_batch
 from sparseclip.loss import ChunkedClipLoss, ClipLoss, l1_penalty
 from sparseclip.model import create_model
+from sparseclip.train.accumulate import accumulate_gradients, split_batch
 
 
 def _grads(model):

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from sparseclip.config import ConfigError, load_config
-from sparseclip.data.sources import DataError, build_train_source
+from sparseclip.data.base import DataError
+from sparseclip.data.sources import build_train_source
 from sparseclip.model import get_tokenizer, image_transform
 
 COLORS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from sparseclip.config import load_config
+from sparseclip.data.base import DataError
 from sparseclip.data.emoji import emoji_group, find_emoji_font
-from sparseclip.data.sources import DataError, build_train_source
+from sparseclip.data.sources import build_train_source
 from sparseclip.model import get_tokenizer, image_transform
 
 ROOT = Path(__file__).resolve().parents[1]

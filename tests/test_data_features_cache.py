@@ -5,8 +5,8 @@ import torch
 
 from sparseclip.config import load_config
 from sparseclip.data.world import World
-from sparseclip.features_cache import FeatureCache, cache_pairs, cached_batches, head_codes
 from sparseclip.model import create_model, get_tokenizer, image_transform
+from sparseclip.train.feature_cache import FeatureCache, cache_pairs, cached_batches, head_codes
 
 
 def _model(**flags):
@@ -107,7 +107,7 @@ def test_trainer_uses_the_cache_with_frozen_towers_and_matches_the_tower_path(tm
 
 
 def test_cached_source_rank_shares_make_the_single_process_batch():
-    from sparseclip.features_cache import CachedPairsSource
+    from sparseclip.train.feature_cache import CachedPairsSource
 
     cache = FeatureCache(torch.arange(30.0)[:, None], -torch.arange(30.0)[:, None], {"skipped": {"empty_caption": 2}})
     whole = CachedPairsSource(cache, seed=4).batches(5, 8)

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 from PIL import Image
 
+from sparseclip.data.base import DataError
 from sparseclip.data.folder import load_eval_set
-from sparseclip.data.sources import DataError
 
 pytest.importorskip("webdataset", reason="webdataset not installed")
 

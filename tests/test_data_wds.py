@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from sparseclip.config import load_config
-from sparseclip.data.sources import DataError, build_train_source
+from sparseclip.data.base import DataError
+from sparseclip.data.sources import build_train_source
 from sparseclip.model import get_tokenizer, image_transform
 
 pytest.importorskip("webdataset", reason="webdataset not installed (data.kind=wds)")

@@ -10,23 +10,20 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from sparseclip.accumulate import accumulate_gradients, split_batch
-from sparseclip.distributed import (
+from sparseclip.data.base import rank_indices
+from sparseclip.loss import ChunkedClipLoss, ClipLoss
+from sparseclip.train.accumulate import accumulate_gradients, split_batch
+from sparseclip.train.distributed import (
     DistInfo,
     DistributedError,
     all_reduce_mean,
     barrier,
-    broadcast_object,
     cleanup,
     init_distributed,
-    main_only,
     make_clip_loss,
-    rank_indices,
-    sample_index,
     unwrap,
     wrap_ddp,
 )
-from sparseclip.loss import ChunkedClipLoss, ClipLoss
 
 WORLD, LOCAL, STEP = 2, 6, 1  # 2 ranks x 6 samples; the data of step 1
 
@@ -94,8 +91,6 @@ def _rank_main(rank: int, port: int, out_dir: str) -> None:
             model = wrap_ddp(TwoHeads(), info)
             step = accumulate_gradients(model, split_batch(batch, 2), _clip(loss_fn))
             results[name] = (float(step.loss), all_reduce_mean(step.loss), _grads(model))
-        results["broadcast"] = broadcast_object(f"from rank {info.rank}")
-        results["main_only"] = main_only(lambda: info.rank)()
         barrier()
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
@@ -132,8 +127,6 @@ def _close(a, b, msg=""):
 
 def test_ranks_joined_with_gloo(ranks):
     assert [r["info"] for r in ranks] == [(0, 2, "gloo", True, "cpu"), (1, 2, "gloo", False, "cpu")]
-    assert [r["broadcast"] for r in ranks] == ["from rank 0"] * 2
-    assert [r["main_only"] for r in ranks] == [0, None]
 
 
 @pytest.mark.parametrize("name", ["gather_with_grad+local_loss", "chunked", "chunked_recompute",
@@ -168,7 +161,7 @@ def test_init_distributed_single_process(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     info = init_distributed(device="cpu")
     assert info == DistInfo(device=torch.device("cpu")) and info.is_main and not info.distributed
-    assert all_reduce_mean(torch.tensor(2.5)) == 2.5 and broadcast_object([1]) == [1]
+    assert all_reduce_mean(torch.tensor(2.5)) == 2.5
     assert wrap_ddp(model := nn.Linear(2, 2), info) is model and unwrap(model) is model
     assert isinstance(make_clip_loss(info), ClipLoss)
     assert isinstance(make_clip_loss(info, memory_efficient=True), ChunkedClipLoss)
@@ -194,6 +187,6 @@ def test_rank_indices_partition_the_single_process_batch():
         for step in range(3):
             joined = [i for r in range(world) for i in rank_indices(step, r, world, local)]
             assert joined == list(rank_indices(step, 0, 1, world * local)) == list(range(step * 8, step * 8 + 8))
-    assert sample_index(step=2, i=1, rank=1, world_size=4, local_batch=2) == 19
+    assert rank_indices(step=2, rank=1, world_size=4, local_batch=2)[1] == 19
     with pytest.raises(ValueError):
         rank_indices(0, 2, 2, 4)

@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sparseclip.checkpoint import load_model
 from sparseclip.cli import main
 from sparseclip.data.world import World
-from sparseclip.embed import encode_images, encode_texts
 from sparseclip.eval.dataset import load_csv_pairs, probe_split
 from sparseclip.model import get_tokenizer
+from sparseclip.model.checkpoint import load_model
+from sparseclip.model.embed import encode_images, encode_texts
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from sparseclip import load_config
-from sparseclip.checkpoint import save_model
 from sparseclip.cli import main
-from sparseclip.concepts import concept_activations, concept_features
-from sparseclip.embed import encode_texts
 from sparseclip.index import SparseIndex
+from sparseclip.interpret.concepts import concept_activations, concept_features
 from sparseclip.model import create_model, get_tokenizer
+from sparseclip.model.checkpoint import save_model
+from sparseclip.model.embed import encode_texts
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_build_search_explain_and_append(ckpt, tmp_path, capsys):
         assert total == pytest.approx(h["score"], rel=1e-4)
 
     # the CLI's text query equals searching the library with the same model's code
-    from sparseclip.checkpoint import load_model
+    from sparseclip.model.checkpoint import load_model
 
     model, cfg = load_model(ckpt)
     qcode = encode_texts(model, get_tokenizer(cfg.model), ["a red circle"])
@@ -105,7 +105,7 @@ def test_cli_errors_are_one_line(ckpt, tmp_path, capsys):
 
 
 def test_concept_features_are_the_phrase_code_top_k(ckpt):
-    from sparseclip.checkpoint import load_model
+    from sparseclip.model.checkpoint import load_model
 
     model, cfg = load_model(ckpt)
     tok = get_tokenizer(cfg.model)
@@ -144,7 +144,7 @@ def test_milvus_backend_build_search_and_info(ckpt, tmp_path, capsys):
 
 
 def _text_code(ckpt):
-    from sparseclip.checkpoint import load_model
+    from sparseclip.model.checkpoint import load_model
 
     model, cfg = load_model(ckpt)
     return encode_texts(model, get_tokenizer(cfg.model), ["a red circle"])[0].numpy()

@@ -9,20 +9,17 @@ import pytest
 import torch
 
 from sparseclip.data.world import CONCEPTS
+from sparseclip.eval.sparsity import active_fraction, active_mask, dead_mask, l0
 from sparseclip.interpret import (
-    active_fraction,
-    active_mask,
     alignment,
     build_vocabulary,
     caption_ngrams,
     clarity,
     class_consistency,
     concept_matrix,
-    dead_mask,
     effective_rank,
     feature_clarity,
     frequency_histogram,
-    l0,
     modality,
     multimodal_fraction,
     name_features,

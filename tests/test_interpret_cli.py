@@ -8,18 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from sparseclip.checkpoint import save_model
 from sparseclip.cli import main
 from sparseclip.config import load_config
 from sparseclip.interpret import (
     build_analysis_data,
     derived_codes,
     encode_model,
-    list_checkpoints,
-    run_dir_of,
     summarize,
 )
 from sparseclip.model import create_model, get_tokenizer
+from sparseclip.model.checkpoint import save_model
+from sparseclip.model.rundir import RunDir
 
 ROW_KEYS = {"model": str, "L0_image": float, "L0_text": float, "active_pct": float, "clarity": float,
             "multimodal_frac": float, "mean_best_auroc": float, "monosemantic_frac": float,
@@ -103,15 +102,15 @@ def test_analyze_cli_errors_are_one_line(runs, tmp_path, capsys):
 
 
 def test_run_dir_and_checkpoints(runs):
-    assert run_dir_of(runs / "sparse") == runs / "sparse"
-    assert run_dir_of(runs / "sparse" / "final") == runs / "sparse"
-    assert run_dir_of(runs / "sparse" / "checkpoints" / "step_000002") == runs / "sparse"
-    assert [s for s, _ in list_checkpoints(runs / "sparse")] == [2]
+    assert RunDir.of(runs / "sparse").path == runs / "sparse"
+    assert RunDir.of(runs / "sparse" / "final").path == runs / "sparse"
+    assert RunDir.of(runs / "sparse" / "checkpoints" / "step_000002").path == runs / "sparse"
+    assert [s for s, _ in RunDir(runs / "sparse").checkpoints()] == [2]
 
 
 def test_derived_codes_apply_a_post_hoc_encoder(runs):
     """An SAE-like encoder over dense embeddings gets the same metrics as a model's codes."""
-    from sparseclip.checkpoint import load_model
+    from sparseclip.model.checkpoint import load_model
 
     model, cfg = load_model(runs / "dense")
     data = build_analysis_data(n=24, n_task=6, vocab_captions=50)

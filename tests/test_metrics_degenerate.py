@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from sparseclip.eval.sparsity import firing_frequency
 from sparseclip.interpret.alignment import alignment, strict_alignment
 from sparseclip.interpret.clarity import clarity, clarity_all
 from sparseclip.interpret.modality import modality, selective_multimodal
-from sparseclip.interpret.stats import firing_frequency
 
 
 def _colours(n=600, seed=0):

@@ -5,6 +5,7 @@ import torch
 
 from sparseclip import load_config
 from sparseclip.model import Head, create_model, get_tokenizer, rep_relu
+from sparseclip.model.heads import HEAD_KINDS
 
 
 def _model(*overrides):
@@ -19,10 +20,14 @@ def _batch(n=4):
                                            "a small yellow cross", "a star"][:n])
 
 
-@pytest.mark.parametrize("kind,dim,nonneg", [("relu", 512, True), ("dense", 64, False),
-                                             ("linear_wide", 512, False), ("topk", 512, True)])
+#: micro's code width and sign per head kind; a newly registered kind fails here until it is added
+EXPECTED = {"relu": (512, True), "dense": (64, False), "linear_wide": (512, False), "topk": (512, True)}
+
+
+@pytest.mark.parametrize("kind", list(HEAD_KINDS))  # every registered head kind
 @pytest.mark.parametrize("placement", ["replace", "append"])
-def test_head_shapes_and_sign(kind, dim, nonneg, placement):
+def test_head_shapes_and_sign(kind, placement):
+    dim, nonneg = EXPECTED[kind]
     m = _model(f"model.head.kind={kind}", f"model.head.placement={placement}", "model.head.topk=7")
     x, t = _batch()
     img, txt = m.encode_image(x), m.encode_text(t)

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from sparseclip.checkpoint import CheckpointError, load_model, save_model
 from sparseclip.cli import main
 from sparseclip.config import ConfigError, load_config
 from sparseclip.model import create_model
+from sparseclip.model.checkpoint import CheckpointError, load_model, save_model
 
 QUIET = ["train.tensorboard=false", "train.progress=false", "train.ckpt_fractions=[]"]
 
@@ -176,8 +176,8 @@ def test_constant_schedule_stays_flat_after_warmup():
 
 def test_frozen_tower_outputs_are_memoised_across_models(tmp_path, monkeypatch):
     from sparseclip.data.world import World
-    from sparseclip.embed import encode_images, encode_texts
     from sparseclip.model import get_tokenizer, image_transform
+    from sparseclip.model.embed import encode_images, encode_texts
 
     towers = _towers_file(tmp_path)
     cfg = load_config("micro", [f"model.pretrained={towers}", "model.freeze_image=true", "model.freeze_text=true"])

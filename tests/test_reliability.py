@@ -151,7 +151,7 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path, cap
 
 
 def test_two_index_appends_at_once_one_is_refused(tmp_path, capsys):
-    from sparseclip.runlock import FolderLock
+    from sparseclip.files.lock import FolderLock
 
     run, idx = tmp_path / "run", tmp_path / "idx"
     assert main(["train", *MICRO, "train.steps=2", "--out", str(run)]) == 0
@@ -213,7 +213,7 @@ def test_periodic_checkpoints_are_pruned(tmp_path):
 
 
 def test_a_fifo_image_is_skipped_not_waited_on(tmp_path):
-    from sparseclip.data.sources import SkipSample, decode_image
+    from sparseclip.data.base import SkipSample, decode_image
 
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)

@@ -73,7 +73,7 @@ def test_changed_features_and_dense_shift():
 
 def test_concept_intervention_uses_text_features(micro):
     model, tok, _ = micro
-    from sparseclip.concepts import concept_features
+    from sparseclip.interpret.concepts import concept_features
 
     iv = concept_intervention(model, tok, ["red"], ["blue"], k=3, strength=2.0, relative=False)
     assert list(iv.boost) == concept_features(model, tok, "blue", 3)
@@ -155,8 +155,8 @@ def test_vlm_trains_generates_and_round_trips(micro, tmp_path):
 
 # -- CLI ----------------------------------------------------------------------------------------------
 def test_steer_cli_errors(micro, tmp_path, capsys):
-    from sparseclip.checkpoint import save_model
     from sparseclip.cli import main
+    from sparseclip.model.checkpoint import save_model
 
     model, _, cfg = micro
     assert main(["steer", "--model", str(tmp_path / "nope"), "--vlm", str(tmp_path), "--world-index", "0",

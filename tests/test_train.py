@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import load_file
 
 from sparseclip import load_config
-from sparseclip.checkpoint import CheckpointError, load_model
 from sparseclip.cli import main
 from sparseclip.eval import evaluate
+from sparseclip.model.checkpoint import CheckpointError, load_model
 from sparseclip.train import train
 from sparseclip.train.logger import read_log
 

@@ -27,10 +27,10 @@ METRICS = ("zs_mean", "t2i_R@1", "i2t_R@1", "probe_mean", "image_L0_pct", "text_
 
 
 def run_one(out: Path, preset: str, overrides: list[str], label: str) -> dict:
-    from sparseclip.checkpoint import load_model
     from sparseclip.eval import evaluate
+    from sparseclip.experiments.demo import describe, result_row
+    from sparseclip.model.checkpoint import load_model
     from sparseclip.train import train
-    from sparseclip.train.demo import describe, result_row
 
     run = out / "runs" / label.replace(" ", "_").replace("=", "")
     from sparseclip.config import load_config

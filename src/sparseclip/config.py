@@ -41,7 +41,9 @@ class HeadConfig:
     topk: int = 64  # K for kind=topk
 
     def validate(self) -> None:
-        _choice("model.head.kind", self.kind, ("relu", "dense", "linear_wide", "topk"))
+        from .model.heads import HEAD_KINDS  # the registry (imported here: model imports config)
+
+        _choice("model.head.kind", self.kind, tuple(HEAD_KINDS))
         _choice("model.head.placement", self.placement, ("replace", "append"))
         _positive("model.head.expansion", self.expansion)
         _positive("model.head.topk", self.topk)
@@ -156,7 +158,9 @@ class DataConfig:
     bad_min_samples: int = 100  # ... judged only once this many samples were attempted
 
     def validate(self) -> None:
-        _choice("data.kind", self.kind, ("world", "csv", "wds"))
+        from .data.sources import DATA_KINDS  # the registry (imported here: data imports config)
+
+        _choice("data.kind", self.kind, tuple(DATA_KINDS))
         if self.kind in ("csv", "wds") and not self.train_data:
             raise ConfigError(f"data.train_data: required for data.kind={self.kind} (a CSV file or shards)")
         if len(self.csv_separator) != 1:

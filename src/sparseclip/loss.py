@@ -293,7 +293,7 @@ class ChunkedClipLoss(nn.Module):
             raise ValueError(f"features must be (batch, dim), got shape {tuple(image_features.shape)}")
         if self.world_size > 1 and not dist.is_initialized():
             raise RuntimeError(f"ChunkedClipLoss(world_size={self.world_size}) needs an initialised process "
-                               "group (see sparseclip.distributed.init_distributed)")
+                               "group (see sparseclip.train.distributed.init_distributed)")
         if not torch.is_tensor(logit_scale):
             logit_scale = torch.tensor(float(logit_scale), device=image_features.device)
         # Autocast must not re-type the chunk matmuls: the features arrive in the dtype the heads produced.

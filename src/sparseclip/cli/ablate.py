@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.ablate import render_summary, resolve_grids, run_ablation
+    from ..experiments.ablate import render_summary, run_ablation
+    from ..experiments.grids import resolve_grids
 
     if args.render:
         print(render_summary(args.render))

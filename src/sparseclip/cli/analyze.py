@@ -82,11 +82,7 @@ def run(args: argparse.Namespace) -> int:
                         heatmaps=not args.no_heatmaps, progress=not args.no_progress, data=args.data,
                         baselines=not args.no_baselines, reference=args.reference,
                         label_keys=tuple(args.label_key), csv_img_key=args.csv_img_key,
-                        csv_caption_key=args.csv_caption_key)
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
+                        csv_caption_key=args.csv_caption_key, threads=args.threads)
     opts = Options(tau=args.tau, n_min=args.n_min, band=(lo, hi))
     out = analyze(args.target, dense=args.dense, out=args.out, cfg=cfg, opts=opts)
     _print_summary(out)

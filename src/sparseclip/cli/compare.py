@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..fileio import write_text_atomic
+    from ..files.atomic import write_text_atomic
     from ..report.tables import analysis_table, eval_table
     from .eval import check_out
 

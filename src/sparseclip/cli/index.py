@@ -88,10 +88,7 @@ def run_build(args: argparse.Namespace) -> int:
                              seed=args.seed, start=args.start, append=args.append, feature_names=args.feature_names,
                              normalize=not args.no_normalize, batch_size=args.batch_size, backend=args.backend,
                              milvus_uri=args.milvus_uri, milvus_collection=args.milvus_collection)
-    extra = f"; skipped {r.skipped}" if r.skipped else ""
-    via = f"; ranked by Milvus ({r.index.milvus_label()})" if r.index.backend else ""
-    print(f"indexed {r.n_new} images (mean {r.mean_active:.1f} active of {r.index.n_features} features) -> {r.out} "
-          f"[{len(r.index)} items, {r.index.nbytes / 1e6:.1f} MB] in {r.seconds:.1f} s{extra}{via}")
+    print(r.summary())
     return 0
 
 
@@ -110,7 +107,7 @@ def _parse_boost(items: list[str]) -> dict[int, float]:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from ..index.query import search_index
+    from ..index.query import format_result, search_index
 
     if args.text is not None and not args.text.strip():
         raise UserError("--text is empty")
@@ -123,20 +120,8 @@ def run_search(args: argparse.Namespace) -> int:
         print(json.dumps({"query": {"text": args.text, "image": args.image}, "filters": r.filters,
                           "hits": [h.to_dict() for h in r.hits]}, indent=2))
         return 0
-    for what, feats in r.filters.items():
-        names = [f"{f}" + (f" ({r.index.feature_name(f)})" if r.index.feature_name(f) else "") for f in feats]
-        print(f"[{what}: features {', '.join(names) or 'none active'}]")
-    if not r.hits:
-        print("no hits: no indexed item shares an active feature with the query (after filters)")
-    for h in r.hits:
-        caption = f"  {' '.join(h.caption.split())}" if h.caption else ""  # one line per hit
-        print(f"{h.rank:3d}  {h.score:.4f}  {h.id}{caption}")
-        for c in h.contributions:
-            name = f" {c.name}" if c.name else ""
-            print(f"       f{c.feature}{name}: {c.contribution:+.4f}  (query {c.query_value:.3f} x item "
-                  f"{c.item_value:.3f})")
-        if h.contributions and abs(h.rest) > 1e-8:
-            print(f"       other shared features: {h.rest:+.4f}")
+    for line in format_result(r):
+        print(line)
     return 0
 
 

@@ -36,13 +36,14 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         overrides.append(f"train.output_dir={args.out}")
     cfg = load_config(args.config, overrides, shrink=args.shrink)
+    from ..model.rundir import RunDir
     from ..train import train
 
     show = cfg.train.progress and not args.no_progress
     run_dir = train(cfg, resume=args.resume, progress=show, overwrite=args.overwrite)
-    print(f"trained: {run_dir / 'final'}")
+    print(f"trained: {RunDir(run_dir).final}")
     if args.eval:
         from ..eval.run import evaluate_run
 
-        evaluate_run(run_dir, run_dir / "eval.json", progress=show)
+        evaluate_run(run_dir, RunDir(run_dir).eval_json, progress=show)
     return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..config import DataConfig
-from .sources import (
+from .base import (
     Batch,
     DataError,
     EpochPermutation,

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, features
 
-from ..fileio import atomic_path, save_image, write_text_atomic
-from .sources import DataError
+from ..files.atomic import atomic_path, save_image, write_text_atomic
+from .base import DataError
 
 FONT_PATHS = ("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf", "/usr/share/fonts/noto/NotoColorEmoji.ttf")
 FONT_SIZE = 109  # the one bitmap size of Noto Color Emoji (CBDT): glyphs are 136 x 128

@@ -8,8 +8,8 @@ import csv
 import io
 from pathlib import Path
 
-from ..fileio import save_image, write_text_atomic
-from .sources import DataError
+from ..files.atomic import save_image, write_text_atomic
+from .base import DataError
 from .world import World
 
 #: the CSV's columns: the image, its caption, and one label column per attribute of the (single) shape

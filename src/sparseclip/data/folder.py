@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .sources import DataError, SkipSample
+from .base import DataError, SkipSample
 from .tasks import ZeroShotTask
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -42,7 +42,7 @@ def read_templates(root: Path) -> list[str]:
 
 
 def _open_rgb(src: Path | bytes, counts: Counter) -> Image.Image | None:
-    from .sources import SkipSample, open_rgb
+    from .base import SkipSample, open_rgb
 
     try:
         return open_rgb(src)

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..config import DataConfig
-from .sources import (
+from .base import (
     BadSampleGuard,
     Batch,
     DataError,

@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data.tasks import TASK_NAMES, retrieval_set, zero_shot_task
-from ..embed import encode_images, encode_texts
 from ..model import SparseCLIP, get_tokenizer
+from ..model.embed import encode_images, encode_texts
 from .linear_probe import linear_probe
 from .retrieval import retrieval_metrics
 from .sparsity import sparsity_stats

@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..data.base import DataError, SkipSample
 from ..data.folder import DEFAULT_TEMPLATES
-from ..data.sources import DataError, SkipSample
-from ..embed import encode_images, encode_texts
 from ..model import get_tokenizer
+from ..model.embed import encode_images, encode_texts
 from .linear_probe import linear_probe
 from .retrieval import retrieval_metrics
 from .sparsity import sparsity_stats
@@ -63,7 +63,7 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
     ``shrink_to``: images kept in memory whose shorter side exceeds it are resized (Lanczos) to that shorter side
     as they are read (the analysis keeps its images; 1,000 12-megapixel photos would need 36 GB).
     """
-    from ..data.sources import check_caption, decode_image
+    from ..data.base import check_caption, decode_image
 
     path = Path(path)
     try:

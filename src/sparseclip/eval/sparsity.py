@@ -1,18 +1,94 @@
-"""Sparsity of codes: L0 and the paper's active-feature percentage."""
+"""Sparsity of codes: the one definition of L0, active, dead and firing frequency.
+
+Training logs (:func:`batch_stats`), evaluation (:func:`sparsity_stats`) and the analysis
+(:mod:`sparseclip.interpret`) all count through these functions. Every function takes an (N, D) matrix of
+codes (numpy array or torch tensor, any float dtype), one row per input. A feature *fires* on an input when its
+value is ``> tau``; the paper's defaults are ``tau = 0.001`` and ``n_min = 2``.
+"""
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
+import numpy as np
 
 #: the paper's firing threshold and minimum number of inputs for a feature to count as active
 TAU = 1e-3
 N_MIN = 2
 
 
-def sparsity_stats(codes: torch.Tensor, tau: float = TAU, n_min: int = N_MIN) -> dict:
-    """L0 (mean non-zeros per input), L0 as % of dims, and % of features firing (> tau) on >= n_min inputs."""
-    codes = codes.float()
-    dim = codes.shape[1]
-    l0 = float((codes != 0).sum(1).float().mean())
-    active = float(((codes > tau).sum(0) >= n_min).float().mean())
-    return {"L0": l0, "L0_pct": 100.0 * l0 / dim, "active_pct": 100.0 * active, "dim": dim}
+def as_numpy(x: Any, ndim: int | None = None, name: str = "array") -> np.ndarray:
+    """``x`` (numpy array, torch tensor or nested list) as a float64 numpy array of ``ndim`` dims."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().float().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-d array, got shape {tuple(arr.shape)}")
+    return arr
+
+
+def _matrix(codes: Any) -> np.ndarray:
+    """(N, D) codes as a numpy array without a float64 copy (bf16/half tensors widened to float32)."""
+    if hasattr(codes, "detach"):
+        t = codes.detach().cpu()
+        if not t.is_floating_point() or t.dtype.itemsize < 4:
+            t = t.float()
+        codes = t.numpy()
+    x = np.asarray(codes)
+    if x.ndim != 2:
+        raise ValueError(f"codes: expected a 2-d array, got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("codes: need at least one row")
+    return x
+
+
+def l0(codes: Any, eps: float = 0.0) -> float:
+    """Mean number of non-zero entries (``|x| > eps``) per row."""
+    x = _matrix(codes)
+    nz = (x != 0) if eps == 0 else (np.abs(x) > eps)
+    return float(nz.sum(axis=1).mean())
+
+
+def fire_counts(codes: Any, tau: float = TAU) -> np.ndarray:
+    """Per feature, the number of inputs on which it fires (``> tau``)."""
+    return (_matrix(codes) > tau).sum(axis=0)
+
+
+def active_mask(codes: Any, tau: float = TAU, n_min: int = N_MIN) -> np.ndarray:
+    """Boolean (D,): features that fire (``> tau``) on at least ``n_min`` inputs."""
+    return fire_counts(codes, tau) >= n_min
+
+
+def active_fraction(codes: Any, tau: float = TAU, n_min: int = N_MIN) -> float:
+    """Fraction of features that are active (fire ``> tau`` on ``>= n_min`` inputs)."""
+    return float(active_mask(codes, tau, n_min).mean())
+
+
+def dead_mask(codes: Any, tau: float = TAU) -> np.ndarray:
+    """Boolean (D,): features that never fire (``> tau``) on any input."""
+    return fire_counts(codes, tau) == 0
+
+
+def firing_frequency(codes: Any, tau: float = TAU) -> np.ndarray:
+    """Per feature, the fraction of inputs on which it fires."""
+    x = _matrix(codes)
+    return (x > tau).sum(axis=0) / x.shape[0]
+
+
+def sparsity_stats(codes: Any, tau: float = TAU, n_min: int = N_MIN) -> dict:
+    """L0 (mean non-zeros per input), L0 as % of dims, % of features active (fire > tau on >= n_min inputs)
+    and % dead (never fire > tau), and the code width."""
+    x = _matrix(codes)
+    counts = fire_counts(x, tau)
+    value = l0(x)
+    return {"L0": value, "L0_pct": 100.0 * value / x.shape[1], "active_pct": 100.0 * float((counts >= n_min).mean()),
+            "dead_pct": 100.0 * float((counts == 0).mean()), "dim": int(x.shape[1])}
+
+
+def batch_stats(code: Any) -> dict:
+    """The training log's per-batch view: L0, L0 as % of dims, and % of dims non-zero on any input of the
+    batch (``alive_pct``: fires with ``tau = 0`` on at least one input)."""
+    x = _matrix(code)
+    value = l0(x)
+    return {"l0": value, "l0_pct": 100 * value / x.shape[1],
+            "alive_pct": 100 * active_fraction(x, tau=0.0, n_min=1)}

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..embed import encode_texts
+from ..model.embed import encode_texts
 
 
 def classifier_weights(model, tokenizer, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from pathlib import Path
 import scipy.sparse as sp
 from PIL import Image
 
+from ..model.rundir import RunDir
 from .codes import SparseIndexError
 from .sparse_index import META_FILE, SparseIndex
 
@@ -33,6 +34,14 @@ class BuildResult:
     mean_active: float
     seconds: float
     skipped: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line: what was indexed, where, how large, how long (what ``sparseclip index build`` prints)."""
+        extra = f"; skipped {self.skipped}" if self.skipped else ""
+        via = f"; ranked by Milvus ({self.index.milvus_label()})" if self.index.backend else ""
+        return (f"indexed {self.n_new} images (mean {self.mean_active:.1f} active of {self.index.n_features} "
+                f"features) -> {self.out} [{len(self.index)} items, {self.index.nbytes / 1e6:.1f} MB] in "
+                f"{self.seconds:.1f} s{extra}{via}")
 
 
 def load_feature_names(path: str | Path | None) -> dict[int, str]:
@@ -65,8 +74,8 @@ def world_items(cfg, n: int, seed: int, start: int) -> Iterator[tuple[str, str, 
 
 def folder_items(root: Path, skipped: Counter) -> Iterator[tuple[str, None, Image.Image]]:
     """Every readable image under ``root`` (recursively, sorted); unreadable ones are counted in ``skipped``."""
+    from ..data.base import SkipSample, open_rgb
     from ..data.folder import IMAGE_SUFFIXES
-    from ..data.sources import SkipSample, open_rgb
 
     if not root.is_dir():
         raise SparseIndexError(f"images dir {root}: not a directory")
@@ -84,8 +93,8 @@ def folder_items(root: Path, skipped: Counter) -> Iterator[tuple[str, None, Imag
 
 def csv_codes(path: Path, model, cfg, batch_size: int, skipped: Counter) -> tuple[sp.csr_matrix, list[str], list[str]]:
     """(codes CSR, ids, first caption of each) of a CSV's images, encoded in chunks as they are read."""
-    from ..embed import encode_images
     from ..eval.dataset import load_csv_pairs
+    from ..model.embed import encode_images
     from .codes import as_csr
 
     pairs = load_csv_pairs(path, cfg.data.csv_img_key, cfg.data.csv_caption_key, cfg.data.csv_separator,
@@ -98,15 +107,12 @@ def csv_codes(path: Path, model, cfg, batch_size: int, skipped: Counter) -> tupl
     return pairs.codes, list(pairs.ids), [first.get(i, "") for i in range(len(pairs.ids))]
 
 
-def _run_dir(ckpt: Path) -> Path:
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-
-
 def build_index_from_run(checkpoint: str | Path, out: str | Path, *, images_dir: str | Path | None = None,
                          data: str | Path | None = None, n: int = 1000, seed: int | None = None,
                          start: int | None = None, append: bool = False, feature_names: str | Path | None = None,
                          normalize: bool = True, batch_size: int = 256, backend: str = "local",
-                         milvus_uri: str | None = None, milvus_collection: str | None = None) -> BuildResult:
+                         milvus_uri: str | None = None, milvus_collection: str | None = None,
+                         model: tuple | None = None) -> BuildResult:
     """Embed images with the model of ``checkpoint`` (a run or checkpoint dir) and save their codes as an index
     at ``out`` (or add them to it with ``append``), under an exclusive lock on ``out``.
 
@@ -115,8 +121,9 @@ def build_index_from_run(checkpoint: str | Path, out: str | Path, *, images_dir:
     appending) with ``seed`` (default the config's ``data.val_seed``). Feature names come from
     ``feature_names`` or the run's ``analysis/feature_names.json`` / ``features.json``. ``backend="milvus"``
     ranks through Milvus (``milvus_uri``: a server, or a Milvus Lite path; default ``out/milvus.db``).
+    ``model``: the ``(model, config)`` of ``checkpoint`` when the caller has it loaded already.
     """
-    from ..runlock import FolderLock
+    from ..files.lock import FolderLock
 
     if n < 1 or batch_size < 1:
         raise SparseIndexError("n and batch_size must be >= 1")
@@ -125,17 +132,17 @@ def build_index_from_run(checkpoint: str | Path, out: str | Path, *, images_dir:
     with FolderLock(out, "index build", beside=True):
         return _build(Path(checkpoint), Path(out), images_dir=images_dir, data=data, n=n, seed=seed, start=start,
                       append=append, feature_names=feature_names, normalize=normalize, batch_size=batch_size,
-                      backend=backend, milvus_uri=milvus_uri, milvus_collection=milvus_collection)
+                      backend=backend, milvus_uri=milvus_uri, milvus_collection=milvus_collection, loaded=model)
 
 
 def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, append, feature_names, normalize,
-           batch_size, backend, milvus_uri, milvus_collection) -> BuildResult:
-    from ..checkpoint import load_model, resolve_checkpoint
+           batch_size, backend, milvus_uri, milvus_collection, loaded) -> BuildResult:
+    from ..model.checkpoint import load_model, resolve_checkpoint
     from .embedding import encode_items
 
     t0 = time.time()
     ckpt = resolve_checkpoint(checkpoint)
-    model, cfg = load_model(ckpt)
+    model, cfg = loaded if loaded is not None else load_model(ckpt)
     if not model.image_head.nonnegative:
         raise SparseIndexError(f"{checkpoint}: head kind {cfg.model.head.kind!r} is not non-negative; "
                                "sparse search needs a relu or topk head")
@@ -161,8 +168,8 @@ def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, app
     if index is None:
         names_path = Path(feature_names) if feature_names else None
         for found in ("feature_names.json", "features.json"):  # every named feature, else the detailed few
-            if names_path is None and (_run_dir(ckpt) / "analysis" / found).is_file():
-                names_path = _run_dir(ckpt) / "analysis" / found
+            if names_path is None and (RunDir.of(ckpt).analysis / found).is_file():
+                names_path = RunDir.of(ckpt).analysis / found
         index = SparseIndex.build(codes, ids, normalize=normalize, captions=captions,
                                   feature_names=load_feature_names(names_path),
                                   model={"checkpoint": str(ckpt.resolve()), "config": cfg.to_dict()})

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 import scipy.sparse as sp
 from PIL import Image
 
-from ..embed import encode_images
 from ..model import SparseCLIP
+from ..model.embed import encode_images
 from .codes import as_csr
 
 

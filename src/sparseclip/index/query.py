@@ -27,7 +27,7 @@ class SearchResult:
 
 def query_model(index: SparseIndex, override: str | Path | None = None):
     """``(model, cfg)`` that embeds queries for ``index``: ``override`` or the checkpoint the index records."""
-    from ..checkpoint import load_model
+    from ..model.checkpoint import load_model
 
     path = override or (index.model or {}).get("checkpoint")
     if not path:
@@ -52,9 +52,9 @@ def search_index(index: SparseIndex | str | Path, *, text: str | None = None, im
     (all phrases must hold); ``exclude_phrases`` drop items with any of theirs; ``require_features`` /
     ``exclude_features`` / ``boost`` / ``explain`` are as in :meth:`SparseIndex.search_batch`.
     """
-    from ..concepts import concept_features
-    from ..embed import encode_images, encode_texts
+    from ..interpret.concepts import concept_features
     from ..model import get_tokenizer
+    from ..model.embed import encode_images, encode_texts
 
     if k < 1 or concept_k < 1:
         raise SparseIndexError("-k and --concept-k must be >= 1")
@@ -68,7 +68,7 @@ def search_index(index: SparseIndex | str | Path, *, text: str | None = None, im
             raise SparseIndexError("the text query is empty")
         query = encode_texts(net, tok, [text])
     else:
-        from ..data.sources import SkipSample, open_rgb
+        from ..data.base import SkipSample, open_rgb
 
         try:
             img = open_rgb(image)
@@ -92,3 +92,24 @@ def search_index(index: SparseIndex | str | Path, *, text: str | None = None, im
                         boost=dict(boost) if boost else None, min_activation=min_activation, explain=explain,
                         approximate=approximate, allowed=allowed)
     return SearchResult(index=index, hits=hits, filters=filters)
+
+
+def format_result(r: SearchResult) -> list[str]:
+    """The lines ``sparseclip index search`` prints: each filter's features, then one line per hit (rank, score,
+    id, caption) with its explanation (the top shared features' contributions) below it."""
+    lines = []
+    for what, feats in r.filters.items():
+        names = [f"{f}" + (f" ({r.index.feature_name(f)})" if r.index.feature_name(f) else "") for f in feats]
+        lines.append(f"[{what}: features {', '.join(names) or 'none active'}]")
+    if not r.hits:
+        lines.append("no hits: no indexed item shares an active feature with the query (after filters)")
+    for h in r.hits:
+        caption = f"  {' '.join(h.caption.split())}" if h.caption else ""  # one line per hit
+        lines.append(f"{h.rank:3d}  {h.score:.4f}  {h.id}{caption}")
+        for c in h.contributions:
+            name = f" {c.name}" if c.name else ""
+            lines.append(f"       f{c.feature}{name}: {c.contribution:+.4f}  (query {c.query_value:.3f} x item "
+                         f"{c.item_value:.3f})")
+        if h.contributions and abs(h.rest) > 1e-8:
+            lines.append(f"       other shared features: {h.rest:+.4f}")
+    return lines

@@ -223,7 +223,7 @@ class SparseIndex:
     def save(self, directory: str | Path, compressed: bool = False) -> Path:
         """Write ``codes.npz`` and ``index.json`` into ``directory`` (replaced atomically); with the milvus
         backend, then send Milvus the items it lacks."""
-        from ..checkpoint import atomic_dir, commit_dir
+        from ..model.checkpoint import atomic_dir, commit_dir
 
         final = Path(directory)
         if final.exists() and not final.is_dir():

@@ -1,20 +1,8 @@
-"""Array helpers shared by the metrics: accept numpy arrays or torch tensors, work in float64 numpy."""
+"""Array helpers shared by the metrics, in float64 numpy (inputs: :func:`sparseclip.eval.sparsity.as_numpy`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-
-
-def as_numpy(x: Any, ndim: int | None = None, name: str = "array") -> np.ndarray:
-    """``x`` (numpy array, torch tensor or nested list) as a float64 numpy array of ``ndim`` dims."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().float().numpy()
-    arr = np.asarray(x, dtype=np.float64)
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-d array, got shape {tuple(arr.shape)}")
-    return arr
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.world import CONCEPTS, COUNT_WORDS
-from ._arrays import as_numpy, auroc_matrix
-from .stats import N_MIN, TAU, active_mask
+from ..eval.sparsity import N_MIN, TAU, active_mask, as_numpy
+from ._arrays import auroc_matrix
 
 MONOSEMANTIC_AUROC = 0.9
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..fileio import save_image
+from ..files.atomic import save_image
 
 
 @torch.no_grad()

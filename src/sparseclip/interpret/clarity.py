@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import as_numpy, l2_normalize
-from .stats import N_MIN, TAU, active_mask
+from ..eval.sparsity import N_MIN, TAU, active_mask, as_numpy
+from ._arrays import l2_normalize
 
 
 def _mean_pairwise_cos(mask: np.ndarray, ref: np.ndarray) -> np.ndarray:

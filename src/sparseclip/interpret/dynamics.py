@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from ..eval.sparsity import active_mask, l0
+from ..model.rundir import RunDir
 from .alignment import alignment
-from .analysis import Options
 from .inputs import AnalysisData, encode_model
 from .modality import modality, modality_histogram
 from .naming import name_features, term_scores
-from .stats import active_mask, l0
-
-_STEP = re.compile(r"^step_(\d+)$")
-
-
-def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """``(step, dir)`` of a run's ``checkpoints/step_*`` that hold weights, oldest first."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    out = []
-    for d in root.iterdir():
-        m = _STEP.match(d.name)
-        if m and d.is_dir() and (d / "model.safetensors").is_file():
-            out.append((int(m.group(1)), d))
-    return sorted(out)
+from .summary import Options
 
 
 def checkpoint_stats(model, tokenizer, data: AnalysisData, features: list[int],
@@ -62,10 +47,10 @@ def training_dynamics(run_dir: str | Path, data: AnalysisData, features: list[in
     """
     from tqdm.auto import tqdm
 
-    from ..checkpoint import load_model
     from ..model import get_tokenizer
+    from ..model.checkpoint import load_model
 
-    ckpts = list_checkpoints(run_dir)
+    ckpts = RunDir(run_dir).checkpoints()
     if not ckpts:
         return None
     data = replace(data, task_images={}, task_targets={})  # class consistency is not tracked over time

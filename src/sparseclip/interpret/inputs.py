@@ -81,7 +81,7 @@ def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "f
 
     Returns the data and a description (``{"path", "images", "captions", "skipped", "label_keys"}``).
     """
-    from ..data.sources import DataError
+    from ..data.base import DataError
     from ..eval.dataset import load_csv_pairs
 
     # images are held for every model's encoding, the report and the heatmaps: large photos are shrunk as they are
@@ -155,7 +155,7 @@ def encode_model(name: str, model, tokenizer, data: AnalysisData, batch_size: in
     """Encode ``data`` with a (Sparse) CLIP model; its codes are the un-normalised head outputs."""
     from tqdm.auto import tqdm
 
-    from ..embed import encode_images, encode_texts
+    from ..model.embed import encode_images, encode_texts
 
     steps = tqdm(total=3 + len(data.task_images), desc=f"encode {name}", disable=not progress, leave=False)
     image = _np(encode_images(model, data.images, data.image_size, batch_size))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import as_numpy, l2_normalize
-from .stats import N_MIN, TAU
+from ..eval.sparsity import N_MIN, TAU, as_numpy
+from ._arrays import l2_normalize
 
 DEFAULT_BAND = (0.1, 0.9)
 

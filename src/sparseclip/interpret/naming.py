@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._arrays import as_numpy, l2_normalize, paired_auroc
+from ..eval.sparsity import as_numpy
+from ._arrays import l2_normalize, paired_auroc
 
 STOPWORDS = frozenset("a an the of on in at and or is are there that this with to some it its".split())
 WORDNET_DIR = Path("/usr/share/wordnet")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import save_figure
+from ..files.atomic import save_figure
 
 
 def _figure(width: float = 6.0, height: float = 4.0, rows: int = 1, cols: int = 1):

@@ -1,5 +1,6 @@
-"""Sparsity statistics of a code matrix: L0, active / dead features, firing frequencies, effective rank,
-and NCL's class consistency.
+"""Statistics of a code matrix beyond the basic counts: firing-frequency histograms, effective rank, NCL's
+class consistency, and the analysis' sparsity summary. L0, active, dead and firing frequency themselves are
+defined once, in :mod:`sparseclip.eval.sparsity`.
 
 Every function takes an (N, D) array (numpy or torch) of codes, one row per input, and is model-agnostic:
 it applies equally to Sparse CLIP codes, dense CLIP embeddings and SAE codes. A feature *fires* on an
@@ -12,42 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..eval.sparsity import N_MIN, TAU  # the paper's thresholds, defined once
-from ._arrays import as_numpy
-
-
-def l0(codes, eps: float = 0.0) -> float:
-    """Mean number of non-zero entries (``|x| > eps``) per row."""
-    x = as_numpy(codes, 2, "codes")
-    if x.shape[0] == 0:
-        raise ValueError("codes: need at least one row")
-    return float((np.abs(x) > eps).sum(axis=1).mean())
-
-
-def fire_counts(codes, tau: float = TAU) -> np.ndarray:
-    """Per feature, the number of inputs on which it fires (``> tau``)."""
-    return (as_numpy(codes, 2, "codes") > tau).sum(axis=0)
-
-
-def active_mask(codes, tau: float = TAU, n_min: int = N_MIN) -> np.ndarray:
-    """Boolean (D,): features that fire (``> tau``) on at least ``n_min`` inputs."""
-    return fire_counts(codes, tau) >= n_min
-
-
-def active_fraction(codes, tau: float = TAU, n_min: int = N_MIN) -> float:
-    """Fraction of features that are active (fire ``> tau`` on ``>= n_min`` inputs)."""
-    return float(active_mask(codes, tau, n_min).mean())
-
-
-def dead_mask(codes, tau: float = TAU) -> np.ndarray:
-    """Boolean (D,): features that never fire (``> tau``) on any input."""
-    return fire_counts(codes, tau) == 0
-
-
-def firing_frequency(codes, tau: float = TAU) -> np.ndarray:
-    """Per feature, the fraction of inputs on which it fires."""
-    x = as_numpy(codes, 2, "codes")
-    return (x > tau).mean(axis=0)
+from ..eval.sparsity import N_MIN, TAU, active_fraction, active_mask, as_numpy, dead_mask, firing_frequency, l0
 
 
 @dataclass

@@ -12,6 +12,9 @@ reports treat them alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,12 +51,46 @@ def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(x).scatter(-1, idx, vals)
 
 
+def _relu(head: Head, z: torch.Tensor) -> torch.Tensor:
+    return rep_relu(z) if head.use_rep_relu else F.relu(z)
+
+
+def _topk(head: Head, z: torch.Tensor) -> torch.Tensor:
+    return topk_mask(F.relu(z), head.k)
+
+
+def _linear(head: Head, z: torch.Tensor) -> torch.Tensor:
+    return z
+
+
+@dataclass(frozen=True)
+class HeadKind:
+    """What a ``model.head.kind`` is: its non-linearity after the projection, whether its codes are
+    non-negative, and whether it is wide (``expansion * embed_dim`` outputs) or CLIP's ``embed_dim``."""
+
+    activation: Callable[[Head, torch.Tensor], torch.Tensor]
+    nonnegative: bool
+    wide: bool
+
+
+#: ``model.head.kind`` -> :class:`HeadKind`. Config validation and the parametrised tests read this registry;
+#: a new head kind is one entry here (plus its test).
+HEAD_KINDS: dict[str, HeadKind] = {
+    "relu": HeadKind(_relu, nonnegative=True, wide=True),
+    "dense": HeadKind(_linear, nonnegative=False, wide=False),
+    "linear_wide": HeadKind(_linear, nonnegative=False, wide=True),
+    "topk": HeadKind(_topk, nonnegative=True, wide=True),
+}
+
+
 class Head(nn.Module):
     """A linear map followed by the head's non-linearity (see module docstring)."""
 
     def __init__(self, kind: str, in_dim: int, out_dim: int, bias: bool = False, rep_relu: bool = False,
                  topk: int = 64, identity: bool = False):
         super().__init__()
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"unknown head kind {kind!r} ({', '.join(HEAD_KINDS)})")
         self.kind = kind
         self.in_dim, self.out_dim = in_dim, out_dim
         self.use_rep_relu = rep_relu
@@ -69,15 +106,10 @@ class Head(nn.Module):
 
     @property
     def nonnegative(self) -> bool:
-        return self.kind in ("relu", "topk")
+        return HEAD_KINDS[self.kind].nonnegative
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.proj(x)
-        if self.kind == "relu":
-            return rep_relu(z) if self.use_rep_relu else F.relu(z)
-        if self.kind == "topk":
-            return topk_mask(F.relu(z), self.k)
-        return z
+        return HEAD_KINDS[self.kind].activation(self, self.proj(x))
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, in={self.in_dim}, out={self.out_dim}"
@@ -89,8 +121,8 @@ def build_head(cfg: HeadConfig, in_dim: int, embed_dim: int) -> Head:
     With ``placement=replace`` the tower's own projection was removed and ``in_dim`` is its width;
     with ``append`` the tower still projects to ``embed_dim`` (== ``in_dim``).
     """
-    if cfg.kind == "dense":
+    if not HEAD_KINDS[cfg.kind].wide:
         identity = cfg.placement == "append"
-        return Head("dense", in_dim, embed_dim, bias=cfg.bias, identity=identity)
+        return Head(cfg.kind, in_dim, embed_dim, bias=cfg.bias, identity=identity)
     width = cfg.expansion * embed_dim
     return Head(cfg.kind, in_dim, width, bias=cfg.bias, rep_relu=cfg.rep_relu, topk=cfg.topk)

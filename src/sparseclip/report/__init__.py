@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
-from ..fileio import write_text_atomic
+from ..files.atomic import write_text_atomic
 from .browser import BrowserError, dump_dom, find_chromium, screenshot
 from .data import Feature, ReportError, RunData, load_run
 from .html import render_page

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from ..data.sources import DataError
+from ..data.base import DataError
 
 #: the analysis table's columns: sparsity, clarity (live features; all features, dead = 0), modality (over live
 #: features; the share of all features that are live, selective and multimodal), ground truth (in-sample and

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from ..fileio import save_safetensors, write_text_atomic
+from ..files.atomic import save_safetensors, write_text_atomic
 
 KINDS = ("relu", "topk", "batchtopk", "matryoshka")
 WEIGHTS_FILE = "sae.safetensors"
@@ -168,14 +168,6 @@ class SAE(nn.Module):
         """``decode(encode(x))``."""
         return self.decode(self.encode(x))
 
-    def fit(self, x_image, x_text=None, steps: int = 2000, batch_size: int = 512, lr: float = 1e-3,
-            seed: int = 0, log_every: int = 0, threads: int | None = None) -> SAE:
-        """Train on image embeddings and (optionally) text embeddings, sampled in equal shares per batch."""
-        from .train import fit_sae
-
-        sources = [x_image] if x_text is None else [x_image, x_text]
-        return fit_sae(self, sources, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                       log_every=log_every, threads=threads)
 
     # -- persistence --------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

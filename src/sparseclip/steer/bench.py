@@ -33,7 +33,7 @@ import torch
 
 from ..data.tasks import TASK_SPECS, hash_seed
 from ..data.world import COLORS, SHAPES, World
-from ..embed import encode_images
+from ..model.embed import encode_images
 from .interventions import (
     FeatureReference,
     Intervention,

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ..data.world import World
-from ..embed import encode_images
 from ..model import SparseCLIP, image_transform
+from ..model.embed import encode_images
 from .text import HFTokenizer, WordTokenizer, qa_pairs
 from .vlm import AdapterVLM, VLMConfig, load_lm, tiny_lm
 

@@ -1,7 +1,7 @@
 """Interventions on codes: suppress or boost a concept's features, with a principled strength.
 
 A concept's features are the top-K features the TEXT tower activates for a word or phrase
-(:func:`sparseclip.concepts.concept_features`). ``suppress`` sets them to 0; ``boost`` sets them to a
+(:func:`sparseclip.interpret.concepts.concept_features`). ``suppress`` sets them to 0; ``boost`` sets them to a
 strength, either absolute or *relative*: a multiple of the feature's own ``q``-th percentile over a reference
 set of image codes (:class:`FeatureReference`), so "strength 2" means "twice as strong as the feature
 ever gets on 1% of real images", whatever the feature's scale. The same edited codes feed the VLM, zero-shot
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..embed import encode_texts
+from ..model.embed import encode_texts
 from .text import SteerError
 
 
@@ -88,7 +88,7 @@ def apply_intervention(codes: torch.Tensor, iv: Intervention, reference: Feature
 def concept_features_checked(model, tokenizer, phrase: str, k: int, vocabulary=None) -> list[int]:
     """Top-``k`` text-tower features for ``phrase``; :class:`SteerError` if a word is outside ``vocabulary``
     (e.g. the words the VLM was trained on) or the phrase activates no feature."""
-    from ..concepts import concept_features
+    from ..interpret.concepts import concept_features
 
     if k < 1:
         raise SteerError(f"k must be >= 1, got {k}")

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import write_text_atomic
+from ..files.atomic import write_text_atomic
 from .text import QUESTIONS, SteerError
 
 
 def load_pair(model_path: str | Path, vlm_path: str | Path):
     """(CLIP model, its config, its tokenizer, the adapter VLM); :class:`SteerError` if their widths differ."""
-    from ..checkpoint import load_model
     from ..model import get_tokenizer
+    from ..model.checkpoint import load_model
     from .vlm import AdapterVLM
 
     model, cfg = load_model(model_path)
@@ -59,7 +59,7 @@ def _image(path: str | None, world_index: int | None, cfg):
     from ..data.world import World
 
     if path:
-        from ..data.sources import SkipSample, open_rgb
+        from ..data.base import SkipSample, open_rgb
 
         try:
             return open_rgb(path), ""
@@ -79,8 +79,8 @@ def steer_image(model_path: str | Path, vlm_path: str | Path, suppress: Sequence
     """Answer ``question`` (``caption``/``color``/``shape`` or a text) about one image before and after
     suppressing/boosting the top-``k`` text-tower features of concept words; name each changed feature."""
     from ..data.world import World
-    from ..embed import encode_texts
     from ..interpret.naming import build_vocabulary, name_features, term_scores
+    from ..model.embed import encode_texts
     from .fit import image_codes
     from .interventions import FeatureReference, apply_intervention, changed_features, concept_intervention
 
@@ -110,7 +110,7 @@ def train_and_save(model_path: str | Path, out: str | Path, lm: str | None = Non
                    steps: int = 800, batch_size: int = 64, patch_tokens: bool = False, seed: int = 0,
                    log: Callable[[str], None] | None = None) -> dict:
     """Train an adapter VLM on a CLIP model's codes and write it (and ``train_summary.json``) to ``out``."""
-    from ..checkpoint import load_model
+    from ..model.checkpoint import load_model
     from .fit import VLMTrainConfig, train_vlm
 
     model, cfg = load_model(model_path)

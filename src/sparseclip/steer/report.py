@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..fileio import save_figure, write_text_atomic
+from ..files.atomic import save_figure, write_text_atomic
 
 QUESTION_TEXT = {"caption": "caption question (\"what is in the picture?\")",
                  "attribute": "attribute question (\"what colour is the shape?\" / \"what shape is it?\")"}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..data.world import BACKGROUNDS, COLORS, COUNT_WORDS, POSITIONS, SHAPES, SIZES, Scene, World
-from ..fileio import write_text_atomic
+from ..files.atomic import write_text_atomic
 
 Q_CAPTION = "what is in the picture?"
 Q_COLOR = "what colour is the shape?"

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from ..fileio import save_safetensors, write_text_atomic
+from ..files.atomic import save_safetensors, write_text_atomic
 from .text import HFTokenizer, SteerError, WordTokenizer
 
 VLM_CONFIG = "vlm.json"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..fileio import json_safe, write_text_atomic
+from ..files.atomic import json_safe, write_text_atomic
+from ..model.rundir import RunDir
 
 
 class RunLogger:
@@ -16,7 +17,7 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None):
-        self.path = run_dir / "log.jsonl"
+        self.path = RunDir(run_dir).log
         if resume_step is not None and self.path.exists():
             # records up to the resume step; a line cut short by a killed process is dropped
             keep = [line for line, rec in _records(self.path) if rec.get("step", -1) <= resume_step]
@@ -29,7 +30,7 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tb"))
+                self.tb = SummaryWriter(str(RunDir(run_dir).tb))
             except ImportError:  # tensorboard is optional at run time
                 self.tb = None
 
@@ -66,4 +67,4 @@ def _records(path: Path) -> list[tuple[str, dict]]:
 
 def read_log(run_dir: str | Path) -> list[dict]:
     """The records of a run's ``log.jsonl`` (a truncated last line skipped)."""
-    return [rec for _, rec in _records(Path(run_dir) / "log.jsonl")]
+    return [rec for _, rec in _records(RunDir(run_dir).log)]

@@ -13,15 +13,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..accumulate import accumulate_gradients, split_batch
-from ..checkpoint import latest_checkpoint, load_weights, save_model
 from ..config import Config
 from ..data.sources import build_train_source
-from ..distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
-from ..features_cache import CachedPairsSource, HeadOnly, cache_train_pairs, uses_feature_cache
-from ..fileio import write_text_atomic
+from ..eval.sparsity import batch_stats
+from ..files.atomic import write_text_atomic
 from ..loss import l1_penalty
 from ..model import create_model, get_tokenizer, image_transform
+from ..model.checkpoint import load_weights, save_model
+from ..model.rundir import CONFIG, RunDir
+from .accumulate import accumulate_gradients, split_batch
+from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
+from .feature_cache import CachedPairsSource, HeadOnly, cache_train_pairs, uses_feature_cache
 from .logger import RunLogger
 from .optim import make_optimizer, make_scheduler
 from .state import find_resume, load_training_state, prune_checkpoints, save_training_checkpoint
@@ -51,24 +53,15 @@ class Diverged(ValueError):
     """A non-finite loss, gradient or weight under ``train.nonfinite=stop`` (one line)."""
 
 
-#: what a run folder holds that a new run without --resume would replace (the feature cache is kept: it is keyed
-#: by its content and reused)
-RUN_FILES = ("config.json", "log.jsonl", "data_stats.json", "eval.json", "final", "checkpoints", "tb")
-
-
 def prepare_run_dir(run_dir: Path, resume: str | None, overwrite: bool) -> None:
     """Refuse to train into a folder holding another run unless resuming or told to overwrite it."""
-    present = [n for n in RUN_FILES if (run_dir / n).exists()]
+    present = RunDir(run_dir).run_files()
     if not present or resume:
         return
     if not overwrite:
         raise ValueError(f"{run_dir} already holds a run ({', '.join(present)}): continue it with --resume latest, "
                          "replace it with --overwrite, or choose another --out")
-    import shutil
-
-    for n in present:
-        target = run_dir / n
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    RunDir(run_dir).clear()
 
 
 def check_resume_config(ckpt: Path, cfg: Config) -> None:
@@ -76,7 +69,7 @@ def check_resume_config(ckpt: Path, cfg: Config) -> None:
     from ..config import fingerprint
 
     try:
-        saved = fingerprint(json.loads((ckpt / "config.json").read_text()))
+        saved = fingerprint(json.loads((ckpt / CONFIG).read_text()))
     except (OSError, ValueError):
         return  # load_weights reports an unreadable checkpoint
     now = fingerprint(cfg.to_dict())
@@ -158,13 +151,6 @@ def _finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def code_stats(code: torch.Tensor) -> dict:
-    """Per-batch sparsity of a code: L0, L0 as % of dims, % of dims firing on any input of the batch."""
-    nz = code.detach() > 0
-    dim = code.shape[1]
-    l0 = float(nz.sum(1).float().mean())
-    return {"l0": l0, "l0_pct": 100 * l0 / dim, "alive_pct": 100 * float(nz.any(0).float().mean())}
-
 
 def make_loss_fn(cfg: Config, clip_loss: torch.nn.Module):
     """``outputs -> {"contrastive": ..., ["l1": ...]}``: the terms whose sum is minimised."""
@@ -198,7 +184,7 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None, 
     if tc.batch_size % (info.world_size * tc.accum_steps):
         raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by world size x train.accum_steps "
                          f"({info.world_size} x {tc.accum_steps})")
-    from ..runlock import FolderLock
+    from ..files.lock import FolderLock
 
     lock = FolderLock(tc.output_dir, "training") if info.is_main else contextlib.nullcontext()
     try:
@@ -218,6 +204,7 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None, 
 def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: StopRequest) -> Path:
     tc = cfg.train
     run_dir = Path(tc.output_dir)
+    run = RunDir(run_dir)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     device = info.device
@@ -230,7 +217,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
     show = (tc.progress if progress is None else progress) and info.is_main
     step_model = model
     if uses_feature_cache(cfg):  # frozen towers: their features once, then the heads only
-        path = run_dir / "features.safetensors"
+        path = run.features
         if info.is_main:
             print(f"[train] both towers frozen: training the heads on cached tower features ({path}); "
                   f"train.feature_cache=false runs the towers every step")
@@ -261,7 +248,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
         ddp_model = torch.compile(ddp_model)
     logger = None
     if info.is_main:
-        write_text_atomic(run_dir / "config.json", cfg.to_json())
+        write_text_atomic(run.config, cfg.to_json())
         logger = RunLogger(run_dir, tensorboard=tc.tensorboard, resume_step=start if resume else None)
     save_at, keep = checkpoint_steps(cfg)
     amp = ((lambda: torch.autocast(device.type, dtype=_DTYPES[tc.precision])) if tc.precision in _DTYPES
@@ -286,7 +273,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
             bad, stopping = _step_flags(res.loss, norm if scaler is None else None, stop.requested)
             if bad:
                 if tc.nonfinite == "stop":
-                    last = latest_checkpoint(run_dir)
+                    last = RunDir(run_dir).latest()
                     raise Diverged(f"non-finite {bad} at step {step + 1}: stopped (train.nonfinite=stop); "
                                    + (f"the newest checkpoint, {last.name}, holds the last finite weights"
                                       if last else "no checkpoint was written") +
@@ -308,7 +295,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
             if info.is_main and (done % tc.log_every == 0 or done == tc.steps):
                 now = time.time()
                 out = res.outputs  # sparsity statistics are rank 0's share of the batch
-                img, txt = code_stats(out["image_code"]), code_stats(out["text_code"])
+                img, txt = batch_stats(out["image_code"]), batch_stats(out["text_code"])
                 record = {"step": done, "loss": terms["contrastive"], "total_loss": sum(terms.values()),
                           "lr": scheduler.get_last_lr()[0], "logit_scale": float(model.logit_scale.detach().exp()),
                           **{f"image_{k}": v for k, v in img.items()},
@@ -337,6 +324,6 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
     if not _finite(model):
         raise Diverged("non-finite weights at the end of training: final/ not written; try a lower train.lr")
     if info.is_main:
-        save_model(unwrap(model), cfg, run_dir / "final")
-        write_text_atomic(run_dir / "data_stats.json", json.dumps(source.stats(), indent=2))
+        save_model(unwrap(model), cfg, run.final)
+        write_text_atomic(run.data_stats, json.dumps(source.stats(), indent=2))
     return run_dir

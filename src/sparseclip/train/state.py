@@ -12,13 +12,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, latest_checkpoint, save_model
+from ..model.checkpoint import CheckpointError, save_model
+from ..model.rundir import RunDir
 
 STATE = "trainer_state.pt"
 
-
-def step_dir(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:06d}"
 
 
 def save_training_checkpoint(run_dir: Path, step: int, model, cfg, optimizer, scheduler, scaler=None) -> Path:
@@ -35,7 +33,7 @@ def save_training_checkpoint(run_dir: Path, step: int, model, cfg, optimizer, sc
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     extra = {STATE: lambda path: torch.save(state, path)}
-    return save_model(model, cfg, step_dir(run_dir, step), extra_files=extra)
+    return save_model(model, cfg, RunDir(run_dir).step(step), extra_files=extra)
 
 
 def load_training_state(ckpt: Path, optimizer, scheduler, scaler=None) -> int:
@@ -62,9 +60,9 @@ def load_training_state(ckpt: Path, optimizer, scheduler, scaler=None) -> int:
 def find_resume(run_dir: Path, resume: str) -> Path:
     """``latest`` -> the newest checkpoint of ``run_dir``; otherwise a checkpoint path."""
     if resume == "latest":
-        ckpt = latest_checkpoint(run_dir)
+        ckpt = RunDir(run_dir).latest()
         if ckpt is None:
-            raise CheckpointError(f"--resume latest: no checkpoints in {run_dir / 'checkpoints'}")
+            raise CheckpointError(f"--resume latest: no checkpoints in {RunDir(run_dir).checkpoints_dir}")
         return ckpt
     p = Path(resume)
     if not (p / STATE).is_file():
@@ -74,9 +72,8 @@ def find_resume(run_dir: Path, resume: str) -> Path:
 
 def prune_checkpoints(run_dir: Path, keep_steps: set[int], keep_last: int) -> None:
     """Delete step checkpoints except ``keep_steps`` and the newest ``keep_last``."""
-    ckpts = sorted((run_dir / "checkpoints").glob("step_[0-9]*"))
-    ckpts = [c for c in ckpts if c.name[5:].isdigit()]
-    recent = set(ckpts[-keep_last:]) if keep_last > 0 else set()
-    for c in ckpts:
-        if c not in recent and int(c.name[5:]) not in keep_steps:
-            shutil.rmtree(c, ignore_errors=True)
+    ckpts = RunDir(run_dir).step_dirs()
+    recent = {d for _, d in ckpts[-keep_last:]} if keep_last > 0 else set()
+    for step, d in ckpts:
+        if d not in recent and step not in keep_steps:
+            shutil.rmtree(d, ignore_errors=True)

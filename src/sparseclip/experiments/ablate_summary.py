@@ -1,7 +1,7 @@
 """The results of ``sparseclip ablate``: aggregation over seeds, tables, one verdict per paper claim, plots.
 
 :func:`write_summary` turns the sweep's per-run rows into ``summary.md``, ``summary.json`` and ``plots/*.png``;
-the sweep itself (grids, planning, training, resuming) is :mod:`sparseclip.train.ablate`.
+the sweep itself (grids, planning, training, resuming) is :mod:`sparseclip.experiments.ablate`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -19,10 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..config import config_from_dict  # noqa: E402
 from ..data.tasks import TASK_SPECS  # noqa: E402
-from ..fileio import save_figure, write_text_atomic
-
-if TYPE_CHECKING:
-    from .ablate import Grid
+from ..files.atomic import save_figure, write_text_atomic
+from .grids import Grid  # noqa: E402
 
 #: the mean zero-shot accuracy of guessing (balanced classes); accuracies within NEAR_CHANCE of it decide nothing
 CHANCE = float(np.mean([1 / len(classes) for classes, _ in TASK_SPECS.values()]))

@@ -32,10 +32,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .config import Config
-from .data.sources import DataError, EpochPermutation, SkipSample, decode_image
-from .distributed import rank_indices
-from .model import SparseCLIP
+from ..config import Config
+from ..data.base import DataError, EpochPermutation, SkipSample, decode_image, rank_indices
+from ..model import SparseCLIP
 
 
 @dataclass
@@ -102,7 +101,7 @@ def text_tower_features(model: SparseCLIP, tokenizer: Callable, texts: Sequence[
 
 def cache_key(model: SparseCLIP, images: Sequence[Any], captions: Sequence[str], extra: str = "") -> str:
     """Identity of a cache: tower config and weights file, the pairs, and ``extra`` (e.g. the transform)."""
-    from .model.pretrained import weights_source_id
+    from ..model.pretrained import weights_source_id
 
     cfg = model.cfg
     towers = {"embed_dim": cfg.embed_dim, "vision": cfg.vision_cfg, "text": cfg.text_cfg,
@@ -189,14 +188,14 @@ def cache_train_pairs(cfg: Config, model: SparseCLIP, tokenizer: Callable, trans
     d = cfg.data
     extra = ""
     if d.kind == "world":
-        from .data.world import World
+        from ..data.world import World
 
         world = World(seed=d.train_seed, image_size=d.image_size, max_objects=d.max_objects)
         samples = [world.sample(i) for i in range(d.num_train)]
         images, captions = [s[0] for s in samples], [s[1] for s in samples]
         extra = f"world:{d.train_seed}:{d.image_size}:{d.max_objects}:{d.num_train}"
     else:
-        from .data.csv_data import read_pairs
+        from ..data.csv_data import read_pairs
 
         images, captions = read_pairs(d.train_data, d.csv_img_key, d.csv_caption_key, d.csv_separator)
     bar = tqdm(total=len(images), desc="cache tower features", unit="img", disable=not progress, leave=False)
@@ -229,7 +228,7 @@ def head_codes(model: SparseCLIP, image_feats: torch.Tensor | None = None,
 def cached_batches(n: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
                    world_size: int = 1) -> Iterator[torch.Tensor]:
     """Row indices of rank ``rank``'s share (``batch_size`` rows) of each step, in the order a CSV source
-    reads its rows (:class:`~sparseclip.data.sources.EpochPermutation`); a pure function of the step, so
+    reads its rows (:class:`~sparseclip.data.base.EpochPermutation`); a pure function of the step, so
     training on a cache resumes exactly."""
     if batch_size * world_size > n:
         raise ValueError(f"batch size {batch_size * world_size} exceeds the {n} cached pairs")

@@ -20,19 +20,14 @@ serves both. See docs/distributed.md.
 from __future__ import annotations
 
 import datetime
-import functools
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .loss import ChunkedClipLoss, ClipLoss
-
-T = TypeVar("T")
+from ..loss import ChunkedClipLoss, ClipLoss
 
 
 class DistributedError(RuntimeError):
@@ -130,25 +125,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def main_only(fn: Callable[..., T]) -> Callable[..., T | None]:
-    """Decorator: run ``fn`` on rank 0 only (returns ``None`` elsewhere): logging, checkpoint writing.
-
-    It does not synchronise; follow with :func:`barrier` when the other ranks must see the result."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return fn(*args, **kwargs) if is_main() else None
-
-    return wrapper
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s ``obj`` on every rank (pickled; small objects only, e.g. the resume path)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def all_reduce_mean(value: float | torch.Tensor) -> float:
@@ -164,26 +140,7 @@ def all_reduce_mean(value: float | torch.Tensor) -> float:
 
 # -- data: which samples each rank takes ---------------------------------------------------------------------
 
-def rank_indices(step: int, rank: int, world_size: int, local_batch: int) -> range:
-    """Global sample positions of rank ``rank``'s share of step ``step`` (no DistributedSampler needed).
 
-    Step ``s`` covers positions ``s*W*b ... (s+1)*W*b - 1`` and rank ``r`` takes the contiguous slice
-    ``(s*W + r)*b ...``: concatenating the ranks' batches in rank order gives exactly the batch a single
-    process with batch ``W*b`` sees at step ``s`` (so losses and gradients agree, and resuming at any step is
-    a pure function of the step). ``StepSource.global_indices`` uses it. Map positions onto a finite
-    dataset (``% len``, or through an epoch permutation) in the dataset.
-    """
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-    if step < 0 or local_batch < 1:
-        raise ValueError(f"need step >= 0 and local_batch >= 1, got step={step}, local_batch={local_batch}")
-    start = (step * world_size + rank) * local_batch
-    return range(start, start + local_batch)
-
-
-def sample_index(step: int, i: int, rank: int, world_size: int, local_batch: int) -> int:
-    """Global position of sample ``i`` (0 <= i < local_batch) of step ``step`` on rank ``rank``."""
-    return rank_indices(step, rank, world_size, local_batch)[i]
 
 
 # -- model and loss -----------------------------------------------------------------------------------------

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..eval.sparsity import N_MIN, TAU, active_mask, firing_frequency, l0
 from ._arrays import l2_normalize
 from .alignment import Alignment, alignment, name_match_rate, strict_alignment
 from .clarity import clarity, clarity_all, random_clarity
 from .inputs import AnalysisData, CodeSet
-from .modality import DEFAULT_BAND, Modality, modality, modality_histogram, selective_multimodal
+from .modality import DEFAULT_BAND, Modality, modality, selective_multimodal
 from .naming import name_features, name_quality, term_scores
-from .stats import N_MIN, TAU, active_mask, class_consistency, effective_rank, firing_frequency, l0
+from .stats import class_consistency, effective_rank
 
 
 @dataclass
@@ -135,7 +136,3 @@ def select_features(a: ModelAnalysis, k: int, by: str = "auroc") -> list[int]:
         return sorted(feats, key=lambda f: (-a.modality.density[f], f))[:k]
     raise ValueError(f"select: must be auroc, frequency or density, got {by!r}")
 
-
-def modality_summary(a: ModelAnalysis, bins: int = 10) -> list[int]:
-    """Histogram of live features' image shares (``bins`` bins over [0, 1])."""
-    return modality_histogram(a.modality.image_share, a.modality.live, bins)

@@ -15,26 +15,23 @@ A grid file holds ``title``, ``question``, optional ``base`` (settings for every
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from tqdm.auto import tqdm
 
-from ..checkpoint import latest_checkpoint
 from ..config import Config, ConfigError, apply_overrides, config_from_dict, fingerprint, load_config
 from ..eval.run import evaluate_run
+from ..model.rundir import RunDir
+from ..train.logger import read_log
+from ..train.loop import train
 from .ablate_summary import write_summary
 from .demo import result_row, same_config
-from .logger import read_log
-from .loop import train
+from .grids import AblateError, Cell, Grid, resolve_grids
 
-GRID_ORDER = ("expansion", "sparsifier", "cap", "placement")
 #: run sizes: overrides on the built-in base (the ``micro`` preset). ``default`` is about an hour for all
 #: grids x 3 seeds on 2 idle CPU cores; ``quick`` a few minutes.
 SIZES: dict[str, list[str]] = {
@@ -45,93 +42,6 @@ SIZES: dict[str, list[str]] = {
 }
 #: for every run: no TensorBoard, quiet trainer, a few resumable checkpoints instead of the fraction ones
 RUN_OVERRIDES = ["train.tensorboard=false", "train.progress=false", "train.ckpt_fractions=[]", "train.keep_last=1"]
-
-class AblateError(ValueError):
-    """A bad grid name or grid file, described in one line."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One setting of a grid's factor(s): ``settings`` maps dotted config keys to values."""
-
-    label: str
-    settings: tuple[tuple[str, object], ...]
-
-    def get(self, key: str, default: object = None) -> object:
-        return dict(self.settings).get(key, default)
-
-
-@dataclass
-class Grid:
-    """A one-factor-at-a-time sweep definition."""
-
-    name: str
-    title: str
-    question: str
-    cells: list[Cell]
-    base: dict = field(default_factory=dict)
-    x: str | None = None
-    x_label: str = ""
-    series: str | None = None
-
-
-# ---------------------------------------------------------------------------------------------- grids
-
-
-def grid_names() -> list[str]:
-    """Names of the grids shipped with the package, in the paper's order."""
-    root = resources.files("sparseclip") / "configs" / "grids"
-    found = {p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml")} if root.is_dir() else set()
-    return [g for g in GRID_ORDER if g in found] + sorted(found - set(GRID_ORDER))
-
-
-def _label(settings: dict) -> str:
-    return " ".join(f"{k.rsplit('.', 1)[-1]}={json.dumps(v)}".replace('"', "") for k, v in settings.items())
-
-
-def load_grid(name_or_path: str) -> Grid:
-    """A shipped grid by name, or a grid YAML file."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise AblateError(f"grid file not found: {name_or_path}")
-        text, name = path.read_text(), path.stem
-    else:
-        res = resources.files("sparseclip") / "configs" / "grids" / f"{name_or_path}.yaml"
-        if not res.is_file():
-            raise AblateError(f"unknown grid {name_or_path!r}; known: {', '.join(grid_names())}, all "
-                              "(or a path to a grid .yaml file)")
-        text, name = res.read_text(), name_or_path
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise AblateError(f"{name_or_path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    unknown = set(data) - {"title", "question", "base", "cells", "product", "x", "x_label", "series"}
-    if unknown:
-        raise AblateError(f"{name_or_path}: unknown grid keys {sorted(unknown)}")
-    settings = [dict(c) for c in data.get("cells") or []]
-    product = data.get("product") or {}
-    if not all(isinstance(v, list) and v for v in product.values()):
-        raise AblateError(f"{name_or_path}: every 'product' entry must be a non-empty list of values")
-    combos = itertools.product(*product.values()) if product else []
-    settings += [dict(zip(product, combo, strict=True)) for combo in combos]
-    if not settings:
-        raise AblateError(f"{name_or_path}: the grid has no cells (give 'cells' and/or 'product')")
-    cells = [Cell(_label(s), tuple(s.items())) for s in settings]
-    if len({c.label for c in cells}) != len(cells):
-        raise AblateError(f"{name_or_path}: two cells have the same settings")
-    return Grid(name=name, title=data.get("title", name), question=data.get("question", ""), cells=cells,
-                base=dict(data.get("base") or {}), x=data.get("x"), x_label=data.get("x_label", data.get("x", "")),
-                series=data.get("series"))
-
-
-def resolve_grids(spec: str) -> list[Grid]:
-    """``all``, a grid name, a grid file, or several of them separated by commas."""
-    names = grid_names() if spec == "all" else [s.strip() for s in spec.split(",") if s.strip()]
-    if not names:
-        raise AblateError("--grid: give a grid name, 'all' or a grid .yaml file")
-    return [load_grid(n) for n in names]
-
 
 # ---------------------------------------------------------------------------------------------- runs
 
@@ -191,8 +101,8 @@ def plan(grids: list[Grid], base: dict, seeds: list[int], out: Path) -> list[Run
 
 def is_finished(run_dir: Path, cfg: Config) -> bool:
     """True when the run has its final model and evaluation, made with exactly this config."""
-    return ((run_dir / "final" / "model.safetensors").is_file() and (run_dir / "eval.json").is_file()
-            and same_config(run_dir, cfg))
+    run = RunDir(run_dir)
+    return run.has_final() and run.eval_json.is_file() and same_config(run_dir, cfg)
 
 
 def execute(run: Run, progress: bool = False) -> tuple[dict, str]:
@@ -202,14 +112,14 @@ def execute(run: Run, progress: bool = False) -> tuple[dict, str]:
         status = "reused"
     else:
         t0 = time.time()
-        resume = "latest" if latest_checkpoint(d) is not None and same_config(d, run.cfg) else None
+        resume = "latest" if RunDir(d).latest() is not None and same_config(d, run.cfg) else None
         if resume is None and d.exists():
             shutil.rmtree(d)  # a stale or foreign partial run: start clean
         train(run.cfg, resume=resume, progress=progress)
-        evaluate_run(d, d / "eval.json", progress=progress, extra={"train_seconds": time.time() - t0})
-        shutil.rmtree(d / "checkpoints", ignore_errors=True)  # final/ is all a finished run needs
+        evaluate_run(d, RunDir(d).eval_json, progress=progress, extra={"train_seconds": time.time() - t0})
+        shutil.rmtree(RunDir(d).checkpoints_dir, ignore_errors=True)  # final/ is all a finished run needs
         status = "resumed" if resume else "trained"
-    res = json.loads((d / "eval.json").read_text())
+    res = json.loads(RunDir(d).eval_json.read_text())
     log = read_log(d)
     row = result_row(run.cell.label, run.cfg, res, res.get("train_seconds", 0.0))
     row.update(grid=run.grid, cell=run.cell.label, seed=run.seed, run=d.name,

@@ -1,8 +1,8 @@
 """Safe, portable model artefacts: weights in safetensors plus the JSON config. Never unpickles.
 
 A *checkpoint dir* holds ``model.safetensors`` and ``config.json``. A *run dir* (what ``sparseclip
-train`` writes) holds ``final/`` and ``checkpoints/step_XXXXXX/``; :func:`resolve_checkpoint` finds the
-checkpoint a path means.
+train`` writes, :class:`~sparseclip.model.rundir.RunDir`) holds ``final/`` and ``checkpoints/step_XXXXXX/``;
+:func:`resolve_checkpoint` finds the checkpoint a path means.
 
 A model trained on frozen pretrained towers (``model.towers`` or ``model.pretrained``, ``model.freeze_*``) is
 saved small: the heads and the logit scale, plus a reference to the frozen towers (their source and a SHA-256
@@ -22,11 +22,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .config import Config, ConfigError, config_from_dict
-from .model import SparseCLIP, create_model
-
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
+from ..config import Config, ConfigError, config_from_dict
+from . import SparseCLIP, create_model
+from .rundir import CONFIG, WEIGHTS, RunDir
 
 
 class CheckpointError(ValueError):
@@ -121,22 +119,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(f"{path}: expected a checkpoint directory (with {WEIGHTS} and {CONFIG})")
     if (p / WEIGHTS).is_file():
         return p
-    if (p / "final" / WEIGHTS).is_file():
-        return p / "final"
-    latest = latest_checkpoint(p)
-    if latest is not None:
-        return latest
+    found = RunDir(p).model_dir()
+    if found is not None:
+        return found
     raise CheckpointError(f"{path}: no {WEIGHTS} here, and no final/ or checkpoints/ inside")
 
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest ``checkpoints/step_XXXXXX`` of a run, or None."""
-    ckpts = Path(run_dir) / "checkpoints"
-    if not ckpts.is_dir():
-        return None
-    steps = sorted(d for d in ckpts.iterdir() if d.is_dir() and d.name.startswith("step_")
-                   and not d.name.endswith((".tmp", ".old")) and (d / WEIGHTS).is_file())
-    return steps[-1] if steps else None
 
 
 def load_config_file(ckpt: Path) -> Config:

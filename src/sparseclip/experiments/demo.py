@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -22,9 +24,11 @@ import matplotlib.ticker  # noqa: E402
 
 from ..config import Config, fingerprint, load_config  # noqa: E402
 from ..eval.run import evaluate_run  # noqa: E402
-from ..fileio import save_figure, write_text_atomic
-from .logger import read_log  # noqa: E402
-from .loop import train  # noqa: E402
+from ..files.atomic import save_figure, write_text_atomic  # noqa: E402
+from ..model.heads import HEAD_KINDS  # noqa: E402
+from ..model.rundir import RunDir  # noqa: E402
+from ..train.logger import read_log  # noqa: E402
+from ..train.loop import train  # noqa: E402
 
 #: (run name, preset): the from-scratch pair, then the pretrained-towers trio
 MODELS = (("dense", "tiny_dense"), ("sparse", "tiny_sparse"),
@@ -103,7 +107,7 @@ def plot_training(runs: dict[str, Path], out: Path, batch: dict[str, int] | None
                                ("image_l0_pct", "image L0 (% of dims, training batch)", "l0.png")):
         fig, ax = plt.subplots(figsize=(6, 3.8))
         for name, run in runs.items():
-            if key == "image_l0_pct" and _head_kind(run) not in ("relu", "topk"):
+            if key == "image_l0_pct" and not _nonnegative(run):
                 continue  # a signed code's "non-zero" count says nothing about sparsity
             log = read_log(run)
             b = (batch or {}).get(name, 1)
@@ -122,11 +126,13 @@ def plot_training(runs: dict[str, Path], out: Path, batch: dict[str, int] | None
     return paths
 
 
-def _head_kind(run: Path) -> str:
+def _nonnegative(run: Path) -> bool:
+    """Whether the run's head gives non-negative codes (a head kind of :data:`HEAD_KINDS` that does)."""
     try:
-        return json.loads((run / "config.json").read_text())["model"]["head"]["kind"]
+        kind = json.loads(RunDir(run).config.read_text())["model"]["head"]["kind"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        return ""
+        return False
+    return kind in HEAD_KINDS and HEAD_KINDS[kind].nonnegative
 
 
 def plot_accuracy(rows: list[dict], out: Path) -> Path:
@@ -148,14 +154,82 @@ def plot_accuracy(rows: list[dict], out: Path) -> Path:
     return out / "accuracy.png"
 
 
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` made: its folder, the seconds of each stage and the paths to look at."""
+
+    out: Path
+    times: dict[str, float]
+    look: list[str]
+    total_seconds: float
+
+
 def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrides: list[str] | None = None,
-             progress: bool = True, resume: bool = True, times: dict | None = None) -> Path:
-    """Train, evaluate and compare the from-scratch pair and the pretrained-towers trio; returns the output
-    folder. ``times`` (if given) receives the seconds each stage took."""
+             progress: bool = True, resume: bool = True, analysis: bool = True, sae: bool = False) -> DemoResult:
+    """The whole demo: train and evaluate the five models (:func:`compare_models`), then analyse the
+    pretrained-towers Sparse CLIP against its dense partner, render the report and index its codes (unless
+    ``analysis`` is off). Each model is read from disk once and passed along."""
+    t_start = time.time()
     out = Path(out_dir)
+    times: dict[str, float] = {}
+    loaded = compare_models(out, steps, overrides, progress, resume, times)
+    look = [str(out / "results.md"), str(out / "plots")]
+    if analysis:
+        t0 = time.time()
+        look += analyse_and_report(out, loaded, progress=progress, sae=sae)
+        times["analysis + report"] = time.time() - t0
+        t0 = time.time()
+        look += index_and_search(out, loaded[SPARSE_RUN])
+        times["index + search"] = time.time() - t0
+    total = time.time() - t_start
+    record_stage_times(out / "results.json", times, total)
+    return DemoResult(out, times, look, total)
+
+
+def analyse_and_report(out: Path, loaded: dict, progress: bool = True, sae: bool = False) -> list[str]:
+    """Analyse the sparse run against the dense one (``loaded``: run name -> (model, config)) and render the
+    report; returns the report and the analysis folder."""
+    from ..interpret import AnalyzeConfig, analyze
+    from ..report import write_report
+
+    print(f"[demo] analysing features of {SPARSE_RUN} (vs {DENSE_RUN}" + (" and SAEs)" if sae else ")"))
+    # SAEs get 300 steps here (1000 in `sparseclip analyze --sae`) to keep the demo within minutes
+    cfg = AnalyzeConfig(sae=sae, sae_steps=300, progress=progress)
+    analyze(out / SPARSE_RUN, dense=out / DENSE_RUN, out=out / "analysis", cfg=cfg,
+            model=loaded[SPARSE_RUN], dense_model=loaded[DENSE_RUN])
+    print("[demo] writing the report")
+    return [str(write_report(out)), str(out / "analysis")]
+
+
+def index_and_search(out: Path, model: tuple, n: int = 2000, query: str = "a red circle") -> list[str]:
+    """An inverted index of the sparse model's codes of ``n`` world images (named by the analysis), and one
+    explained search, printed; returns the command that repeats the search."""
+    from ..index.build import build_index_from_run
+    from ..index.query import format_result, search_index
+
+    print(f"[demo] indexing {n} images with the sparse model ({SPARSE_RUN})")
+    if (out / "index").is_dir():  # the demo's own index of a previous run: rebuilt from this run's model
+        shutil.rmtree(out / "index")
+    names = out / "analysis" / "feature_names.json"
+    built = build_index_from_run(out / SPARSE_RUN, out / "index", n=n, model=model,
+                                 feature_names=names if names.is_file() else None)
+    print(f"[demo] {built.summary()}")
+    command = f'sparseclip index search {out / "index"} --text "{query}" -k 3 --explain 3'
+    print(f"[demo] {command}")
+    for line in format_result(search_index(built.index, text=query, k=3, explain=3)):
+        print(line)
+    return [command]
+
+
+def compare_models(out: Path, steps: int | None, overrides: list[str] | None, progress: bool, resume: bool,
+                   times: dict[str, float]) -> dict[str, tuple]:
+    """Train (or reuse), evaluate and compare the from-scratch pair and the pretrained-towers trio: results.json,
+    results.md and plots in ``out``; ``times`` receives the seconds of each stage. Returns the loaded
+    ``(model, config)`` of the analysed pair (:data:`SPARSE_RUN`, :data:`DENSE_RUN`), read once."""
+    from ..model.checkpoint import load_model
+
     out.mkdir(parents=True, exist_ok=True)
-    times = {} if times is None else times
-    rows, runs, batch = [], {}, {}
+    rows, runs, batch, loaded = [], {}, {}, {}
     extra = list(overrides or []) + ([f"train.steps={steps}"] if steps else [])
     configs = {name: load_config(preset, [f"train.output_dir={out / name}", *extra]) for name, preset in MODELS}
     from ..model.pretrained import resolve_towers
@@ -165,10 +239,10 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
     for name, cfg in configs.items():
         run = out / name
         t0 = time.time()
-        if resume and (run / "final" / "model.safetensors").is_file() and same_config(run, cfg):
+        if resume and RunDir(run).has_final() and same_config(run, cfg):
             print(f"[demo] {name}: already trained, reusing {run}")
-            seconds = json.loads((run / "eval.json").read_text()).get("train_seconds", 0.0) \
-                if (run / "eval.json").is_file() else 0.0
+            seconds = json.loads(RunDir(run).eval_json.read_text()).get("train_seconds", 0.0) \
+                if RunDir(run).eval_json.is_file() else 0.0
         else:
             print(f"[demo] training {name} ({cfg.model.head.kind} head) for {cfg.train.steps} steps")
             train(cfg, progress=progress, overwrite=True)  # a stale or different run in the folder is replaced
@@ -176,7 +250,11 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
         times[f"train {name}"] = time.time() - t0
         t0 = time.time()
         print(f"[demo] evaluating {name}")
-        res = evaluate_run(run, run / "eval.json", progress=progress, extra={"train_seconds": seconds})
+        model = load_model(run)
+        res = evaluate_run(run, RunDir(run).eval_json, progress=progress, extra={"train_seconds": seconds},
+                           model=model)
+        if name in (SPARSE_RUN, DENSE_RUN):
+            loaded[name] = model
         rows.append(result_row(name, cfg, res, seconds))
         runs[name], batch[name] = run, cfg.train.batch_size
         times[f"eval {name}"] = time.time() - t0
@@ -188,7 +266,7 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
     md = results_markdown(rows)
     write_text_atomic(out / "results.md", md)
     print(md)
-    return out
+    return loaded
 
 
 def record_stage_times(path: Path, times: dict[str, float], total: float) -> None:
@@ -211,7 +289,7 @@ def render_results(path: Path) -> Path:
             f"| {k} | {v:.1f} |\n" for k, v in stages.items())
     analysis = path.with_name("analysis_summary.json")  # a copy of the demo's analysis/summary.json, if kept
     if analysis.is_file():
-        from ..interpret.analyze import markdown_table
+        from ..interpret.pipeline import markdown_table
 
         text += "\n## Feature analysis\n\n" + markdown_table(json.loads(analysis.read_text())["rows"]) + "\n"
     md = path.with_name("results.md")
@@ -221,6 +299,6 @@ def render_results(path: Path) -> Path:
 
 def same_config(run: Path, cfg: Config) -> bool:
     try:
-        return fingerprint(json.loads((run / "config.json").read_text())) == fingerprint(cfg.to_dict())
+        return fingerprint(json.loads(RunDir(run).config.read_text())) == fingerprint(cfg.to_dict())
     except (OSError, json.JSONDecodeError):
         return False

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .embed import encode_texts
-from .model import SparseCLIP
+from ..model import SparseCLIP
+from ..model.embed import encode_texts
 
 
 def phrase_code(model: SparseCLIP, tokenizer, phrase: str | Sequence[str]) -> torch.Tensor:

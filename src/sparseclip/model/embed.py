@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from PIL import Image
 
-from .model import SparseCLIP, image_transform
+from . import SparseCLIP, image_transform
 
 _MEMO: OrderedDict[str, torch.Tensor] = OrderedDict()
 MEMO_BYTES = 1 << 30  # at most this much tower output is kept (oldest dropped first)
@@ -28,7 +28,7 @@ def _memo_prefix(model: SparseCLIP, side: str, extra: str) -> str | None:
     frozen = getattr(cfg, "freeze_image" if side == "image" else "freeze_text", False)
     if not (frozen and getattr(cfg, "has_pretrained_towers", False)):
         return None
-    from .model.pretrained import weights_source_id
+    from .pretrained import weights_source_id
 
     tower = {"side": side, "source": weights_source_id(cfg), "openclip": cfg.openclip_name,
              "cfg": cfg.vision_cfg if side == "image" else cfg.text_cfg, "placement": cfg.head.placement,

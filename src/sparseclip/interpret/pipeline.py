@@ -20,16 +20,17 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..checkpoint import resolve_checkpoint
-from ..fileio import save_image, write_json_atomic
+from ..files.atomic import save_image, write_json_atomic
+from ..model.rundir import RunDir
 from ..report.tables import TABLE_COLUMNS, markdown_table  # noqa: F401 - re-exported
 from ._arrays import l2_normalize
-from .analysis import ModelAnalysis, Options, select_features, summarize
 from .attribution import occlusion_heatmap, save_heatmap
 from .inputs import AnalysisData, CodeSet, build_analysis_data, derived_codes, encode_model, preprocess
 from .naming import top_terms
 from .plots import clarity_bars, frequency_histogram_plot, modality_over_training, modality_scatter, over_training
+from .summary import ModelAnalysis, Options, select_features, summarize
 
 #: the largest k of the L0-matched TopK / BatchTopK / Matryoshka SAEs
 MAX_MATCHED_K = 256
@@ -61,17 +62,9 @@ class AnalyzeConfig:
     label_keys: tuple[str, ...] = ()  # its label columns: ground-truth concepts COL:value
     csv_img_key: str | None = None  # default: the run's data.csv_img_key
     csv_caption_key: str | None = None
+    threads: int = 0  # torch CPU threads (0: torch's default)
 
 
-def run_dir_of(target: str | Path) -> Path:
-    """The run directory a run or checkpoint path belongs to (a bare checkpoint dir is its own)."""
-    p = Path(target)
-    ckpt = resolve_checkpoint(p)
-    if ckpt != p:
-        return p
-    if p.name == "final" or p.parent.name == "checkpoints":
-        return p.parent if p.name == "final" else p.parent.parent
-    return p
 
 
 def write_json(path: Path, obj) -> Path:
@@ -81,12 +74,16 @@ def write_json(path: Path, obj) -> Path:
 
 
 def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path | None = None,
-            cfg: AnalyzeConfig | None = None, opts: Options | None = None) -> Path:
-    """Analyse the model at ``target`` (a run or checkpoint dir); returns the output directory."""
-    from ..checkpoint import load_model
+            cfg: AnalyzeConfig | None = None, opts: Options | None = None, model: tuple | None = None,
+            dense_model: tuple | None = None) -> Path:
+    """Analyse the model at ``target`` (a run or checkpoint dir); returns the output directory. ``model`` /
+    ``dense_model``: the ``(model, config)`` of ``target`` / ``dense`` when the caller has them loaded."""
     from ..model import get_tokenizer
+    from ..model.checkpoint import load_model
 
     cfg = cfg or AnalyzeConfig()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     opts = opts or Options()
     if cfg.sae and dense is None:
         raise AnalysisError("--sae trains SAEs on the dense model's embeddings: pass --dense RUN_OR_CKPT too")
@@ -94,9 +91,9 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
         raise AnalysisError("--reference dense needs --dense RUN_OR_CKPT")
     if cfg.features < 0 or cfg.n < 2:
         raise AnalysisError(f"need n >= 2 and features >= 0 (got n={cfg.n}, features={cfg.features})")
-    run_dir = run_dir_of(target)
+    run_dir = RunDir.of(target).path
     out_dir = Path(out) if out else run_dir / "analysis"
-    model, mcfg = load_model(target)
+    model, mcfg = model if model is not None else load_model(target)
     notes: list[str] = []
     data = _analysis_data(cfg, mcfg, notes)
     sparse = encode_model(f"sparse ({mcfg.name})", model, get_tokenizer(mcfg.model), data,
@@ -104,14 +101,14 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     codesets: list[CodeSet] = [sparse]
     dense_cs = None
     if dense is not None:
-        dmodel, dcfg = load_model(dense)
+        dmodel, dcfg = dense_model if dense_model is not None else load_model(dense)
         dense_cs = encode_model(f"dense ({dcfg.name})", dmodel, get_tokenizer(dcfg.model), data,
                                 progress=cfg.progress)
         codesets.append(dense_cs)
     ref_img, ref_txt, reference = _reference(cfg.reference, data, sparse, dense_cs)
     notes.append(f"clarity reference encoder ({reference}), the same for every row")
     if cfg.sae:
-        from .stats import l0
+        from ..eval.sparsity import l0
 
         codesets += _sae_codesets(dense_cs, dmodel, dcfg, cfg, sparse.dim, l0(sparse.image), notes, data)
     analyses = [summarize(cs, data, ref_img, ref_txt, opts) for cs in codesets]
@@ -226,8 +223,8 @@ def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: in
         from .. import sae as sae_lib
     except ImportError:
         raise AnalysisError("--sae needs the sparseclip.sae package, which this installation lacks") from None
-    from ..embed import encode_images, encode_texts
     from ..model import get_tokenizer
+    from ..model.embed import encode_images, encode_texts
     from .inputs import _np
 
     if cfg.data is None:
