@@ -43,9 +43,9 @@ def describe(cfg: Config) -> str:
     towers = ("frozen EfficientNet-Lite0 + MiniLM (pretrained)" if m.towers == "lite" else
               f"{'frozen ' if m.freeze_image else ''}pretrained towers" if m.has_pretrained_towers else
               f"from-scratch ViT (width {m.vision_cfg.get('width', '?')}, {m.vision_cfg.get('layers', '?')} layers)")
-    width = m.embed_dim if m.head.kind == "dense" else m.head.expansion * m.embed_dim
-    head = {"dense": "dense head", "relu": "ReLU head", "linear_wide": "wide linear head",
-            "topk": "TopK head"}[m.head.kind]
+    kind = HEAD_KINDS[m.head.kind]
+    width = m.head.expansion * m.embed_dim if kind.wide else m.embed_dim
+    head = kind.label
     pool = f" on {cfg.data.num_train} scenes" if cfg.data.num_train else ""
     scale = f", logit scale cap {m.logit_scale_max:g}" + (" (start)" if m.init_at_cap else "")
     return (f"{towers}, {head} {width}-d{scale}; {t.steps} steps x {t.batch_size} = "

@@ -66,20 +66,22 @@ def _linear(head: Head, z: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class HeadKind:
     """What a ``model.head.kind`` is: its non-linearity after the projection, whether its codes are
-    non-negative, and whether it is wide (``expansion * embed_dim`` outputs) or CLIP's ``embed_dim``."""
+    non-negative, whether it is wide (``expansion * embed_dim`` outputs) or CLIP's ``embed_dim``, and its name
+    in tables."""
 
     activation: Callable[[Head, torch.Tensor], torch.Tensor]
     nonnegative: bool
     wide: bool
+    label: str
 
 
 #: ``model.head.kind`` -> :class:`HeadKind`. Config validation and the parametrised tests read this registry;
 #: a new head kind is one entry here (plus its test).
 HEAD_KINDS: dict[str, HeadKind] = {
-    "relu": HeadKind(_relu, nonnegative=True, wide=True),
-    "dense": HeadKind(_linear, nonnegative=False, wide=False),
-    "linear_wide": HeadKind(_linear, nonnegative=False, wide=True),
-    "topk": HeadKind(_topk, nonnegative=True, wide=True),
+    "relu": HeadKind(_relu, nonnegative=True, wide=True, label="ReLU head"),
+    "dense": HeadKind(_linear, nonnegative=False, wide=False, label="dense head"),
+    "linear_wide": HeadKind(_linear, nonnegative=False, wide=True, label="wide linear head"),
+    "topk": HeadKind(_topk, nonnegative=True, wide=True, label="TopK head"),
 }
 
 
