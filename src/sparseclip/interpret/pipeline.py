@@ -92,7 +92,7 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     if cfg.features < 0 or cfg.n < 2:
         raise AnalysisError(f"need n >= 2 and features >= 0 (got n={cfg.n}, features={cfg.features})")
     run_dir = RunDir.of(target).path
-    out_dir = Path(out) if out else run_dir / "analysis"
+    out_dir = Path(out) if out else RunDir(run_dir).analysis
     model, mcfg = model if model is not None else load_model(target)
     notes: list[str] = []
     data = _analysis_data(cfg, mcfg, notes)

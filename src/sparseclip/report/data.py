@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..model.rundir import RunDir
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
 
 
@@ -167,7 +169,7 @@ def load_run(run_dir: str | Path, max_features: int | None = None) -> RunData:
     run = Path(run_dir)
     if not run.is_dir():
         raise ReportError(f"{run} is not a directory")
-    analysis = run / "analysis"
+    analysis = RunDir(run).analysis
     if not analysis.is_dir() and any((run / n).is_file() for n in ("summary.json", "features.json")):
         analysis = run  # RUN_DIR is itself an analysis folder (`sparseclip analyze --out DIR`)
     elif not analysis.is_dir():
