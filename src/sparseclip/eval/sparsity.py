@@ -27,14 +27,10 @@ def as_numpy(x: Any, ndim: int | None = None, name: str = "array") -> np.ndarray
     return arr
 
 
-def _matrix(codes: Any) -> np.ndarray:
-    """(N, D) codes as a numpy array without a float64 copy (bf16/half tensors widened to float32)."""
-    if hasattr(codes, "detach"):
-        t = codes.detach().cpu()
-        if not t.is_floating_point() or t.dtype.itemsize < 4:
-            t = t.float()
-        codes = t.numpy()
-    x = np.asarray(codes)
+def _matrix(codes: Any) -> Any:
+    """(N, D) codes, checked: a torch tensor stays a tensor on its device (so a GPU batch is counted where it
+    is, and only per-feature counts leave it); anything else becomes a numpy array (no float64 copy)."""
+    x = codes.detach() if hasattr(codes, "detach") else np.asarray(codes)
     if x.ndim != 2:
         raise ValueError(f"codes: expected a 2-d array, got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
@@ -45,13 +41,15 @@ def _matrix(codes: Any) -> np.ndarray:
 def l0(codes: Any, eps: float = 0.0) -> float:
     """Mean number of non-zero entries (``|x| > eps``) per row."""
     x = _matrix(codes)
-    nz = (x != 0) if eps == 0 else (np.abs(x) > eps)
-    return float(nz.sum(axis=1).mean())
+    nz = (x != 0) if eps == 0 else (abs(x) > eps)
+    per_row = nz.sum(1)
+    return float(per_row.double().mean()) if hasattr(per_row, "double") else float(per_row.mean())
 
 
 def fire_counts(codes: Any, tau: float = TAU) -> np.ndarray:
-    """Per feature, the number of inputs on which it fires (``> tau``)."""
-    return (_matrix(codes) > tau).sum(axis=0)
+    """Per feature, the number of inputs on which it fires (``> tau``), as a numpy array."""
+    counts = (_matrix(codes) > tau).sum(0)
+    return counts.cpu().numpy() if hasattr(counts, "cpu") else np.asarray(counts)
 
 
 def active_mask(codes: Any, tau: float = TAU, n_min: int = N_MIN) -> np.ndarray:
@@ -71,8 +69,7 @@ def dead_mask(codes: Any, tau: float = TAU) -> np.ndarray:
 
 def firing_frequency(codes: Any, tau: float = TAU) -> np.ndarray:
     """Per feature, the fraction of inputs on which it fires."""
-    x = _matrix(codes)
-    return (x > tau).sum(axis=0) / x.shape[0]
+    return fire_counts(codes, tau) / _matrix(codes).shape[0]
 
 
 def sparsity_stats(codes: Any, tau: float = TAU, n_min: int = N_MIN) -> dict:
