@@ -141,21 +141,21 @@ def bench_size(n: int, args, data: dict | None = None) -> tuple[list[dict], dict
     if approx.available() and args.approx and n <= args.approx_max_n:
         name = "sparse approx (seismic)"
         t = time.perf_counter()
-        index.build_approximate(n_postings=args.seismic_postings, centroid_fraction=args.seismic_centroids)
+        index.build_approximate("seismic", n_postings=args.seismic_postings, centroid_fraction=args.seismic_centroids)
         built[name] = (time.perf_counter() - t, None)
         qp = {"query_cut": args.seismic_query_cut, "heap_factor": args.seismic_heap_factor}
         measure[name] = (lambda: index.search_rows(q, k, approximate=True, **qp),
                          single(lambda x: index.search_rows(x, k, approximate=True, **qp), singles))
         batch_n[name] = q.shape[0]
         recall[name] = recall_at(exact_rows, index.search_rows(q, k, approximate=True, **qp)[0])
-    full_csr = index.codes.tocsr() if args.pruned else None  # one copy, shared by the curve's points
     for point in [x for x in args.pruned.split(",") if x]:  # the own approximate engine: a recall-vs-QPS curve
         keep, min_keep, cand = point.split(":")
         name = f"sparse approx (own pruning: keep {float(keep):.0%}, min {min_keep}, {cand} candidates)"
         t = time.perf_counter()
-        eng = approx.PrunedSearch(index.codes, keep=float(keep), min_keep=int(min_keep), full=full_csr)
-        built[name] = (time.perf_counter() - t, eng.nbytes + 2 * index.nbytes)  # pruned lists + CSC + CSR codes
+        eng = approx.PrunedSearch(index.codes, keep=float(keep), min_keep=int(min_keep))
+        built[name] = (time.perf_counter() - t, eng.nbytes)  # all it reads: pruned lists + forward codes
         eng.search(q[:2], k, int(cand))
+        eng.search(q[:1], k, int(cand))
 
         def pruned_batch(eng=eng, c=int(cand)):
             return eng.search(q, k, c)

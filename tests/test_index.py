@@ -173,6 +173,7 @@ def test_approximate_search_recall():
     items, queries = _codes(3000, d=500, density=0.03, seed=12), _codes(20, d=500, density=0.03, seed=13)
     index = SparseIndex.build(items)
     exact = index.search_batch(queries, k=10)
+    index.build_approximate("seismic")
     fuzzy = index.search_batch(queries, k=10, approximate=True)
     recall = np.mean([len({h.row for h in a} & {h.row for h in b}) / max(len(a), 1)
                       for a, b in zip(exact, fuzzy, strict=True)])
@@ -181,23 +182,57 @@ def test_approximate_search_recall():
         index.search(queries[0], approximate=True, exclude=[1])
 
 
-def test_pruned_approximate_search_scores_exactly_and_keeps_recall():
+@pytest.mark.parametrize("numba_engine", [True, False])
+def test_pruned_approximate_search_scores_exactly_and_keeps_recall(monkeypatch, numba_engine):
+    from sparseclip.index import _topk
+
+    if not numba_engine:
+        monkeypatch.setattr(_topk, "numba", None)
+    elif _topk.numba is None:
+        pytest.skip("numba not installed")
     items, queries = _codes(3000, d=200, density=0.05, seed=14), _codes(20, d=200, density=0.05, seed=15)
     index = SparseIndex.build(items)
     q = index.prepare_queries(queries)
-    exact_rows, exact_scores = index.search_rows(q, 10)
-    full = approx.PrunedSearch(index.codes, keep=1.0)  # nothing pruned: exactly the exact result
-    rows, scores = full.search(q, 10)
-    assert np.array_equal(rows, exact_rows)
-    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5)
+    exact_rows, exact_scores = index.search_rows(q, 10, engine="scipy")
+    full = approx.PrunedSearch(index.codes, keep=1.0)  # nothing pruned, every item a candidate: the exact result
+    for batch in (q, q[:1]):
+        rows, scores = full.search(batch, 10, candidates=3000)
+        assert np.array_equal(rows, exact_rows[:batch.shape[0]])
+        np.testing.assert_allclose(scores, exact_scores[:batch.shape[0]], rtol=1e-6)
     pruned = approx.PrunedSearch(index.codes, keep=0.2, min_keep=10)
-    assert pruned.pruned.nnz < 0.3 * index.nnz
+    assert pruned.pruned_nnz < 0.3 * index.nnz
     rows, scores = pruned.search(q, 10, candidates=50)
     brute = _brute(items, queries, True)
-    for qi in range(20):  # every returned score is the item's true score
+    for qi in range(20):  # every returned score is the item's true score, best first
         keep = rows[qi] >= 0
         np.testing.assert_allclose(scores[qi][keep], brute[qi, rows[qi][keep]], rtol=1e-5)
+        assert np.all(np.diff(scores[qi][keep]) <= 0)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact_rows, strict=True)])
-    assert recall >= 0.7
+    assert 0.7 <= recall < 1.0  # pruned enough to miss some, not so much it misses most
+    fewer = pruned.search(q, 10, candidates=10)[0]  # fewer candidates, lower recall: the knob works
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(fewer, exact_rows, strict=True)]) < recall
+    allowed = np.zeros(len(index), bool)
+    allowed[::3] = True
+    rows, _ = pruned.search(q, 10, candidates=50, allowed=allowed)
+    assert (rows >= 0).any() and np.all(allowed[rows[rows >= 0]])
     with pytest.raises(SparseIndexError, match="keep"):
         approx.PrunedSearch(index.codes, keep=0)
+    with pytest.raises(SparseIndexError, match="features"):
+        pruned.search(q[:, :100], 10)
+
+
+def test_approximate_search_needs_no_extra_package_and_takes_filters():
+    items, queries = _codes(2000, d=300, density=0.05, seed=16), _codes(5, d=300, density=0.05, seed=17)
+    index = SparseIndex.build(items)
+    exact = index.search_batch(queries, k=5, exclude=[1])
+    fuzzy = index.search_batch(queries, k=5, exclude=[1], approximate=True)
+    assert isinstance(index._approx, approx.PrunedSearch)
+    hit_rows = {h.row for hits in fuzzy for h in hits}
+    assert hit_rows and not hit_rows & set(index._items_with(1, 0.0).tolist())
+    recall = np.mean([len({h.row for h in a} & {h.row for h in b}) / max(len(a), 1)
+                      for a, b in zip(exact, fuzzy, strict=True)])
+    assert recall >= 0.6
+    with pytest.raises(SparseIndexError, match="unknown approximate engine"):
+        index.build_approximate("nope")
+    index.append(items[:10])
+    assert index._approx is None  # appended items would be missing from it: rebuilt on the next search

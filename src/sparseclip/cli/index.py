@@ -70,7 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--baseline", metavar="PHRASE", help="subtract this phrase's code when finding phrase features")
     s.add_argument("--min-activation", type=float, default=0.0, help="a feature counts as active above this")
     s.add_argument("--model", metavar="RUN_OR_CKPT", help="embed queries with this model instead of the index's")
-    s.add_argument("--approximate", action="store_true", help="approximate search (needs pyseismic-lsr)")
+    s.add_argument("--approximate", action="store_true",
+                   help="approximate search with the own pruned engine (scores exact, a few hits may be missed; "
+                        "pays off on large indexes, see docs/search.md)")
     s.set_defaults(func=run_search)
 
     i = isub.add_parser("info", help="describe an index")

@@ -42,8 +42,42 @@ def _jit(**flags):
 
 
 @_jit()
-def _one_query(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv, hi, out_idx, out_val):
-    """Scores of query ``qi`` into ``acc``, then its top ``k`` into row ``qi`` of the outputs (clears ``acc``)."""
+def _push(hv, hi, size, k, x, i):
+    """Offer ``(x, i)`` to the min-heap ``hv``/``hi`` of the ``k`` largest seen; returns its new size."""
+    if size < k:  # push, sift up
+        c = size
+        size += 1
+        while c > 0:
+            p = (c - 1) // 2
+            if hv[p] <= x:
+                break
+            hv[c] = hv[p]
+            hi[c] = hi[p]
+            c = p
+        hv[c] = x
+        hi[c] = i
+    elif x > hv[0]:  # replace the root, sift down
+        c = 0
+        while True:
+            m = 2 * c + 1
+            if m >= k:
+                break
+            if m + 1 < k and hv[m + 1] < hv[m]:
+                m += 1
+            if hv[m] >= x:
+                break
+            hv[c] = hv[m]
+            hi[c] = hi[m]
+            c = m
+        hv[c] = x
+        hi[c] = i
+    return size
+
+
+@_jit()
+def _select(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv, hi):
+    """Scores of query ``qi`` into ``acc``, then its best ``k`` items into the heap ``hv``/``hi`` (clears
+    ``acc``); returns how many the heap holds."""
     for a in range(q_ptr[qi], q_ptr[qi + 1]):
         j = q_idx[a]
         v = q_val[a]
@@ -56,41 +90,28 @@ def _one_query(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv
         if x == 0.0:
             continue
         acc[i] = 0.0
-        if x < 0.0 or (use_mask and not allowed[i]):
-            continue
-        if size < k:  # push, sift up
-            c = size
-            size += 1
-            while c > 0:
-                p = (c - 1) // 2
-                if hv[p] <= x:
-                    break
-                hv[c] = hv[p]
-                hi[c] = hi[p]
-                c = p
-            hv[c] = x
-            hi[c] = i
-        elif x > hv[0]:  # replace the root, sift down
-            c = 0
-            while True:
-                m = 2 * c + 1
-                if m >= k:
-                    break
-                if m + 1 < k and hv[m + 1] < hv[m]:
-                    m += 1
-                if hv[m] >= x:
-                    break
-                hv[c] = hv[m]
-                hi[c] = hi[m]
-                c = m
-            hv[c] = x
-            hi[c] = i
+        if x < 0.0 or (size == k and x <= hv[0]) or (use_mask and not allowed[i]):
+            continue  # (the heap test first: most items lose to the k-th best and need no call)
+        size = _push(hv, hi, size, k, x, i)
+    return size
+
+
+@_jit()
+def _write(qi, size, k, hv, hi, out_idx, out_val):
+    """The heap's ``size`` entries into row ``qi`` of the outputs, empty slots -1 / -inf."""
     for r in range(size):
         out_idx[qi, r] = hi[r]
         out_val[qi, r] = hv[r]
     for r in range(size, k):
         out_idx[qi, r] = -1
         out_val[qi, r] = -np.inf
+
+
+@_jit()
+def _one_query(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv, hi, out_idx, out_val):
+    """The exact top ``k`` of query ``qi`` into row ``qi`` of the outputs."""
+    size = _select(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv, hi)
+    _write(qi, size, k, hv, hi, out_idx, out_val)
 
 
 @_jit()
@@ -114,7 +135,72 @@ def _search_parallel(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, n_items, k, allow
             _one_query(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv, hi, out_idx, out_val)
 
 
-def _sort_rows(idx: np.ndarray, val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+@_jit()
+def _pruned_one(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, k, c, allowed,
+                acc, qd, cv, ci, hv, hi, out_idx, out_val):
+    """Query ``qi``: its ``c`` best items on the pruned lists, then their exact scores from the forward codes."""
+    for a in range(q_ptr[qi], q_ptr[qi + 1]):
+        qd[q_idx[a]] = q_val[a]
+    size = _select(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, c, allowed, acc, cv, ci)
+    found = 0
+    for r in range(size):  # exact: the same float32 products, summed in the same (feature) order
+        i = ci[r]
+        s = np.float32(0.0)
+        for b in range(f_ptr[i], f_ptr[i + 1]):
+            w = qd[f_idx[b]]
+            if w != 0.0:
+                s += w * f_val[b]
+        if s > 0.0:
+            found = _push(hv, hi, found, k, s, i)
+    for a in range(q_ptr[qi], q_ptr[qi + 1]):
+        qd[q_idx[a]] = 0.0
+    _write(qi, found, k, hv, hi, out_idx, out_val)
+
+
+@_jit(parallel=True)
+def _pruned_search(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, n_items, n_features, k, c,
+                   allowed, out_idx, out_val, n_threads):
+    nq = q_ptr.size - 1
+    nt = max(1, min(n_threads, nq))
+    for t in prange(nt):  # one set of buffers per thread, queries strided over threads
+        acc = np.zeros(n_items, np.float32)
+        qd = np.zeros(n_features, np.float32)
+        cv = np.empty(c, np.float32)
+        ci = np.empty(c, np.int64)
+        hv = np.empty(k, np.float32)
+        hi = np.empty(k, np.int64)
+        for qi in range(t, nq, nt):
+            _pruned_one(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, k, c, allowed,
+                        acc, qd, cv, ci, hv, hi, out_idx, out_val)
+
+
+def pruned_search(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, n_items, n_features, k, c,
+                  allowed, out_idx, out_val, n_threads) -> None:
+    """Approximate top-``k`` into ``out_idx``/``out_val``: candidates from pruned posting lists (CSC arrays
+    ``p_*``), exact scores from the forward codes (CSR arrays ``f_*``); see ``approx.PrunedSearch``."""
+    if numba is None:  # the same steps with scipy, one query at a time
+        pruned = sp.csc_matrix((p_val, p_idx, p_ptr), shape=(n_items, n_features))
+        forward = sp.csr_matrix((f_val, f_idx, f_ptr), shape=(n_items, n_features))
+        queries = sp.csr_matrix((q_val, q_idx, q_ptr), shape=(q_ptr.size - 1, n_features))
+        cand, _ = _topk_scipy(queries, pruned, c, allowed if allowed.size else None)
+        out_idx.fill(-1)
+        out_val.fill(-np.inf)
+        for qi in range(queries.shape[0]):
+            rows = cand[qi][cand[qi] >= 0]
+            scores = np.asarray(forward[rows] @ queries[qi].T.toarray(), dtype=np.float32).ravel()
+            top = np.argsort(-scores, kind="stable")[:k]
+            top = top[scores[top] > 0]
+            out_idx[qi, :top.size] = rows[top]
+            out_val[qi, :top.size] = scores[top]
+    elif n_threads > 1:
+        _pruned_search(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, n_items, n_features, k, c,
+                       allowed, out_idx, out_val, n_threads)
+    else:
+        _pruned_search.py_func(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, n_items,
+                               n_features, k, c, allowed, out_idx, out_val, 1)
+
+
+def sort_rows(idx: np.ndarray, val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Order each row best first (ties by row number); empty slots are -1 / -inf and come last."""
     order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), -val.astype(np.float64)), axis=-1)
     order = order[:, :k]
@@ -170,4 +256,4 @@ def topk(queries: sp.csr_matrix, postings: sp.csc_matrix, k: int, allowed: np.nd
             _search_parallel(*args, n_threads)
         else:  # one query: waking a thread pool costs more than it saves
             _search_serial(*args)
-    return _sort_rows(idx, val, k)
+    return sort_rows(idx, val, k)

@@ -1,8 +1,9 @@
-"""Optional approximate search through Seismic (the ``pyseismic-lsr`` package), a learned-sparse-retrieval
-engine built for SPLADE-like vectors, the same shape as Sparse CLIP codes.
+"""Approximate search: the own engine (:class:`PrunedSearch`, no extra package; the default) and Seismic
+(:class:`SeismicSearch`, the ``pyseismic-lsr`` package, a learned-sparse-retrieval engine built for SPLADE-like
+vectors, the same shape as Sparse CLIP codes).
 
-Install with ``pip install pyseismic-lsr``. The Seismic index is built in memory from the stored codes (it
-is a derived structure: nothing Seismic-specific is saved with the index).
+Both are built in memory from the stored codes (derived structures: nothing engine-specific is saved with the
+index). docs/search.md has their recall-vs-speed figures next to exact search and faiss.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from . import _topk as _kernels
 from .codes import SparseIndexError
 
 try:
@@ -17,14 +19,16 @@ try:
 except ImportError:  # pragma: no cover - exercised where the package is absent
     seismic = None
 
-#: defaults measured on synthetic 16k-feature codes with ~200 active per item (recall@10 ~0.98 at 20k items,
-#: see docs/search.md); any Seismic build/query keyword overrides them
+APPROX_ENGINES = ("pruned", "seismic")
+
+#: Seismic defaults measured on synthetic 16k-feature codes with ~200 active per item (recall@10 ~0.98 at 20k
+#: items, see docs/search.md); any Seismic build/query keyword overrides them
 DEFAULT_BUILD = {"n_postings": 1000, "centroid_fraction": 0.05, "summary_energy": 0.4}
 DEFAULT_QUERY = {"query_cut": 20, "heap_factor": 0.8}
 
 
 def available() -> bool:
-    """Whether the Seismic engine is installed."""
+    """Whether the Seismic engine is installed (the own engine always is)."""
     return seismic is not None
 
 
@@ -75,57 +79,73 @@ class PrunedSearch:
     """Own approximate engine, no extra package: static posting pruning, then exact re-ranking.
 
     Each feature's posting list keeps only its ``keep`` fraction of largest values (at least ``min_keep``
-    postings); the exact kernel runs over these pruned lists to pick ``candidates`` items per query, which are
-    then scored exactly on their full codes, so every returned score is exact and only recall is traded.
-    ``codes`` are the index's (CSC, items x features); ``full`` (optional) is the same codes in CSR, to share
-    one copy between several engines.
+    postings). A query is scored on these pruned lists to pick its ``candidates`` best items, which are then
+    scored exactly from a forward copy of the codes (each item's features and values), so every returned
+    score is the exact engine's (same float32 sums in the same feature order) and only recall is traded.
+
+    The engine stands alone: its pruned lists and its forward copy (feature numbers as ``uint16`` when there
+    are at most 65,536 features) are all it reads, so :attr:`nbytes` is its whole memory. ``codes`` are the
+    index's (CSC, items x features).
     """
 
-    def __init__(self, codes: sp.csc_matrix, keep: float = 0.1, min_keep: int = 256,
-                 full: sp.csr_matrix | None = None):
+    def __init__(self, codes: sp.csc_matrix, keep: float = 0.05, min_keep: int = 16):
         if not 0 < keep <= 1:
             raise SparseIndexError(f"keep must be in (0, 1], got {keep}")
+        if min_keep < 1:
+            raise SparseIndexError(f"min_keep must be >= 1, got {min_keep}")
         codes = sp.csc_matrix(codes, dtype=np.float32)
+        codes.sort_indices()
+        self.shape = codes.shape
         lengths = np.diff(codes.indptr)
         caps = np.minimum(lengths, np.maximum(min_keep, np.ceil(keep * lengths))).astype(np.int64)
-        indptr = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
-        indices = np.empty(indptr[-1], codes.indices.dtype)
-        data = np.empty(indptr[-1], np.float32)
+        self.p_ptr = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
+        self.p_idx = np.empty(self.p_ptr[-1], np.int32)
+        self.p_val = np.empty(self.p_ptr[-1], np.float32)
         for j in np.flatnonzero(caps):
             s, e = codes.indptr[j], codes.indptr[j + 1]
             rows, vals = codes.indices[s:e], codes.data[s:e]
             if caps[j] < e - s:
                 top = np.sort(np.argpartition(-vals, caps[j] - 1)[:caps[j]])  # the largest values, rows ascending
                 rows, vals = rows[top], vals[top]
-            indices[indptr[j]:indptr[j + 1]] = rows
-            data[indptr[j]:indptr[j + 1]] = vals
-        self.pruned = sp.csc_matrix((data, indices, indptr), shape=codes.shape)
-        if full is not None and full.shape != codes.shape:
-            raise SparseIndexError(f"full codes are {full.shape}, the codes {codes.shape}")
-        self.full = codes.tocsr() if full is None else full
-        self.keep = keep
+            self.p_idx[self.p_ptr[j]:self.p_ptr[j + 1]] = rows
+            self.p_val[self.p_ptr[j]:self.p_ptr[j + 1]] = vals
+        forward = codes.tocsr()
+        forward.sort_indices()
+        self.f_ptr = forward.indptr.astype(np.int64)
+        self.f_idx = forward.indices.astype(np.uint16 if codes.shape[1] <= 1 << 16 else np.int32)
+        self.f_val = forward.data
+        self.keep, self.min_keep = keep, min_keep
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the pruned posting lists (the full codes are the index's own, shared in spirit)."""
-        p = self.pruned
-        return int(p.data.nbytes + p.indices.nbytes + p.indptr.nbytes)
+        """Bytes the engine holds: its pruned posting lists and its forward copy of the codes."""
+        return int(sum(a.nbytes for a in (self.p_ptr, self.p_idx, self.p_val, self.f_ptr, self.f_idx, self.f_val)))
 
-    def search(self, queries: sp.csr_matrix, k: int, candidates: int = 100) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-``k`` ``(rows, scores)`` per query row (scores exact), shaped like exact search's."""
-        from . import _topk
+    @property
+    def pruned_nnz(self) -> int:
+        """Postings kept in the pruned lists."""
+        return int(self.p_ptr[-1])
 
-        cand, _ = _topk.topk(queries, self.pruned, max(k, candidates))
+    def search(self, queries: sp.csr_matrix, k: int, candidates: int = 100,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-``k`` ``(rows, scores)`` per query row (scores exact), shaped like exact search's;
+        ``allowed`` (bool per item) restricts the candidates, as the exact engine's filters do."""
+        if k < 1:
+            raise SparseIndexError(f"k must be >= 1, got {k}")
+        if queries.shape[1] != self.shape[1]:
+            raise SparseIndexError(f"queries have {queries.shape[1]} features, the index {self.shape[1]}")
+        k = min(k, max(self.shape[0], 1))
+        c = max(k, min(int(candidates), max(self.shape[0], 1)))
         nq = queries.shape[0]
-        out_idx = np.full((nq, k), -1, np.int64)
-        out_val = np.full((nq, k), -np.inf, np.float32)
-        for i in range(nq):
-            rows = cand[i][cand[i] >= 0]
-            if rows.size == 0:
-                continue
-            scores = np.asarray((self.full[rows] @ queries[i].T).todense(), dtype=np.float32).ravel()
-            order = np.lexsort((rows, -scores.astype(np.float64)))[:k]
-            order = order[scores[order] > 0]
-            out_idx[i, :order.size] = rows[order]
-            out_val[i, :order.size] = scores[order]
-        return out_idx, out_val
+        idx = np.empty((nq, k), np.int64)
+        val = np.empty((nq, k), np.float32)
+        mask = np.zeros(0, np.bool_) if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
+        q = sp.csr_matrix(queries, dtype=np.float32)
+        q.sort_indices()
+        args = (q.indptr.astype(np.int64), q.indices.astype(np.int64), q.data, self.p_ptr, self.p_idx, self.p_val,
+                self.f_ptr, self.f_idx, self.f_val, self.shape[0], self.shape[1], k, c, mask, idx, val)
+        if _kernels.numba is None:
+            _kernels.pruned_search(*args, 1)
+        else:
+            _kernels.pruned_search(*args, _kernels.numba.get_num_threads() if nq > 1 else 1)
+        return _kernels.sort_rows(idx, val, k)

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from . import _topk
 from . import milvus as _milvus
-from .approx import SeismicSearch
+from .approx import APPROX_ENGINES, PrunedSearch, SeismicSearch
 from .codes import SparseIndexError, as_csr, check_nonnegative, l2_normalize_rows, row_scales, scale_columns_of_rows
 
 FORMAT = "sparseclip-index"
@@ -88,7 +88,7 @@ class SparseIndex:
         self.normalize = normalize
         self.feature_names: dict[int, str] = {int(k): str(v) for k, v in (feature_names or {}).items()}
         self.model = model
-        self._approx: SeismicSearch | None = None
+        self._approx: PrunedSearch | SeismicSearch | None = None
         self.backend: dict | None = None  # {"kind": "milvus", "uri": str | None, "collection": str}
         self.directory: Path | None = None  # where it was last loaded from or saved to
         self._store: _milvus.MilvusStore | None = None
@@ -341,16 +341,25 @@ class SparseIndex:
                 raise SparseIndexError(f"k must be >= 1, got {k}")
             return self.milvus().search(queries, min(k, len(self)))
         if approximate:
-            if allowed is not None:
-                raise SparseIndexError("feature filters are not supported with approximate search")
             if self._approx is None:
                 self.build_approximate()
-            return self._approx.search(queries, k, **approx_params)
+            if isinstance(self._approx, SeismicSearch):
+                if allowed is not None:
+                    raise SparseIndexError("feature filters are not supported with the seismic engine")
+                return self._approx.search(queries, k, **approx_params)
+            return self._approx.search(queries, k, allowed=allowed, **approx_params)
         return _topk.topk(queries, self.codes, k, allowed=allowed, engine=engine)
 
-    def build_approximate(self, **build_params) -> None:
-        """Build the optional Seismic index (``pip install pyseismic-lsr``) for ``approximate=True``."""
-        self._approx = SeismicSearch(self.codes.tocsr(), **build_params)
+    def build_approximate(self, engine: str = "pruned", **build_params) -> None:
+        """Build the engine that ``approximate=True`` searches with: ``pruned`` (:class:`PrunedSearch`, no extra
+        package; ``keep``, ``min_keep``) or ``seismic`` (``pip install pyseismic-lsr``). Built in memory from the
+        codes, never saved; appending items drops it."""
+        if engine == "pruned":
+            self._approx = PrunedSearch(self.codes, **build_params)
+        elif engine == "seismic":
+            self._approx = SeismicSearch(self.codes.tocsr(), **build_params)
+        else:
+            raise SparseIndexError(f"unknown approximate engine {engine!r}; choose one of {', '.join(APPROX_ENGINES)}")
 
     def search(self, query: Any, k: int = 10, **kwargs) -> list[Hit]:
         """Top-``k`` hits for one query code (1-D, or one row); keywords as :meth:`search_batch`."""
