@@ -1,4 +1,7 @@
 import json
+import shutil
+
+import torch
 
 from sparseclip.cli import main
 
@@ -31,6 +34,21 @@ def test_demo_writes_table_plots_and_reuses_runs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("already trained") == 5
     assert (out / "sparse" / "final" / "model.safetensors").stat().st_mtime == mtime
+    # an interrupted model (checkpoints, no final/) is continued from its newest checkpoint, not retrained
+    from safetensors.torch import load_file
+
+    before = load_file(str(out / "sparse" / "final" / "model.safetensors"))
+    shutil.rmtree(out / "sparse" / "final")
+    ckpts = sorted((out / "sparse" / "checkpoints").glob("step_*"))
+    assert ckpts
+    for late in ckpts[1:]:  # keep only the earliest, so the continuation has steps to run
+        shutil.rmtree(late)
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("already trained") == 4
+    assert f"sparse: continuing the interrupted run from {ckpts[0]}" in printed
+    after = load_file(str(out / "sparse" / "final" / "model.safetensors"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_demo_render_rebuilds_the_table_from_json(tmp_path, capsys):

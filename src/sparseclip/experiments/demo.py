@@ -239,13 +239,14 @@ def compare_models(out: Path, steps: int | None, overrides: list[str] | None, pr
     for name, cfg in configs.items():
         run = out / name
         t0 = time.time()
-        if resume and RunDir(run).has_final() and same_config(run, cfg):
+        rd = RunDir(run)
+        same = resume and same_config(run, cfg)
+        if same and rd.has_final():
             print(f"[demo] {name}: already trained, reusing {run}")
-            seconds = json.loads(RunDir(run).eval_json.read_text()).get("train_seconds", 0.0) \
-                if RunDir(run).eval_json.is_file() else 0.0
+            seconds = json.loads(rd.eval_json.read_text()).get("train_seconds", 0.0) \
+                if rd.eval_json.is_file() else 0.0
         else:
-            print(f"[demo] training {name} ({cfg.model.head.kind} head) for {cfg.train.steps} steps")
-            train(cfg, progress=progress, overwrite=True)  # a stale or different run in the folder is replaced
+            _train_or_continue(name, cfg, progress, same and rd.latest() is not None, out)
             seconds = time.time() - t0
         times[f"train {name}"] = time.time() - t0
         t0 = time.time()
@@ -267,6 +268,23 @@ def compare_models(out: Path, steps: int | None, overrides: list[str] | None, pr
     write_text_atomic(out / "results.md", md)
     print(md)
     return loaded
+
+
+def _train_or_continue(name: str, cfg: Config, progress: bool, resumable: bool, out: Path) -> None:
+    """Train one of the demo's models; an interrupted run with the same config continues from its newest
+    checkpoint (exactly, as ``--resume latest`` does); anything else in the folder is replaced."""
+    from ..train.loop import Interrupted
+
+    try:
+        if resumable:
+            print(f"[demo] {name}: continuing the interrupted run from {RunDir(cfg.train.output_dir).latest()}")
+            train(cfg, resume="latest", progress=progress)
+        else:
+            print(f"[demo] training {name} ({cfg.model.head.kind} head) for {cfg.train.steps} steps")
+            train(cfg, progress=progress, overwrite=True)
+    except Interrupted as e:
+        raise Interrupted(f"interrupted: {name} stopped after step {e.step} with a checkpoint; run the same "
+                          f"`sparseclip demo --out {out}` again to continue it", step=e.step) from None
 
 
 def record_stage_times(path: Path, times: dict[str, float], total: float) -> None:

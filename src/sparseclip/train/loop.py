@@ -130,7 +130,11 @@ class StopRequest:
 
 
 class Interrupted(KeyboardInterrupt):
-    """The run stopped at a step boundary on a signal, with a checkpoint saved."""
+    """The run stopped at a step boundary on a signal, with a checkpoint saved (``step``: its step)."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 def _step_flags(loss: dict, grad_norm: torch.Tensor | None, stop_requested: bool) -> tuple[str, bool]:
@@ -316,7 +320,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
                 barrier()
             if stopping and done < tc.steps:
                 raise Interrupted(f"interrupted: stopped after step {done} with a checkpoint; continue exactly "
-                                  f"with: sparseclip train ... --out {run_dir} --resume latest")
+                                  f"with: sparseclip train ... --out {run_dir} --resume latest", step=done)
     finally:
         bar.close()
         if logger is not None:
