@@ -236,3 +236,26 @@ def test_approximate_search_needs_no_extra_package_and_takes_filters():
         index.build_approximate("nope")
     index.append(items[:10])
     assert index._approx is None  # appended items would be missing from it: rebuilt on the next search
+
+
+@pytest.mark.skipif(_numba is None, reason="numba not installed")
+def test_blocked_kernels_equal_the_plain_ones(monkeypatch):
+    """The blocked paths (large indexes) give exactly the scores of the per-query kernel, with a filter, for a
+    single query and for batches split into chunks."""
+    from sparseclip.index import _topk
+
+    items, queries = _codes(3000, d=120, density=0.05, seed=21), _codes(7, d=120, density=0.05, seed=22)
+    index = SparseIndex.build(items)
+    q = index.prepare_queries(queries)
+    allowed = np.random.default_rng(0).random(len(index)) < 0.7
+    plain = [index.search_rows(q, 10), index.search_rows(q[:1], 10), index.search_rows(q, 10, allowed=allowed)]
+    monkeypatch.setattr(_topk, "BLOCK", 256)  # 3000 items: 12 blocks of 256 (the last one short)
+    monkeypatch.setattr(_topk, "QUERY_CHUNK", 3)  # 7 queries: chunks of 3, 3 and a single one
+    assert _topk.block_size(len(index)) == 256
+    blocked = [index.search_rows(q, 10), index.search_rows(q[:1], 10), index.search_rows(q, 10, allowed=allowed)]
+    for (r0, s0), (r1, s1) in zip(plain, blocked, strict=True):
+        assert np.array_equal(r0, r1) and np.array_equal(s0, s1)
+    assert np.all(allowed[blocked[2][0][blocked[2][0] >= 0]])
+    monkeypatch.setattr(_topk, "MAX_BLOCKS", 4)  # fewer, larger blocks for larger indexes
+    assert _topk.block_size(len(index)) == 750
+    assert np.array_equal(index.search_rows(q, 10)[0], plain[0][0])

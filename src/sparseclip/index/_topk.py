@@ -7,9 +7,13 @@ that is ~200x fewer multiply-adds than a dense 512-d scan).
 
 Two engines compute the same thing:
 
-- ``numba`` (when ``numba`` is installed): one fused kernel per query, accumulating into a dense
-  float32 buffer and selecting the top k with a size-k min-heap while it clears the buffer; batches
-  run in parallel over queries.
+- ``numba`` (when ``numba`` is installed): fused kernels accumulating into a dense float32 buffer and
+  selecting the top k with a size-k min-heap while they clear it. Up to :data:`BLOCK` items, one query at a
+  time (batches in parallel over queries). Larger indexes are walked in blocks of items, so the block's
+  buffer stays in cache: a single query's blocks are shared out over the threads (1.6x one thread at 1M
+  items on 2 cores), and a batch runs block by block, every query of the batch reading the block's stretch of
+  the posting lists while it is in cache. Every path sums the same float32 products in the same order, so
+  their scores are identical.
 - ``scipy`` (always available): ``X[:, J] @ q_J`` then ``numpy.argpartition``.
 
 Only items with a score > 0 (and allowed by the optional mask) are returned, best first; a query that
@@ -135,6 +139,102 @@ def _search_parallel(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, n_items, k, allow
             _one_query(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, k, allowed, acc, hv, hi, out_idx, out_val)
 
 
+#: items per block of the blocked exact kernels: a block's accumulator (256 KB of float32) stays in a core's L2
+#: cache while the block's stretch of each posting list streams past (at most MAX_BLOCKS blocks: larger blocks
+#: for larger indexes)
+BLOCK = 65536
+MAX_BLOCKS = 64
+
+
+def block_size(n_items: int) -> int:
+    """Items per block for an index of ``n_items``."""
+    return max(BLOCK, -(-n_items // MAX_BLOCKS))
+
+
+@_jit()
+def _block_bounds(q_ptr, q_idx, p_ptr, p_idx, n_items, bsize):
+    """For every query posting ``a`` and block ``b``: where feature ``q_idx[a]``'s list enters block ``b``
+    (rows are ascending in a list, so each is a binary search from the previous one)."""
+    nb = (n_items + bsize - 1) // bsize
+    bp = np.empty((q_ptr[-1], nb + 1), np.int64)
+    for a in range(q_ptr[-1]):
+        j = q_idx[a]
+        e = p_ptr[j + 1]
+        lo = p_ptr[j]
+        bp[a, 0] = lo
+        for b in range(1, nb):
+            hi_ = e
+            while lo < hi_:
+                m = (lo + hi_) // 2
+                if p_idx[m] < b * bsize:
+                    lo = m + 1
+                else:
+                    hi_ = m
+            bp[a, b] = lo
+        bp[a, nb] = e
+    return bp
+
+
+@_jit()
+def _block_pass(b, qi, q_ptr, q_val, p_idx, p_val, bp, n_items, bsize, k, allowed, acc, hv, hi, size):
+    """Block ``b`` of query ``qi``: its items' scores into ``acc`` (block-local), then into the heap."""
+    base = b * bsize
+    for a in range(q_ptr[qi], q_ptr[qi + 1]):
+        v = q_val[a]
+        for c in range(bp[a, b], bp[a, b + 1]):
+            acc[p_idx[c] - base] += v * p_val[c]
+    use_mask = allowed.size > 0
+    for i in range(min(bsize, n_items - base)):
+        x = acc[i]
+        if x == 0.0:
+            continue
+        acc[i] = 0.0
+        if x < 0.0 or (size == k and x <= hv[0]) or (use_mask and not allowed[base + i]):
+            continue
+        size = _push(hv, hi, size, k, x, base + i)
+    return size
+
+
+@_jit(parallel=True)
+def _blocked_batch(q_ptr, q_val, p_idx, p_val, bp, n_items, bsize, k, allowed, out_idx, out_val, n_threads):
+    """Every query, block by block: a block's stretch of the posting lists is read from memory once and then
+    from cache by the batch's other queries (query ``qi`` always runs on thread ``qi % nt``, so it owns its heap)."""
+    nq = q_ptr.size - 1
+    nt = max(1, min(n_threads, nq))
+    sizes = np.zeros(nq, np.int64)
+    hv = np.empty((nq, k), np.float32)
+    hi = np.empty((nq, k), np.int64)
+    acc = np.zeros((nt, bsize), np.float32)
+    for b in range(bp.shape[1] - 1):
+        for t in prange(nt):
+            for qi in range(t, nq, nt):
+                sizes[qi] = _block_pass(b, qi, q_ptr, q_val, p_idx, p_val, bp, n_items, bsize, k, allowed, acc[t],
+                                        hv[qi], hi[qi], sizes[qi])
+    for qi in range(nq):
+        _write(qi, sizes[qi], k, hv[qi], hi[qi], out_idx, out_val)
+
+
+@_jit(parallel=True)
+def _blocked_single(q_ptr, q_val, p_idx, p_val, bp, n_items, bsize, k, allowed, out_idx, out_val, n_threads):
+    """One query, its blocks shared out over threads, each with its own heap; the heaps merged at the end."""
+    nb = bp.shape[1] - 1
+    nt = max(1, min(n_threads, nb))
+    sizes = np.zeros(nt, np.int64)
+    hv = np.empty((nt, k), np.float32)
+    hi = np.empty((nt, k), np.int64)
+    for t in prange(nt):
+        acc = np.zeros(bsize, np.float32)
+        for b in range(t, nb, nt):
+            sizes[t] = _block_pass(b, 0, q_ptr, q_val, p_idx, p_val, bp, n_items, bsize, k, allowed, acc, hv[t],
+                                   hi[t], sizes[t])
+    size = sizes[0]
+    for t in range(1, nt):
+        for r in range(sizes[t]):
+            if not (size == k and hv[t, r] <= hv[0, 0]):
+                size = _push(hv[0], hi[0], size, k, hv[t, r], hi[t, r])
+    _write(0, size, k, hv[0], hi[0], out_idx, out_val)
+
+
 @_jit()
 def _pruned_one(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, k, c, allowed,
                 acc, qd, cv, ci, hv, hi, out_idx, out_val):
@@ -244,16 +344,39 @@ def topk(queries: sp.csr_matrix, postings: sp.csc_matrix, k: int, allowed: np.nd
     if engine == "scipy" or postings.shape[0] == 0:
         idx, val = _topk_scipy(queries, postings, k, allowed)
     else:
-        nq = queries.shape[0]
-        idx = np.empty((nq, k), np.int64)
-        val = np.empty((nq, k), np.float32)
-        mask = np.zeros(0, np.bool_) if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
-        args = (queries.indptr.astype(np.int64), queries.indices.astype(np.int64), queries.data.astype(np.float32),
-                postings.indptr.astype(np.int64), postings.indices, postings.data, postings.shape[0], k, mask,
-                idx, val)
-        n_threads = numba.get_num_threads() if nq > 1 else 1
-        if n_threads > 1:
-            _search_parallel(*args, n_threads)
-        else:  # one query: waking a thread pool costs more than it saves
-            _search_serial(*args)
+        idx, val = _topk_numba(queries, postings, k, allowed)
     return sort_rows(idx, val, k)
+
+
+#: queries per call of the blocked batch kernel (bounds its block table: queries x postings x blocks)
+QUERY_CHUNK = 512
+
+
+def _topk_numba(queries: sp.csr_matrix, postings: sp.csc_matrix, k: int,
+                allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The numba engine: small indexes one query at a time (a thread per query in a batch); large ones
+    (more than :data:`BLOCK` items) block by block, a single query's blocks shared out over the threads."""
+    nq, n_items = queries.shape[0], postings.shape[0]
+    idx = np.empty((nq, k), np.int64)
+    val = np.empty((nq, k), np.float32)
+    mask = np.zeros(0, np.bool_) if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
+    q_ptr, q_idx = queries.indptr.astype(np.int64), queries.indices.astype(np.int64)
+    q_val = queries.data.astype(np.float32)
+    p_ptr, p_idx, p_val = postings.indptr.astype(np.int64), postings.indices, postings.data
+    n_threads = numba.get_num_threads()
+    if n_items <= BLOCK:
+        args = (q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, n_items, k, mask, idx, val)
+        if nq > 1 and n_threads > 1:
+            _search_parallel(*args, n_threads)
+        else:  # one query over a small index: waking a thread pool costs more than it saves
+            _search_serial(*args)
+        return idx, val
+    bsize = block_size(n_items)
+    for s in range(0, nq, QUERY_CHUNK):
+        e = min(nq, s + QUERY_CHUNK)
+        c_ptr = q_ptr[s:e + 1] - q_ptr[s]
+        c_idx, c_val = q_idx[q_ptr[s]:q_ptr[e]], q_val[q_ptr[s]:q_ptr[e]]
+        bp = _block_bounds(c_ptr, c_idx, p_ptr, p_idx, n_items, bsize)
+        kernel = _blocked_single if e - s == 1 else _blocked_batch
+        kernel(c_ptr, c_val, p_idx, p_val, bp, n_items, bsize, k, mask, idx[s:e], val[s:e], n_threads)
+    return idx, val
