@@ -181,3 +181,42 @@ def test_csv_images_are_encoded_in_chunks_not_kept(labelled):
     streamed = load_csv_pairs(labelled / "pairs.csv", encode=lambda ims: encode_images(model, ims, 32), chunk=5)
     assert streamed.images == [] and streamed.ids == whole.ids and streamed.skipped == whole.skipped
     assert torch.allclose(streamed.codes, encode_images(model, whole.images, 32), atol=1e-5)
+
+
+def _folder(root, classes=("red", "blue"), n=3):
+    """An image folder: ``n`` world images in each class subfolder."""
+    w = World(seed=9, image_size=32, max_objects=1)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            w.render(w.scene(i), i).save(root / c / f"{i}.png")
+    return root
+
+
+def _one_error(capsys, code, *needles):
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2 and len(err) == 1 and err[0].startswith("sparseclip: error:"), err
+    assert all(n in err[0] for n in needles), err[0]
+
+
+def test_templates_must_format_with_one_class_name(labelled, tmp_path, capsys):
+    """--templates and a folder's templates.txt: each line is checked when read; a bad one is refused in one
+    line naming the file and line. {} and {c} (CLIP_benchmark) both stand for the class."""
+    run, data = str(labelled / "run"), str(labelled / "pairs.csv")
+    cases = [("a photo of a {}.\na {} and {}\n", "line 2", "2 placeholders"),
+             ("a {c} {oops}\n", "line 1", "unknown placeholder {oops}"),
+             ("\n100% {} {\n", "line 2", "unbalanced braces"),
+             ("no class here\n", "line 1", "0 placeholders")]
+    t = tmp_path / "t.txt"
+    for text, *needles in cases:
+        t.write_text(text)
+        code = main(["eval", run, "--data", data, "--label-key", "category", "--templates", str(t), "--no-probe"])
+        _one_error(capsys, code, f"--templates {t} ", *needles)
+    folder = _folder(tmp_path / "folder")
+    (folder / "templates.txt").write_text("a {c} photo\n{}\n")
+    out = tmp_path / "f.json"
+    assert main(["eval", run, "--data", str(folder), "--no-probe", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["dataset"]["templates"] == ["a {} photo", "{}"]
+    (folder / "templates.txt").write_text("a {c} photo\na {} {}\n")
+    _one_error(capsys, main(["eval", run, "--data", str(folder), "--no-probe"]),
+               f"{folder / 'templates.txt'} line 2", "2 placeholders")

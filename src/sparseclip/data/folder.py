@@ -11,11 +11,13 @@ the object ``sparseclip.eval`` evaluates.
   class index in ``cls`` and the image in ``webp``/``png``/``jpg``/``jpeg``.
 
 Templates come from ``zeroshot_classification_templates.txt`` or ``templates.txt`` in ``root`` when present,
-else ``("a photo of a {}.",)``. Unreadable images are skipped and counted in ``counts``.
+else ``("a photo of a {}.",)``; each line must hold exactly one placeholder (see :func:`read_template_file`).
+Unreadable images are skipped and counted in ``counts``.
 """
 
 from __future__ import annotations
 
+import string
 from collections import Counter
 from pathlib import Path
 
@@ -33,11 +35,55 @@ def _lines(path: Path) -> list[str]:
     return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
+def _template_problem(template: str) -> str:
+    """Why ``template`` cannot be formatted with exactly one class name ("" when it can)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:  # e.g. "Single '{' encountered in format string"
+        return f"unbalanced braces ({e})"
+    unknown = [f for f in fields if f not in ("", "0")]
+    if unknown:
+        return f"unknown placeholder {{{unknown[0]}}}"
+    if len(fields) != 1:
+        return f"{len(fields)} placeholders"
+    try:
+        template.format("class")
+    except (ValueError, IndexError, KeyError, AttributeError) as e:  # e.g. a nested format spec {:{}}
+        return f"it cannot be formatted ({type(e).__name__}: {e})"
+    return ""
+
+
+def read_template_file(path: str | Path, flag: str = "") -> list[str]:
+    """Prompt templates from a file, one per line (blank lines ignored). The class name goes where ``{}`` (or
+    CLIP_benchmark's ``{c}``, rewritten as ``{}``, or ``{0}``) stands; a line with no placeholder, two, an
+    unknown name or unbalanced braces is refused in one line naming the file and the line number (``flag``,
+    e.g. ``"--templates "``, is put before the file name)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{flag}{path}: cannot read the templates ({type(e).__name__})") from None
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        template = line.strip().replace("{c}", "{}")
+        problem = _template_problem(template)
+        if problem:
+            raise DataError(f"{flag}{path} line {number}: {problem} in {line.strip()!r}; each line needs exactly "
+                            "one {} (or {c}) where the class name goes ({{ and }} for literal braces)")
+        out.append(template)
+    if not out:
+        raise DataError(f"{flag}{path}: no templates (one per line, with {{}} where the class name goes)")
+    return out
+
+
 def read_templates(root: Path) -> list[str]:
-    """Prompt templates of an evaluation set, with ``{c}`` (CLIP_benchmark) rewritten as ``{}``."""
+    """Prompt templates of an evaluation set (:func:`read_template_file` of its templates file), else the
+    default."""
     for name in TEMPLATE_FILES:
         if (root / name).is_file():
-            return [t.replace("{c}", "{}") for t in _lines(root / name)]
+            return read_template_file(root / name)
     return list(DEFAULT_TEMPLATES)
 
 

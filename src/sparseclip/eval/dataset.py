@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from ..data.base import DataError, SkipSample
-from ..data.folder import DEFAULT_TEMPLATES
+from ..data.folder import DEFAULT_TEMPLATES, read_template_file
 from ..model import get_tokenizer
 from ..model.embed import encode_images, encode_texts
 from .linear_probe import linear_probe
@@ -208,15 +208,9 @@ def evaluate_data(model, cfg, data: str | Path, label_key: str = "", templates: 
 
 
 def templates_from_file(path: str | Path) -> list[str]:
-    """Prompt templates, one per line (``{}`` or CLIP_benchmark's ``{c}`` for the class)."""
-    try:
-        lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"--templates {path}: cannot read ({type(e).__name__})") from None
-    lines = [ln.replace("{c}", "{}") for ln in lines]
-    if not lines or any("{}" not in ln for ln in lines):
-        raise DataError(f"--templates {path}: every line needs {{}} (or {{c}}) where the class name goes")
-    return lines
+    """Prompt templates, one per line (``{}`` or CLIP_benchmark's ``{c}`` for the class); a line that does not
+    format with exactly one class name is refused naming the file and line (:func:`read_template_file`)."""
+    return read_template_file(path, flag="--templates ")
 
 
 __all__ = ["LABEL_TEMPLATES", "PairSet", "evaluate_data", "load_csv_pairs", "probe_split", "templates_from_file"]
