@@ -220,3 +220,15 @@ def test_templates_must_format_with_one_class_name(labelled, tmp_path, capsys):
     (folder / "templates.txt").write_text("a {c} photo\na {} {}\n")
     _one_error(capsys, main(["eval", run, "--data", str(folder), "--no-probe"]),
                f"{folder / 'templates.txt'} line 2", "2 placeholders")
+
+
+def test_analyze_takes_a_repeated_label_column_once(labelled, tmp_path):
+    """--label-key category --label-key category: the column is taken once (not refused)."""
+    ana = tmp_path / "ana"
+    assert main(["analyze", str(labelled / "run"), "--data", str(labelled / "pairs.csv"), "--label-key", "category",
+                 "--label-key", "category", "--out", str(ana), "--features", "2", "--n-task", "0", "--no-progress",
+                 "--no-dynamics", "--no-heatmaps", "--no-baselines"]) == 0
+    feats = json.loads((ana / "features.json").read_text())["features"]
+    assert feats and all(f["best_concept"].startswith("category:") for f in feats)
+    summary = json.loads((ana / "summary.json").read_text())
+    assert any("label columns category;" in n for n in summary["notes"])

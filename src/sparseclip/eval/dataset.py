@@ -56,7 +56,8 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
                    shrink_to: int = 0) -> PairSet:
     """Read a CSV of image-caption pairs for evaluation; bad rows are skipped and counted.
 
-    ``label_keys``: columns whose per-image values are kept (an image's value is taken from its first row).
+    ``label_keys``: columns whose per-image values are kept (an image's value is taken from its first row); a
+    column named twice is taken once.
     ``limit``: keep only the first ``limit`` distinct images (0: all) and their captions.
     ``encode``: images are encoded ``chunk`` at a time as they are read and only their codes are kept
     (``PairSet.codes``), so memory does not grow with the number of full-size photos.
@@ -66,6 +67,7 @@ def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str
     from ..data.base import check_caption, decode_image
 
     path = Path(path)
+    label_keys = tuple(dict.fromkeys(label_keys))
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f, delimiter=separator)

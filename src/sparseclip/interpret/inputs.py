@@ -77,13 +77,15 @@ def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "f
                             wordfreq_n: int = 0) -> tuple[AnalysisData, dict]:
     """The user's CSV as analysis data: its first ``n`` distinct images (0: all), each with its first caption;
     the naming vocabulary from every caption of those images; per label column ``COL``, a concept
-    ``COL:value`` per value (ground-truth alignment) and a single-label task (class consistency).
+    ``COL:value`` per value (ground-truth alignment) and a single-label task (class consistency). A column
+    named twice in ``label_keys`` is taken once.
 
     Returns the data and a description (``{"path", "images", "captions", "skipped", "label_keys"}``).
     """
     from ..data.base import DataError
     from ..eval.dataset import load_csv_pairs
 
+    label_keys = tuple(dict.fromkeys(label_keys))
     # images are held for every model's encoding, the report and the heatmaps: large photos are shrunk as they are
     # read to twice the model's input side (at least 256 px), which the models' own resize then brings down
     pairs = load_csv_pairs(path, img_key, caption_key, separator, tuple(label_keys), limit=n,

@@ -64,6 +64,9 @@ class AnalyzeConfig:
     csv_caption_key: str | None = None
     threads: int = 0  # torch CPU threads (0: torch's default)
 
+    def __post_init__(self) -> None:
+        self.label_keys = tuple(dict.fromkeys(self.label_keys))  # a column named twice is taken once
+
 
 
 
