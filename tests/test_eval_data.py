@@ -232,3 +232,21 @@ def test_analyze_takes_a_repeated_label_column_once(labelled, tmp_path):
     assert feats and all(f["best_concept"].startswith("category:") for f in feats)
     summary = json.loads((ana / "summary.json").read_text())
     assert any("label columns category;" in n for n in summary["notes"])
+
+
+def test_folder_eval_counts_unreadable_files_and_needs_two_classes(labelled, tmp_path, capsys):
+    import os
+
+    run = str(labelled / "run")
+    folder = _folder(tmp_path / "folder")
+    (folder / "red" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    os.mkfifo(folder / "blue" / "pipe.png")
+    out = tmp_path / "f.json"
+    assert main(["eval", run, "--data", str(folder), "--no-probe", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())["dataset"]
+    assert d["images"] == 6 and d["skipped"] == {"bad_image": 2}
+    one = _folder(tmp_path / "one", classes=("red",))
+    _one_error(capsys, main(["eval", run, "--data", str(one), "--no-probe"]), "at least 2 classes", "['red']")
+    (one / "blue").mkdir()
+    (one / "blue" / "bad.png").write_bytes(b"garbage")  # a second class with no readable image
+    _one_error(capsys, main(["eval", run, "--data", str(one), "--no-probe"]), "at least 2 classes", "bad_image")

@@ -195,12 +195,18 @@ def evaluate_data(model, cfg, data: str | Path, label_key: str = "", templates: 
         raise DataError(f"--data {data}: no such file or folder")
     from ..data.folder import load_eval_set
 
-    task = load_eval_set(data, split=split)
+    skipped: Counter = Counter()
+    task = load_eval_set(data, split=split, counts=skipped)
+    present = sorted({task.classnames[t] for t in task.targets})
+    if len(present) < 2:
+        raise DataError(f"--data {data}: needs readable images of at least 2 classes for zero-shot "
+                        f"classification, got {present}" + (f" (skipped {dict(skipped)})" if skipped else ""))
     tmpl = list(templates or task.templates or DEFAULT_TEMPLATES)
     img = encode_images(model, task.images, size)
     ids = [str(i) for i in range(len(task.images))]
     zs, lp = _classify(model, tokenizer, img, ids, list(task.targets), list(task.classnames), tmpl, probe)
-    out["dataset"] |= {"images": len(task.images), "classes": list(task.classnames), "templates": tmpl}
+    out["dataset"] |= {"images": len(task.images), "classes": list(task.classnames), "templates": tmpl,
+                       "skipped": dict(skipped)}
     out["zeroshot"] = {"class": zs}
     out["zeroshot_mean_acc1"] = zs["acc1"]
     if lp is not None:
