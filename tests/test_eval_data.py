@@ -250,3 +250,17 @@ def test_folder_eval_counts_unreadable_files_and_needs_two_classes(labelled, tmp
     (one / "blue").mkdir()
     (one / "blue" / "bad.png").write_bytes(b"garbage")  # a second class with no readable image
     _one_error(capsys, main(["eval", run, "--data", str(one), "--no-probe"]), "at least 2 classes", "bad_image")
+
+
+def test_index_build_takes_the_csv_column_names(labelled, tmp_path, capsys):
+    with (labelled / "pairs.csv").open() as f:
+        rows = list(csv.reader(f))
+    renamed = labelled / "renamed.csv"  # beside the images: paths are relative to the CSV
+    with renamed.open("w", newline="") as f:
+        csv.writer(f).writerows([["img", "cap", "category", "color"], *rows[1:]])
+    idx = tmp_path / "idx"
+    assert main(["index", "build", str(labelled / "run"), "--data", str(renamed), "--out", str(idx),
+                 "--csv-img-key", "img", "--csv-caption-key", "cap"]) == 0
+    assert "indexed 24 images" in capsys.readouterr().out
+    meta = json.loads((idx / "index.json").read_text())
+    assert meta["ids"][0] == "img/0.png" and meta["captions"][0] == rows[1][1]

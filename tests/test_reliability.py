@@ -226,3 +226,20 @@ def test_report_never_links_an_svg(tmp_path):
 
     page = _figures([tmp_path / "a.svg", tmp_path / "b.png"], lambda p: p.name)
     assert 'href="a.svg"' not in page and 'src="a.svg"' in page and 'href="b.png"' in page
+
+
+def test_append_to_an_index_of_another_model_is_refused(tmp_path, capsys):
+    run1, run2, idx = tmp_path / "run1", tmp_path / "run2", tmp_path / "idx"
+    for run in (run1, run2):  # same code width, different weights
+        assert main(["train", *MICRO, "train.steps=2", f"train.seed={run.name[-1]}", "--out", str(run)]) == 0
+    assert main(["index", "build", str(run1), "--out", str(idx), "--n", "10"]) == 0
+    before = (idx / "index.json").read_text()
+    capsys.readouterr()
+    code = main(["index", "build", str(run2), "--out", str(idx), "--n", "10", "--append"])
+    _one_line_error(capsys, code, "cannot --append", str(run1), "build a new index")
+    # the same folder retrained: its weights changed since the index was built
+    assert main(["train", *MICRO, "train.steps=2", "train.seed=5", "--out", str(run1), "--overwrite"]) == 0
+    capsys.readouterr()
+    code = main(["index", "build", str(run1), "--out", str(idx), "--n", "10", "--append"])
+    _one_line_error(capsys, code, "weights have changed")
+    assert (idx / "index.json").read_text() == before

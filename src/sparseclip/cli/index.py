@@ -10,7 +10,8 @@ from . import UserError
 BUILD_HELP = """Embed images with a Sparse CLIP model and store their codes as a sparse inverted index:
 INDEX_DIR/codes.npz (scipy.sparse CSC, items x features) and INDEX_DIR/index.json (ids or paths, captions,
 model checkpoint and config, feature names). Images come from the procedural world (--dataset world --n N)
-or from a folder (--images-dir DIR, searched recursively). --append adds them to an existing index.
+or from a folder (--images-dir DIR, searched recursively). --append adds them to an existing index (built
+with the same model).
 --backend milvus also stores them in Milvus (embedded Milvus Lite in INDEX_DIR/milvus.db, or a server with
 --milvus-uri), which then ranks every search of the index."""
 
@@ -33,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--images-dir", metavar="DIR", help="index every image under DIR instead")
     src.add_argument("--data", metavar="CSV", help="index the images of a CSV of image-caption pairs (each image "
                      "once, with its first caption kept for display)")
+    b.add_argument("--csv-img-key", help="--data: CSV image column (default: the run's data.csv_img_key)")
+    b.add_argument("--csv-caption-key", help="--data: CSV caption column (default: the run's data.csv_caption_key)")
     b.add_argument("--n", type=int, default=1000, help="world: number of images (default 1000)")
     b.add_argument("--seed", type=int, help="world: seed (default: the model config's data.val_seed)")
     b.add_argument("--start", type=int, help="world: first scene index (default 0, or the index size with --append)")
@@ -89,7 +92,8 @@ def run_build(args: argparse.Namespace) -> int:
     r = build_index_from_run(args.checkpoint, args.out, images_dir=args.images_dir, data=args.data, n=args.n,
                              seed=args.seed, start=args.start, append=args.append, feature_names=args.feature_names,
                              normalize=not args.no_normalize, batch_size=args.batch_size, backend=args.backend,
-                             milvus_uri=args.milvus_uri, milvus_collection=args.milvus_collection)
+                             milvus_uri=args.milvus_uri, milvus_collection=args.milvus_collection,
+                             img_key=args.csv_img_key, caption_key=args.csv_caption_key)
     print(r.summary())
     return 0
 

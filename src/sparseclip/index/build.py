@@ -91,13 +91,16 @@ def folder_items(root: Path, skipped: Counter) -> Iterator[tuple[str, None, Imag
         yield str(path), None, img
 
 
-def csv_codes(path: Path, model, cfg, batch_size: int, skipped: Counter) -> tuple[sp.csr_matrix, list[str], list[str]]:
-    """(codes CSR, ids, first caption of each) of a CSV's images, encoded in chunks as they are read."""
+def csv_codes(path: Path, model, cfg, batch_size: int, skipped: Counter, img_key: str | None = None,
+              caption_key: str | None = None) -> tuple[sp.csr_matrix, list[str], list[str]]:
+    """(codes CSR, ids, first caption of each) of a CSV's images, encoded in chunks as they are read; its
+    columns are ``img_key`` / ``caption_key`` (default: the run's ``data.csv_img_key`` / ``csv_caption_key``)."""
     from ..eval.dataset import load_csv_pairs
     from ..model.embed import encode_images
     from .codes import as_csr
 
-    pairs = load_csv_pairs(path, cfg.data.csv_img_key, cfg.data.csv_caption_key, cfg.data.csv_separator,
+    pairs = load_csv_pairs(path, img_key or cfg.data.csv_img_key, caption_key or cfg.data.csv_caption_key,
+                           cfg.data.csv_separator,
                            encode=lambda ims: as_csr(encode_images(model, ims, cfg.data.image_size, batch_size)),
                            chunk=batch_size)
     skipped.update(pairs.skipped)
@@ -112,16 +115,19 @@ def build_index_from_run(checkpoint: str | Path, out: str | Path, *, images_dir:
                          start: int | None = None, append: bool = False, feature_names: str | Path | None = None,
                          normalize: bool = True, batch_size: int = 256, backend: str = "local",
                          milvus_uri: str | None = None, milvus_collection: str | None = None,
-                         model: tuple | None = None) -> BuildResult:
+                         model: tuple | None = None, img_key: str | None = None,
+                         caption_key: str | None = None) -> BuildResult:
     """Embed images with the model of ``checkpoint`` (a run or checkpoint dir) and save their codes as an index
     at ``out`` (or add them to it with ``append``), under an exclusive lock on ``out``.
 
     Images: ``images_dir`` (every image below it), ``data`` (a CSV of image-caption pairs, each image once with
-    its first caption) or else ``n`` procedural world scenes from ``start`` (default 0, or the index size when
-    appending) with ``seed`` (default the config's ``data.val_seed``). Feature names come from
+    its first caption; its columns ``img_key`` / ``caption_key``, default the run's) or else ``n`` procedural
+    world scenes from ``start`` (default 0, or the index size when appending) with ``seed`` (default the
+    config's ``data.val_seed``). Feature names come from
     ``feature_names`` or the run's ``analysis/feature_names.json`` / ``features.json``. ``backend="milvus"``
     ranks through Milvus (``milvus_uri``: a server, or a Milvus Lite path; default ``out/milvus.db``).
-    ``model``: the ``(model, config)`` of ``checkpoint`` when the caller has it loaded already.
+    ``model``: the ``(model, config)`` of ``checkpoint`` when the caller has it loaded already. ``append`` is
+    refused unless the model is the one the index was built with (same weights, else same checkpoint path).
     """
     from ..files.lock import FolderLock
 
@@ -132,11 +138,38 @@ def build_index_from_run(checkpoint: str | Path, out: str | Path, *, images_dir:
     with FolderLock(out, "index build", beside=True):
         return _build(Path(checkpoint), Path(out), images_dir=images_dir, data=data, n=n, seed=seed, start=start,
                       append=append, feature_names=feature_names, normalize=normalize, batch_size=batch_size,
-                      backend=backend, milvus_uri=milvus_uri, milvus_collection=milvus_collection, loaded=model)
+                      backend=backend, milvus_uri=milvus_uri, milvus_collection=milvus_collection, loaded=model,
+                      keys=(img_key, caption_key))
+
+
+def model_record(ckpt: Path, model, cfg) -> dict:
+    """What ``index.json`` records about the model: its checkpoint dir, a SHA-256 of its weights (what an
+    ``--append`` is checked against) and its config."""
+    from ..model.checkpoint import tensors_digest
+
+    state = model.state_dict()
+    return {"checkpoint": str(ckpt.resolve()), "weights_sha256": tensors_digest(state, list(state)),
+            "config": cfg.to_dict()}
+
+
+def check_same_model(out: Path, recorded: dict | None, now: dict) -> None:
+    """Refuse to append codes of another model to an index (one line): the weights' fingerprints must agree
+    when both are recorded, else the resolved checkpoint paths."""
+    recorded = recorded or {}
+    old_sha, old_ckpt = recorded.get("weights_sha256"), recorded.get("checkpoint")
+    if old_sha and old_sha == now["weights_sha256"]:
+        return
+    same_path = old_ckpt is not None and Path(old_ckpt).resolve() == Path(now["checkpoint"])
+    if old_sha is None and same_path:
+        return
+    why = "its weights have changed since the index was built" if same_path \
+        else f"the index was built with {old_ckpt or 'an unrecorded model'}"
+    raise SparseIndexError(f"{out}: cannot --append codes of {now['checkpoint']}: {why}; codes of different models "
+                           "are not comparable; build a new index (another --out) for this model")
 
 
 def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, append, feature_names, normalize,
-           batch_size, backend, milvus_uri, milvus_collection, loaded) -> BuildResult:
+           batch_size, backend, milvus_uri, milvus_collection, loaded, keys) -> BuildResult:
     from ..model.checkpoint import load_model, resolve_checkpoint
     from .embedding import encode_items
 
@@ -151,9 +184,12 @@ def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, app
         raise SparseIndexError(f"{out} already holds an index: pass --append to add to it, or choose another --out")
     if index is not None and index.n_features != model.code_dim:
         raise SparseIndexError(f"{out}: index has {index.n_features} features, the model's code has {model.code_dim}")
+    record = model_record(ckpt, model, cfg)
+    if index is not None:
+        check_same_model(out, index.model, record)
     skipped: Counter = Counter()
     if data is not None:
-        codes, ids, captions = csv_codes(Path(data), model, cfg, batch_size, skipped)
+        codes, ids, captions = csv_codes(Path(data), model, cfg, batch_size, skipped, *keys)
     else:
         if images_dir is not None:
             items = folder_items(Path(images_dir), skipped)
@@ -172,7 +208,7 @@ def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, app
                 names_path = RunDir.of(ckpt).analysis / found
         index = SparseIndex.build(codes, ids, normalize=normalize, captions=captions,
                                   feature_names=load_feature_names(names_path),
-                                  model={"checkpoint": str(ckpt.resolve()), "config": cfg.to_dict()})
+                                  model=record)
     else:
         index.append(codes, ids, captions)
         if feature_names:
