@@ -243,3 +243,13 @@ def test_append_to_an_index_of_another_model_is_refused(tmp_path, capsys):
     code = main(["index", "build", str(run1), "--out", str(idx), "--n", "10", "--append"])
     _one_line_error(capsys, code, "weights have changed")
     assert (idx / "index.json").read_text() == before
+
+
+def test_out_must_be_a_regular_file_in_a_folder_that_takes_files(tmp_path, one_run, capsys):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    _one_line_error(capsys, main(["eval", str(one_run), "--out", str(fifo)]), "not a regular file")
+    assert fifo.is_fifo()
+    # /proc passes a permission check for root but takes no new file: tried for real, refused before the work
+    _one_line_error(capsys, main(["eval", str(one_run), "--out", "/proc/eval.json"]), "is not writable")
+    assert not list(tmp_path.glob(".sparseclip-probe-*"))

@@ -28,18 +28,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_out(out: str | None) -> None:
-    """Refuse an unusable --out before any work: a folder, or a file in a missing or unwritable folder."""
+    """Refuse an unusable --out before any work: a folder, something that is not a regular file (a device, a
+    FIFO: the atomic write would replace it), or a file in a missing folder or one where no file can be
+    created (tried for real: root passes every permission check, yet cannot write to /sys)."""
     import os
+    import tempfile
 
     if out is None:
         return
     p = Path(out)
     if p.is_dir():
         raise ValueError(f"--out {out}: is a folder; give a file path (e.g. {p / 'eval.json'})")
+    if p.exists() and not p.is_file():
+        raise ValueError(f"--out {out}: exists and is not a regular file (a device, FIFO or socket); "
+                         "give a file path")
     if not p.parent.is_dir():
         raise ValueError(f"--out {out}: the folder {p.parent} does not exist")
-    if not os.access(p.parent, os.W_OK):
-        raise ValueError(f"--out {out}: the folder {p.parent} is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sparseclip-probe-", dir=p.parent)
+    except OSError as e:
+        raise ValueError(f"--out {out}: the folder {p.parent} is not writable "
+                         f"({e.strerror or type(e).__name__})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def run(args: argparse.Namespace) -> int:
