@@ -29,7 +29,7 @@ def _weights(run: Path) -> dict:
 
 def _one_line_error(capsys, code: int, *needles: str) -> str:
     raw = capsys.readouterr().err
-    err = [ln for ln in raw.splitlines() if ln.startswith("sparseclip:")]
+    err = [ln for ln in raw.splitlines() if ln.startswith("sparseclip:") and not ln.startswith("sparseclip: note:")]
     assert code == 2 and len(err) == 1 and err[0].startswith("sparseclip: error:") and "Traceback" not in raw, raw
     assert all(n in err[0] for n in needles), err[0]
     return err[0]
@@ -253,3 +253,17 @@ def test_out_must_be_a_regular_file_in_a_folder_that_takes_files(tmp_path, one_r
     # /proc passes a permission check for root but takes no new file: tried for real, refused before the work
     _one_line_error(capsys, main(["eval", str(one_run), "--out", "/proc/eval.json"]), "is not writable")
     assert not list(tmp_path.glob(".sparseclip-probe-*"))
+
+
+def test_eval_of_an_unfinished_run_names_its_checkpoint(tmp_path, one_run, capsys):
+    import shutil
+
+    run = tmp_path / "unfinished"
+    shutil.copytree(one_run, run)
+    shutil.rmtree(run / "final")
+    out = tmp_path / "e.json"
+    assert main(["eval", str(run), "--out", str(out), "--no-probe", "--no-progress"]) == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("sparseclip:")]
+    newest = run / "checkpoints" / "step_000003"
+    assert len(notes) == 1 and notes[0].startswith("sparseclip: note:") and str(newest) in notes[0]
+    assert json.loads(out.read_text())["checkpoint_dir"] == str(newest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     templates = templates_from_file(args.templates) if args.templates else None
     result = evaluate_run(args.checkpoint, args.out, data=args.data, label_key=args.label_key, templates=templates,
                           probe=not args.no_probe, progress=not args.no_progress, img_key=args.csv_img_key,
-                          caption_key=args.csv_caption_key)
+                          caption_key=args.csv_caption_key,
+                          note=lambda msg: print(f"sparseclip: note: {msg}", file=sys.stderr))
     if args.data:
         if not args.out:
             print(json.dumps(result, indent=2))

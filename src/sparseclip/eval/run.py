@@ -3,6 +3,7 @@ data), and write ``eval.json`` atomically. ``sparseclip eval``, the demo and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..files.atomic import write_json_atomic
@@ -11,21 +12,32 @@ from ..files.atomic import write_json_atomic
 def evaluate_run(target: str | Path, out: str | Path | None = None, *, data: str | Path | None = None,
                  label_key: str = "", templates: list[str] | None = None, probe: bool = True,
                  progress: bool = True, img_key: str | None = None, caption_key: str | None = None,
-                 extra: dict | None = None, model: tuple | None = None) -> dict:
+                 extra: dict | None = None, model: tuple | None = None,
+                 note: Callable[[str], None] | None = None) -> dict:
     """Evaluate the model at ``target`` (run or checkpoint dir) and return the result; with ``out``, also write
     it there atomically.
 
     Without ``data``: :func:`sparseclip.eval.evaluate` on the procedural world's validation sets. With ``data``
     (a CSV, an image folder or CLIP_benchmark's layout): :func:`sparseclip.eval.dataset.evaluate_data`.
     ``extra`` entries (e.g. ``train_seconds``) are added to the result. ``model``: the ``(model, config)`` of
-    ``target`` when the caller has it loaded already.
+    ``target`` when the caller has it loaded already. The checkpoint dir evaluated is recorded as
+    ``checkpoint_dir``; a run without ``final/`` is evaluated at its newest step checkpoint, and ``note`` (e.g. a
+    print to stderr) is told so before the work starts.
     """
-    from ..model.checkpoint import load_model
+    from ..model.checkpoint import load_model, resolve_checkpoint
+    from ..model.rundir import RunDir
     from . import evaluate
     from .dataset import evaluate_data
 
-    model, cfg = model if model is not None else load_model(target)
-    result = {"checkpoint": str(target), "model": cfg.name, "head": cfg.model.head.kind}
+    result: dict = {"checkpoint": str(target)}
+    if model is None:
+        ckpt = resolve_checkpoint(target)
+        if note is not None and ckpt != Path(target) and ckpt != RunDir(target).final:
+            note(f"{target} has no final/ (training did not finish): evaluating its newest checkpoint, {ckpt}")
+        result["checkpoint_dir"] = str(ckpt)
+        model = load_model(ckpt)
+    model, cfg = model
+    result |= {"model": cfg.name, "head": cfg.model.head.kind}
     if data is None:
         result |= evaluate(model, cfg, progress=progress, probe=probe)
     else:
