@@ -228,6 +228,28 @@ def test_report_never_links_an_svg(tmp_path):
     assert 'href="a.svg"' not in page and 'src="a.svg"' in page and 'href="b.png"' in page
 
 
+def test_sizes_beyond_the_machine_are_refused_before_building(tmp_path, capsys, monkeypatch):
+    """A head, a batch or an image size larger than the machine's RAM: one line naming the setting, nothing
+    built, no run folder; an allocation failure that still happens is one line too."""
+    run = tmp_path / "big"
+    cases = [(["model.head.expansion=100000000"], "model.head.expansion"),
+             (["train.batch_size=1000000000"], "train.batch_size"),
+             (["data.image_size=100000"], "data.image_size")]
+    for overrides, setting in cases:
+        code = main(["train", *MICRO, "train.steps=3", *overrides, "--out", str(run)])
+        _one_line_error(capsys, code, setting, "RAM", "lower")
+        assert not run.exists()
+    import sparseclip.train.loop as loop
+
+    def no_memory(cfg):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 1638400000000 bytes. Error code 12")
+
+    monkeypatch.setattr(loop, "create_model", no_memory)
+    code = main(["train", *MICRO, "train.steps=3", "--out", str(run)])
+    _one_line_error(capsys, code, "out of memory while building the model", "model.head.expansion")
+
+
 def test_append_to_an_index_of_another_model_is_refused(tmp_path, capsys):
     run1, run2, idx = tmp_path / "run1", tmp_path / "run2", tmp_path / "idx"
     for run in (run1, run2):  # same code width, different weights

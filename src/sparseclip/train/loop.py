@@ -25,6 +25,7 @@ from .accumulate import accumulate_gradients, split_batch
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
 from .feature_cache import CachedPairsSource, HeadOnly, cache_train_pairs, uses_feature_cache
 from .logger import RunLogger
+from .memory import check_memory, explain_oom
 from .optim import make_optimizer, make_scheduler
 from .state import find_resume, load_training_state, prune_checkpoints, save_training_checkpoint
 
@@ -156,6 +157,7 @@ def _finite(model) -> bool:
 
 
 
+
 def make_loss_fn(cfg: Config, clip_loss: torch.nn.Module):
     """``outputs -> {"contrastive": ..., ["l1": ...]}``: the terms whose sum is minimised."""
 
@@ -185,19 +187,21 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None, 
     if tc.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device=cuda but no CUDA device is available (use train.device=cpu)")
     info = init_distributed(None if tc.device == "auto" else tc.device)
-    if tc.batch_size % (info.world_size * tc.accum_steps):
-        raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by world size x train.accum_steps "
-                         f"({info.world_size} x {tc.accum_steps})")
     from ..files.lock import FolderLock
 
     lock = FolderLock(tc.output_dir, "training") if info.is_main else contextlib.nullcontext()
     try:
+        if tc.batch_size % (info.world_size * tc.accum_steps):
+            raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by world size x train.accum_steps "
+                             f"({info.world_size} x {tc.accum_steps})")
+        check_memory(cfg, info.device, info.world_size)  # heads or a batch larger than the machine: one line
         if info.is_main:
             try:
                 Path(tc.output_dir).mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
                 raise ValueError(f"--out {tc.output_dir}: a file is in the way (give a folder path)") from None
-        with lock, StopRequest() as stop:
+        with lock, StopRequest() as stop, explain_oom("training", "train.batch_size (or raise train.accum_steps), "
+                                                      "data.image_size or model.head.expansion"):
             if info.is_main:
                 prepare_run_dir(Path(tc.output_dir), resume, overwrite)
             return _train(cfg, info, resume, progress, stop)
@@ -213,7 +217,8 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
         torch.set_num_threads(tc.threads)
     device = info.device
     seed_everything(tc.seed)
-    model = create_model(cfg.model).to(device)
+    with explain_oom("building the model", "model.head.expansion (or the towers' sizes)"):
+        model = create_model(cfg.model).to(device)
     if tc.grad_checkpointing:
         model.set_grad_checkpointing(True)
     tokenizer = get_tokenizer(cfg.model, cfg.data.context_length)
