@@ -94,7 +94,7 @@ def test_divergence_stops_in_one_line_and_keeps_the_last_finite_checkpoint(tmp_p
     _one_line_error(capsys, main(["eval", str(run), "--no-progress"]), "not finite")
 
 
-def test_skip_step_policy_drops_a_nan_step_and_counts_it(tmp_path, monkeypatch):
+def test_skip_step_policy_drops_a_nan_step_and_counts_it(tmp_path, monkeypatch, capsys):
     import sparseclip.train.loop as loop
 
     real = loop.make_loss_fn
@@ -120,6 +120,9 @@ def test_skip_step_policy_drops_a_nan_step_and_counts_it(tmp_path, monkeypatch):
     assert recs[1]["skipped_steps"] == 0 and recs[2]["skipped_steps"] == 1 and recs[2]["loss"] is None
     w = _weights(run)
     assert all(bool(torch.isfinite(t).all()) for t in w.values())
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("sparseclip:")]
+    assert warned == ["sparseclip: warning: 1 of the 6 steps run were skipped (non-finite loss or gradient, "
+                      "train.nonfinite=skip_step; skipped_steps in log.jsonl)"]
 
 
 def test_a_run_folder_is_never_clobbered(tmp_path, capsys):
@@ -248,6 +251,26 @@ def test_sizes_beyond_the_machine_are_refused_before_building(tmp_path, capsys, 
     monkeypatch.setattr(loop, "create_model", no_memory)
     code = main(["train", *MICRO, "train.steps=3", "--out", str(run)])
     _one_line_error(capsys, code, "out of memory while building the model", "model.head.expansion")
+
+
+def test_skip_step_divergence_writes_no_final_and_says_so(tmp_path, capsys, monkeypatch):
+    """skip_step through a divergence: the last step skipped means no final/ and one line with the count of
+    skipped steps and the newest checkpoint whose weights still gave a finite loss."""
+    run = tmp_path / "skipped"
+    code = main(["train", *MICRO, "train.steps=20", "train.lr=1e6", "train.nonfinite=skip_step",
+                 "train.ckpt_every=1", "--out", str(run)])
+    line = _one_line_error(capsys, code, "steps run were skipped", "final/ not written", "train.lr")
+    assert not (run / "final").exists() and "step_000020" not in line
+    named = [d for d in (run / "checkpoints").glob("step_*") if str(d) in line]
+    assert len(named) == 1 and "whose weights gave a finite loss" in line
+    assert all(bool(torch.isfinite(t).all()) for t in load_file(str(named[0] / "model.safetensors")).values())
+    # finite weights whose codes are not: refused as well
+    import sparseclip.train.loop as loop
+
+    monkeypatch.setattr(loop, "_codes_finite", lambda *a: False)
+    code = main(["train", *MICRO, "train.steps=3", "--out", str(tmp_path / "codes")])
+    _one_line_error(capsys, code, "non-finite codes", "final/ not written")
+    assert not (tmp_path / "codes" / "final").exists()
 
 
 def test_append_to_an_index_of_another_model_is_refused(tmp_path, capsys):

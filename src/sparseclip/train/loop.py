@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -142,19 +143,56 @@ def _step_flags(loss: dict, grad_norm: torch.Tensor | None, stop_requested: bool
     """``(what is non-finite this step on any rank: "loss", "gradient" or "", whether any rank was asked to
     stop)``, agreed across ranks in one collective."""
     total = sum(float(v) for v in loss.values())
-    flags = [not math.isfinite(total), grad_norm is not None and not bool(torch.isfinite(grad_norm)), stop_requested]
+    flags = _any_rank([not math.isfinite(total), grad_norm is not None and not bool(torch.isfinite(grad_norm)),
+                       stop_requested])
+    return ("loss" if flags[0] else "gradient" if flags[1] else ""), flags[2]
+
+
+def _any_rank(flags: list[bool]) -> list[bool]:
+    """Each flag, set when any rank set it (one collective under torchrun; as given otherwise)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         t = torch.tensor([float(f) for f in flags], dtype=torch.float64)
         if torch.distributed.get_backend() == "nccl":
             t = t.cuda()
         torch.distributed.all_reduce(t)  # a sum: > 0 when any rank set the flag
-        flags = [bool(v > 0) for v in t.tolist()]
-    return ("loss" if flags[0] else "gradient" if flags[1] else ""), bool(flags[2])
+        return [bool(v > 0) for v in t.tolist()]
+    return [bool(f) for f in flags]
 
 
 def _finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
+
+@torch.no_grad()
+def _codes_finite(model, step_model, batch: tuple, amp) -> bool:
+    """Whether the model (in eval mode, as ``sparseclip eval`` runs it) gives finite codes for ``batch`` on
+    every rank."""
+    model.eval()
+    with amp():
+        out = step_model(*batch)
+    ok = all(bool(torch.isfinite(out[k]).all()) for k in ("image_code", "text_code") if k in out)
+    return not _any_rank([not ok])[0]
+
+
+def _check_end(run_dir: Path, bad: str, skipped: int, steps_run: int, finite_at: int | None,
+               codes_ok: bool) -> None:
+    """Refuse final weights that a skipped last step or non-finite codes make unusable (:class:`Diverged`)."""
+    counted = f"{skipped} of the {steps_run} steps run were skipped (train.nonfinite=skip_step)"
+    if bad:
+        why = f"non-finite {bad} at the last step: {counted}"
+    elif not codes_ok:
+        why = "the final weights give non-finite codes" + (f" ({counted})" if skipped else "")
+    else:
+        return
+    raise Diverged(f"{why}; final/ not written; {_newest_finite_checkpoint(run_dir, finite_at)}; "
+                   "try a lower train.lr")
+
+
+def _newest_finite_checkpoint(run_dir: Path, finite_at: int | None) -> str:
+    """The newest checkpoint whose weights gave a finite loss (those after ``finite_at`` steps did), in words."""
+    ok = [d for s, d in RunDir(run_dir).checkpoints() if finite_at is not None and s <= finite_at]
+    return (f"the newest checkpoint whose weights gave a finite loss is {ok[-1]}" if ok
+            else "no checkpoint with weights known to give a finite loss was written")
 
 
 
@@ -266,6 +304,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
     batches = source.batches(start, tc.batch_size // info.world_size)
     model.train()
     step, skipped = start, 0
+    finite_at: int | None = None  # the weights after this many steps gave a finite loss (in the step after them)
     t_last, n_last = time.time(), 0
     try:
         for step in range(start, tc.steps):
@@ -280,6 +319,8 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
             # fp16: the scaler skips inf grads; a signal seen during this step stops the run after it, on every rank
             bad, stopping = _step_flags(res.loss, norm if scaler is None else None, stop.requested)
+            if not bad:
+                finite_at = step
             if bad:
                 if tc.nonfinite == "stop":
                     last = RunDir(run_dir).latest()
@@ -314,6 +355,10 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
                 t_last, n_last = now, 0
                 bar.set_postfix(loss=f"{terms['contrastive']:.3f}", L0=f"{img['l0_pct']:.1f}%")
             bar.update(1)
+            if done == tc.steps:  # a skipped last step or non-finite codes: the run failed, no final/
+                first = split_batch((images, tokens), tc.accum_steps)[0]
+                _check_end(run_dir, bad, skipped, done - start, finite_at,
+                           codes_ok=not bad and _codes_finite(model, step_model, first, amp))
             # a signal: every rank stops after this same step (the flag was shared above), with a checkpoint
             if done in save_at or (stopping and done < tc.steps):
                 if not _finite(model):
@@ -335,4 +380,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
     if info.is_main:
         save_model(unwrap(model), cfg, run.final)
         write_text_atomic(run.data_stats, json.dumps(source.stats(), indent=2))
+        if skipped:
+            print(f"sparseclip: warning: {skipped} of the {tc.steps - start} steps run were skipped (non-finite loss "
+                  "or gradient, train.nonfinite=skip_step; skipped_steps in log.jsonl)", file=sys.stderr)
     return run_dir
