@@ -312,3 +312,9 @@ def test_eval_of_an_unfinished_run_names_its_checkpoint(tmp_path, one_run, capsy
     newest = run / "checkpoints" / "step_000003"
     assert len(notes) == 1 and notes[0].startswith("sparseclip: note:") and str(newest) in notes[0]
     assert json.loads(out.read_text())["checkpoint_dir"] == str(newest)
+
+
+def test_refused_resume_leaves_no_folder_behind(tmp_path, capsys):
+    run = tmp_path / "never"
+    _one_line_error(capsys, main(["train", *MICRO, "--out", str(run), "--resume", "latest"]), "no checkpoints")
+    assert not run.exists()

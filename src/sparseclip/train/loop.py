@@ -233,6 +233,8 @@ def train(cfg: Config, resume: str | None = None, progress: bool | None = None, 
             raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by world size x train.accum_steps "
                              f"({info.world_size} x {tc.accum_steps})")
         check_memory(cfg, info.device, info.world_size)  # heads or a batch larger than the machine: one line
+        if resume:  # a checkpoint that is not there is refused before the folder (and its lock) is made
+            find_resume(Path(tc.output_dir), resume)
         if info.is_main:
             try:
                 Path(tc.output_dir).mkdir(parents=True, exist_ok=True)
