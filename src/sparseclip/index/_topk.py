@@ -236,15 +236,17 @@ def _blocked_single(q_ptr, q_val, p_idx, p_val, bp, n_items, bsize, k, allowed, 
 
 
 @_jit()
-def _pruned_one(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, k, c, allowed,
-                acc, qd, cv, ci, hv, hi, out_idx, out_val):
-    """Query ``qi``: its ``c`` best items on the pruned lists, then their exact scores from the forward codes."""
+def _rerank_one(qi, q_ptr, q_idx, q_val, cand, f_ptr, f_idx, f_val, k, qd, hv, hi, out_idx, out_val):
+    """Exact scores of query ``qi``'s candidate items (``cand[qi]``, -1 for none) from the forward codes, the
+    best ``k`` into row ``qi`` of the outputs: the same float32 products as the exact engine's, summed in the
+    same (feature) order, so the same scores."""
     for a in range(q_ptr[qi], q_ptr[qi + 1]):
         qd[q_idx[a]] = q_val[a]
-    size = _select(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, c, allowed, acc, cv, ci)
     found = 0
-    for r in range(size):  # exact: the same float32 products, summed in the same (feature) order
-        i = ci[r]
+    for r in range(cand.shape[1]):
+        i = cand[qi, r]
+        if i < 0:
+            continue
         s = np.float32(0.0)
         for b in range(f_ptr[i], f_ptr[i + 1]):
             w = qd[f_idx[b]]
@@ -258,46 +260,45 @@ def _pruned_one(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_va
 
 
 @_jit(parallel=True)
-def _pruned_search(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, n_items, n_features, k, c,
-                   allowed, out_idx, out_val, n_threads):
+def _rerank(q_ptr, q_idx, q_val, cand, f_ptr, f_idx, f_val, n_features, k, out_idx, out_val, n_threads):
     nq = q_ptr.size - 1
     nt = max(1, min(n_threads, nq))
-    for t in prange(nt):  # one set of buffers per thread, queries strided over threads
-        acc = np.zeros(n_items, np.float32)
+    for t in prange(nt):  # one query buffer and heap per thread, queries strided over threads
         qd = np.zeros(n_features, np.float32)
-        cv = np.empty(c, np.float32)
-        ci = np.empty(c, np.int64)
         hv = np.empty(k, np.float32)
         hi = np.empty(k, np.int64)
         for qi in range(t, nq, nt):
-            _pruned_one(qi, q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, k, c, allowed,
-                        acc, qd, cv, ci, hv, hi, out_idx, out_val)
+            _rerank_one(qi, q_ptr, q_idx, q_val, cand, f_ptr, f_idx, f_val, k, qd, hv, hi, out_idx, out_val)
 
 
-def pruned_search(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, n_items, n_features, k, c,
-                  allowed, out_idx, out_val, n_threads) -> None:
-    """Approximate top-``k`` into ``out_idx``/``out_val``: candidates from pruned posting lists (CSC arrays
-    ``p_*``), exact scores from the forward codes (CSR arrays ``f_*``); see ``approx.PrunedSearch``."""
-    if numba is None:  # the same steps with scipy, one query at a time
-        pruned = sp.csc_matrix((p_val, p_idx, p_ptr), shape=(n_items, n_features))
-        forward = sp.csr_matrix((f_val, f_idx, f_ptr), shape=(n_items, n_features))
-        queries = sp.csr_matrix((q_val, q_idx, q_ptr), shape=(q_ptr.size - 1, n_features))
-        cand, _ = _topk_scipy(queries, pruned, c, allowed if allowed.size else None)
-        out_idx.fill(-1)
-        out_val.fill(-np.inf)
-        for qi in range(queries.shape[0]):
+def rerank(queries: sp.csr_matrix, cand: np.ndarray, forward: tuple[np.ndarray, np.ndarray, np.ndarray],
+           n_items: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each query's candidate rows (``cand``, -1 for none) by exact score over ``forward``
+    (the codes' CSR arrays ``(indptr, indices, data)``, items x features; the feature numbers may be
+    ``uint16``), as ``(rows, scores)`` best first."""
+    f_ptr, f_idx, f_val = forward
+    nq = queries.shape[0]
+    idx = np.empty((nq, k), np.int64)
+    val = np.empty((nq, k), np.float32)
+    if numba is None:  # the same sums with scipy, one query at a time
+        idx.fill(-1)
+        val.fill(-np.inf)
+        for qi in range(nq):
             rows = cand[qi][cand[qi] >= 0]
-            scores = np.asarray(forward[rows] @ queries[qi].T.toarray(), dtype=np.float32).ravel()
+            codes = sp.csr_matrix((f_val, f_idx.astype(np.int32), f_ptr), shape=(n_items, queries.shape[1]))
+            scores = np.asarray(codes[rows] @ queries[qi].T.toarray(), dtype=np.float32).ravel()
             top = np.argsort(-scores, kind="stable")[:k]
             top = top[scores[top] > 0]
-            out_idx[qi, :top.size] = rows[top]
-            out_val[qi, :top.size] = scores[top]
-    elif n_threads > 1:
-        _pruned_search(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, n_items, n_features, k, c,
-                       allowed, out_idx, out_val, n_threads)
+            idx[qi, :top.size] = rows[top]
+            val[qi, :top.size] = scores[top]
     else:
-        _pruned_search.py_func(q_ptr, q_idx, q_val, p_ptr, p_idx, p_val, f_ptr, f_idx, f_val, n_items,
-                               n_features, k, c, allowed, out_idx, out_val, 1)
+        args = (queries.indptr.astype(np.int64), queries.indices.astype(np.int64), queries.data.astype(np.float32),
+                np.ascontiguousarray(cand, dtype=np.int64), f_ptr, f_idx, f_val, queries.shape[1], k, idx, val)
+        if nq > 1 and numba.get_num_threads() > 1:
+            _rerank(*args, numba.get_num_threads())
+        else:
+            _rerank.py_func(*args, 1)
+    return sort_rows(idx, val, k)
 
 
 def sort_rows(idx: np.ndarray, val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

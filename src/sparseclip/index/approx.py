@@ -98,33 +98,36 @@ class PrunedSearch:
         self.shape = codes.shape
         lengths = np.diff(codes.indptr)
         caps = np.minimum(lengths, np.maximum(min_keep, np.ceil(keep * lengths))).astype(np.int64)
-        self.p_ptr = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
-        self.p_idx = np.empty(self.p_ptr[-1], np.int32)
-        self.p_val = np.empty(self.p_ptr[-1], np.float32)
+        p_ptr = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
+        p_idx = np.empty(p_ptr[-1], np.int32)
+        p_val = np.empty(p_ptr[-1], np.float32)
         for j in np.flatnonzero(caps):
             s, e = codes.indptr[j], codes.indptr[j + 1]
             rows, vals = codes.indices[s:e], codes.data[s:e]
             if caps[j] < e - s:
                 top = np.sort(np.argpartition(-vals, caps[j] - 1)[:caps[j]])  # the largest values, rows ascending
                 rows, vals = rows[top], vals[top]
-            self.p_idx[self.p_ptr[j]:self.p_ptr[j + 1]] = rows
-            self.p_val[self.p_ptr[j]:self.p_ptr[j + 1]] = vals
+            p_idx[p_ptr[j]:p_ptr[j + 1]] = rows
+            p_val[p_ptr[j]:p_ptr[j + 1]] = vals
+        self.pruned = sp.csc_matrix((p_val, p_idx, p_ptr), shape=codes.shape)
         forward = codes.tocsr()
         forward.sort_indices()
-        self.f_ptr = forward.indptr.astype(np.int64)
-        self.f_idx = forward.indices.astype(np.uint16 if codes.shape[1] <= 1 << 16 else np.int32)
-        self.f_val = forward.data
+        small = codes.shape[1] <= 1 << 16  # feature numbers fit in 2 bytes (scipy would widen them: raw arrays)
+        self.forward = (forward.indptr.astype(np.int64), forward.indices.astype(np.uint16 if small else np.int32),
+                        forward.data)
+        self.shape = codes.shape
         self.keep, self.min_keep = keep, min_keep
 
     @property
     def nbytes(self) -> int:
         """Bytes the engine holds: its pruned posting lists and its forward copy of the codes."""
-        return int(sum(a.nbytes for a in (self.p_ptr, self.p_idx, self.p_val, self.f_ptr, self.f_idx, self.f_val)))
+        p = self.pruned
+        return int(p.data.nbytes + p.indices.nbytes + p.indptr.nbytes + sum(a.nbytes for a in self.forward))
 
     @property
     def pruned_nnz(self) -> int:
         """Postings kept in the pruned lists."""
-        return int(self.p_ptr[-1])
+        return int(self.pruned.nnz)
 
     def search(self, queries: sp.csr_matrix, k: int, candidates: int = 100,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +139,7 @@ class PrunedSearch:
             raise SparseIndexError(f"queries have {queries.shape[1]} features, the index {self.shape[1]}")
         k = min(k, max(self.shape[0], 1))
         c = max(k, min(int(candidates), max(self.shape[0], 1)))
-        nq = queries.shape[0]
-        idx = np.empty((nq, k), np.int64)
-        val = np.empty((nq, k), np.float32)
-        mask = np.zeros(0, np.bool_) if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
         q = sp.csr_matrix(queries, dtype=np.float32)
         q.sort_indices()
-        args = (q.indptr.astype(np.int64), q.indices.astype(np.int64), q.data, self.p_ptr, self.p_idx, self.p_val,
-                self.f_ptr, self.f_idx, self.f_val, self.shape[0], self.shape[1], k, c, mask, idx, val)
-        if _kernels.numba is None:
-            _kernels.pruned_search(*args, 1)
-        else:
-            _kernels.pruned_search(*args, _kernels.numba.get_num_threads() if nq > 1 else 1)
-        return _kernels.sort_rows(idx, val, k)
+        cand, _ = _kernels.topk(q, self.pruned, c, allowed=allowed)  # the best c on the pruned lists
+        return _kernels.rerank(q, cand, self.forward, self.shape[0], k)
