@@ -86,9 +86,14 @@ class PrunedSearch:
     The engine stands alone: its pruned lists and its forward copy (feature numbers as ``uint16`` when there
     are at most 65,536 features) are all it reads, so :attr:`nbytes` is its whole memory. ``codes`` are the
     index's (CSC, items x features).
+
+    The defaults (keep 30%, at least 16 postings, 100 candidates) are tuned on real Sparse CLIP codes (the
+    demo's lite model: recall@10 0.987 on 15,000 items, 0.955 on 100,000 resampled ones, about 2x the exact
+    engine's single-query speed); on codes whose frequent features are more telling, far less can be kept
+    (docs/search.md has the curves).
     """
 
-    def __init__(self, codes: sp.csc_matrix, keep: float = 0.05, min_keep: int = 16):
+    def __init__(self, codes: sp.csc_matrix, keep: float = 0.3, min_keep: int = 16):
         if not 0 < keep <= 1:
             raise SparseIndexError(f"keep must be in (0, 1], got {keep}")
         if min_keep < 1:
