@@ -342,6 +342,8 @@ def topk(queries: sp.csr_matrix, postings: sp.csc_matrix, k: int, allowed: np.nd
         raise ValueError(f"unknown search engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine == "numba" and numba is None:
         raise ValueError("engine 'numba' needs the numba package (pip install numba)")
+    if allowed is not None and np.shape(allowed) != (postings.shape[0],):  # the kernels do not check bounds
+        raise ValueError(f"allowed must hold one bool per item ({postings.shape[0]}), got shape {np.shape(allowed)}")
     if engine == "scipy" or postings.shape[0] == 0:
         idx, val = _topk_scipy(queries, postings, k, allowed)
     else:

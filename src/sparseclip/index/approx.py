@@ -120,7 +120,6 @@ class PrunedSearch:
         small = codes.shape[1] <= 1 << 16  # feature numbers fit in 2 bytes (scipy would widen them: raw arrays)
         self.forward = (forward.indptr.astype(np.int64), forward.indices.astype(np.uint16 if small else np.int32),
                         forward.data)
-        self.shape = codes.shape
         self.keep, self.min_keep = keep, min_keep
 
     @property
