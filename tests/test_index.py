@@ -256,6 +256,8 @@ def test_blocked_kernels_equal_the_plain_ones(monkeypatch):
     for (r0, s0), (r1, s1) in zip(plain, blocked, strict=True):
         assert np.array_equal(r0, r1) and np.array_equal(s0, s1)
     assert np.all(allowed[blocked[2][0][blocked[2][0] >= 0]])
+    with pytest.raises(ValueError, match="one bool per item"):  # the kernels would read past a short mask
+        index.search_rows(q, 10, allowed=allowed[:-1])
     monkeypatch.setattr(_topk, "MAX_BLOCKS", 4)  # fewer, larger blocks for larger indexes
     assert _topk.block_size(len(index)) == 750
     assert np.array_equal(index.search_rows(q, 10)[0], plain[0][0])
