@@ -69,7 +69,7 @@ def test_logit_scale_init_and_cap():
     m.clamp_logit_scale()
     assert math.isclose(float(m.logit_scale.exp().detach()), 50.0, rel_tol=1e-5)
     capped = _model("model.logit_scale_max=5")  # a cap below the init clamps immediately
-    assert float(capped.logit_scale.exp()) <= 5.0 + 1e-5
+    assert float(capped.logit_scale.exp().detach()) <= 5.0 + 1e-5
 
 
 def test_rep_relu_forward_relu_backward_gelu():
