@@ -11,7 +11,9 @@ image), at their measured density, plus larger sets resampled from their per-fea
 (``--run-sizes``); ``--dense-run`` gives the dense side the embeddings of a dense run of the same images.
 ``--milvus`` adds Milvus Lite (``sparseclip[milvus]``) as a row.
 
-    python benchmarks/bench_search.py --sizes 20000,100000,1000000 --write-doc docs/search.md
+    python benchmarks/bench_search.py --sizes 20000,100000,1000000 --json docs/search/bench.json \
+        --write-doc docs/search.md
+    python benchmarks/bench_search.py --render docs/search/bench.json --write-doc docs/search.md  # no measuring
 
 Timings are the best of ``--reps`` interleaved repetitions (the CPU is shared), so compare ratios within a run.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import re
@@ -392,7 +395,16 @@ def main() -> None:
                    "and captions are the dense side (default: random vectors)")
     p.add_argument("--run-sizes", default="", help="with --run: sizes resampled from the real codes' statistics")
     p.add_argument("--write-doc", type=Path, help="replace the bench block of this markdown file")
+    p.add_argument("--json", type=Path, help="write the run's figures (rows, stats, command, load) to this JSON")
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="measure nothing: rewrite --write-doc's bench block from a JSON that --json wrote")
     args = p.parse_args()
+    if args.render:
+        if not args.write_doc:
+            p.error("--render needs --write-doc")
+        write_doc(args.write_doc, render(json.loads(args.render.read_text())))
+        print(f"wrote {args.write_doc} from {args.render}")
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} (1 min), {os.cpu_count()} cores", flush=True)
@@ -404,21 +416,31 @@ def main() -> None:
         gc.collect()  # free this size's structures before the next
         print(fmt_table(r), flush=True)
     load_after = os.getloadavg()
-    cmd = "python benchmarks/bench_search.py " + " ".join(os.sys.argv[1:])
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    text = (f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}, {machine}, k={args.k}, "
-            f"batch of {args.queries} queries, best of {args.reps} interleaved runs; load average "
-            f"{load_before[0]:.2f} before, {load_after[0]:.2f} after). Ratios are against the tuned faiss row.\n\n"
-            f"{fmt_table(rows)}\n\n{fmt_stats(stats)}")
+    result = {"command": "python benchmarks/bench_search.py " + " ".join(os.sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores", "k": args.k, "queries": args.queries, "reps": args.reps,
+              "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2),
+              "rows": rows, "stats": stats}
+    text = render(result)
     print("\n" + text)
     busy = max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
-    if args.write_doc and busy:
-        raise SystemExit(f"not writing {args.write_doc}: the load average ({load_before[0]:.2f} before, "
+    if (args.write_doc or args.json) and busy:
+        raise SystemExit(f"not writing results: the load average ({load_before[0]:.2f} before, "
                          f"{load_after[0]:.2f} after) exceeded the {os.cpu_count()} cores; rerun on a quiet machine")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=1, default=float))
+        print(f"wrote {args.json}")
     if args.write_doc:
         write_doc(args.write_doc, text)
         print(f"wrote {args.write_doc}")
 
+
+def render(result: dict) -> str:
+    """The doc block of one benchmark run, from its JSON alone (``--json``; ``--render`` rewrites a doc from it)."""
+    return (f"Command: `{result['command']}` ({result['date']}, {result['machine']}, k={result['k']}, "
+            f"batch of {result['queries']} queries, best of {result['reps']} interleaved runs; load average "
+            f"{result['load_before']:.2f} before, {result['load_after']:.2f} after). Ratios are against the tuned "
+            f"faiss row.\n\n{fmt_table(result['rows'])}\n\n{fmt_stats(result['stats'])}")
 
 if __name__ == "__main__":
     main()

@@ -105,6 +105,18 @@ def test_emoji_table_is_generated_from_its_json():
     assert (d / "results.md").read_text() == eval_table([d / "dense.json", d / "relu.json"])
 
 
+def test_search_table_is_generated_from_its_json():
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_search", ROOT / "benchmarks" / "bench_search.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    doc = (ROOT / "docs" / "search.md").read_text()
+    block = doc.split("<!-- bench:start -->\n", 1)[1].split("\n<!-- bench:end -->", 1)[0]
+    assert block == bench.render(json.loads((ROOT / "docs" / "search" / "bench.json").read_text()))
+
+
 def test_ablation_verdicts_in_the_docs_are_the_generated_ones():
     doc = (ROOT / "docs" / "ablations.md").read_text()
     block = doc.split("<!-- generated: verdicts of docs/ablations/default/summary.md -->\n")[1].split(
