@@ -39,11 +39,16 @@ class HeadConfig:
     bias: bool = False
     rep_relu: bool = False  # ReLU forward, GELU gradient backward (NCL's RepReLU)
     topk: int = 64  # K for kind=topk
+    # what the head does to a tower feature before projecting it: none | center (subtract the training data's
+    # running mean) | standardize (also divide by its running std). The statistics are buffers learned from the
+    # training batches (saved with the head, frozen at evaluation); see docs/pretrained.md (sparsity levers)
+    input_norm: str = "none"
 
     def validate(self) -> None:
-        from .model.heads import HEAD_KINDS  # the registry (imported here: model imports config)
+        from .model.heads import HEAD_KINDS, INPUT_NORMS  # the registry (imported here: model imports config)
 
         _choice("model.head.kind", self.kind, tuple(HEAD_KINDS))
+        _choice("model.head.input_norm", self.input_norm, INPUT_NORMS)
         _choice("model.head.placement", self.placement, ("replace", "append"))
         _positive("model.head.expansion", self.expansion)
         _positive("model.head.topk", self.topk)
@@ -210,6 +215,14 @@ class TrainConfig:
     # logit_scale use train.lr. 0 keeps the tower weights fixed (model.freeze_* also fixes batch-norm
     # statistics and enables the feature cache)
     tower_lr_scale: float = 1.0
+    # a schedule for the cap (model.logit_scale_max): start at this cap and lower it geometrically to
+    # model.logit_scale_max over the first logit_scale_max_anneal fraction of the steps (accuracy first, then
+    # sparsity); the scale starts at this cap when model.init_at_cap. 0 = no schedule (the cap is fixed)
+    logit_scale_max_start: float = 0.0
+    logit_scale_max_anneal: float = 0.5
+    # fine-tune only each tower's last N blocks (and the norms after them; embeddings and earlier blocks frozen),
+    # at train.lr x tower_lr_scale; needs model.freeze_image=false and model.freeze_text=false. 0 = off
+    tower_last_blocks: int = 0
     compile: bool = False  # torch.compile the model
     # both towers frozen + CSV data: compute tower features once (run_dir/features.safetensors), train heads only
     feature_cache: bool = True
@@ -242,6 +255,12 @@ class TrainConfig:
         if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
             raise ConfigError(f"train.beta1, train.beta2: must be in [0, 1), got {self.beta1}, {self.beta2}")
         _choice("train.nonfinite", self.nonfinite, ("stop", "skip_step"))
+        if self.logit_scale_max_start < 0 or not 0 < self.logit_scale_max_anneal <= 1:
+            raise ConfigError("train.logit_scale_max_start must be >= 0 (0: no schedule) and "
+                              f"train.logit_scale_max_anneal in (0, 1]; got {self.logit_scale_max_start}, "
+                              f"{self.logit_scale_max_anneal}")
+        if self.tower_last_blocks < 0:
+            raise ConfigError(f"train.tower_last_blocks: must be >= 0 (0: off), got {self.tower_last_blocks}")
         if not isinstance(self.tower_lr_scale, int | float) or self.tower_lr_scale < 0:
             raise ConfigError(f"train.tower_lr_scale: must be >= 0, got {self.tower_lr_scale!r}")
         for f in self.ckpt_fractions:
@@ -262,6 +281,9 @@ class Config:
         self.loss.validate()
         self.data.validate()
         self.train.validate()
+        if self.train.tower_last_blocks and (self.model.freeze_image or self.model.freeze_text):
+            raise ConfigError("train.tower_last_blocks: fine-tunes the towers' last blocks, so the towers cannot be "
+                              "frozen; set model.freeze_image=false model.freeze_text=false")
         return self
 
     def to_dict(self) -> dict:

@@ -73,12 +73,16 @@ def firing_frequency(codes: Any, tau: float = TAU) -> np.ndarray:
 
 
 def sparsity_stats(codes: Any, tau: float = TAU, n_min: int = N_MIN) -> dict:
-    """L0 (mean non-zeros per input), L0 as % of dims, % of features active (fire > tau on >= n_min inputs)
-    and % dead (never fire > tau), and the code width."""
+    """L0 (mean non-zeros per input: exact ReLU zeros), L0 at ``tau`` (mean entries with ``|value| > tau``),
+    each also as % of dims, % of features active (fire > tau on >= n_min inputs) and % dead (never fire > tau),
+    and the code width."""
     x = _matrix(codes)
     counts = fire_counts(x, tau)
     value = l0(x)
-    return {"L0": value, "L0_pct": 100.0 * value / x.shape[1], "active_pct": 100.0 * float((counts >= n_min).mean()),
+    at_tau = l0(x, eps=tau)  # entries with |value| > tau per row: L0 at the paper's firing threshold
+    return {"L0": value, "L0_pct": 100.0 * value / x.shape[1], "L0_tau": at_tau,
+            "L0_tau_pct": 100.0 * at_tau / x.shape[1], "tau": tau,
+            "active_pct": 100.0 * float((counts >= n_min).mean()),
             "dead_pct": 100.0 * float((counts == 0).mean()), "dim": int(x.shape[1])}
 
 

@@ -85,15 +85,69 @@ HEAD_KINDS: dict[str, HeadKind] = {
 }
 
 
+#: ``model.head.input_norm``: what a head does to its input before projecting it
+INPUT_NORMS = ("none", "center", "standardize")
+
+
+class InputNorm(nn.Module):
+    """Centre (and optionally scale) a tower feature with statistics of the training data.
+
+    The mean and variance are buffers: every forward in training mode folds the batch into them (an exact
+    running average over all training rows seen, Chan's parallel update), and the feature is normalised with the
+    updated statistics (every row seen so far), not the batch's alone. In eval mode the statistics are frozen,
+    so a row's code does not depend on the rest of its batch. They are saved with the head, so a resumed run
+    continues exactly. A lever of issue 21, measured (docs/sparsity.md): on the lite pair, centring makes the
+    ReLU codes dense, because a bias-free ReLU unit over centred features fires on about half of the inputs;
+    the towers' common component is what lets the head place most units' thresholds outside the data.
+    """
+
+    def __init__(self, dim: int, scale: bool):
+        super().__init__()
+        self.scale = scale
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def _update(self, x: torch.Tensor) -> None:
+        x = x.detach().float().reshape(-1, x.shape[-1])
+        n, m = float(self.count), float(x.shape[0])
+        if m == 0:
+            return
+        b_mean, b_var = x.mean(0), x.var(0, unbiased=False)
+        total = n + m
+        delta = b_mean - self.mean
+        new_mean = self.mean + delta * (m / total)
+        m2 = (self.var * n if n > 0 else 0.0) + b_var * m + delta.pow(2) * (n * m / total)
+        self.mean.copy_(new_mean)
+        self.var.copy_(m2 / total)
+        self.count.fill_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self._update(x)
+        x = x - self.mean.to(x.dtype)
+        if self.scale:
+            x = x * torch.rsqrt(self.var.to(x.dtype) + 1e-5)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
 class Head(nn.Module):
-    """A linear map followed by the head's non-linearity (see module docstring)."""
+    """A linear map followed by the head's non-linearity (see module docstring), optionally after normalising
+    its input with the training data's statistics (:class:`InputNorm`)."""
 
     def __init__(self, kind: str, in_dim: int, out_dim: int, bias: bool = False, rep_relu: bool = False,
-                 topk: int = 64, identity: bool = False):
+                 topk: int = 64, identity: bool = False, input_norm: str = "none"):
         super().__init__()
         if kind not in HEAD_KINDS:
             raise ValueError(f"unknown head kind {kind!r} ({', '.join(HEAD_KINDS)})")
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"unknown input_norm {input_norm!r} ({', '.join(INPUT_NORMS)})")
         self.kind = kind
+        self.norm = InputNorm(in_dim, scale=input_norm == "standardize") if input_norm != "none" else None
         self.in_dim, self.out_dim = in_dim, out_dim
         self.use_rep_relu = rep_relu
         self.k = topk
@@ -111,6 +165,8 @@ class Head(nn.Module):
         return HEAD_KINDS[self.kind].nonnegative
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.norm is not None:
+            x = self.norm(x)
         return HEAD_KINDS[self.kind].activation(self, self.proj(x))
 
     def extra_repr(self) -> str:
@@ -125,6 +181,7 @@ def build_head(cfg: HeadConfig, in_dim: int, embed_dim: int) -> Head:
     """
     if not HEAD_KINDS[cfg.kind].wide:
         identity = cfg.placement == "append"
-        return Head(cfg.kind, in_dim, embed_dim, bias=cfg.bias, identity=identity)
+        return Head(cfg.kind, in_dim, embed_dim, bias=cfg.bias, identity=identity, input_norm=cfg.input_norm)
     width = cfg.expansion * embed_dim
-    return Head(cfg.kind, in_dim, width, bias=cfg.bias, rep_relu=cfg.rep_relu, topk=cfg.topk)
+    return Head(cfg.kind, in_dim, width, bias=cfg.bias, rep_relu=cfg.rep_relu, topk=cfg.topk,
+                input_norm=cfg.input_norm)

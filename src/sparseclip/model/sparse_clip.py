@@ -81,9 +81,10 @@ class SparseCLIP(nn.Module):
         return out
 
     @torch.no_grad()
-    def clamp_logit_scale(self) -> None:
-        """Clamp ``logit_scale`` (log space) to [0, ln(cap)], as OpenCLIP does after each step."""
-        self.logit_scale.clamp_(0, self.logit_scale_cap)
+    def clamp_logit_scale(self, cap: float | None = None) -> None:
+        """Clamp ``logit_scale`` (log space) to [0, ln(cap)], as OpenCLIP does after each step; ``cap`` (not in
+        log space) defaults to ``cfg.logit_scale_max`` (a cap schedule passes the step's cap)."""
+        self.logit_scale.clamp_(0, self.logit_scale_cap if cap is None else math.log(cap))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.towers.set_grad_checkpointing(enable)

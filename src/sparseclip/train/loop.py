@@ -196,6 +196,17 @@ def _newest_finite_checkpoint(run_dir: Path, finite_at: int | None) -> str:
 
 
 
+def cap_at(cfg: Config, done: int) -> float:
+    """The cap on the logit scale after ``done`` steps: ``model.logit_scale_max``, or with a cap schedule
+    (``train.logit_scale_max_start``) the geometric path from the start to it over the first
+    ``train.logit_scale_max_anneal`` of the steps."""
+    end, begin = cfg.model.logit_scale_max, cfg.train.logit_scale_max_start
+    if begin <= 0:
+        return end
+    frac = min(1.0, done / max(1.0, cfg.train.logit_scale_max_anneal * cfg.train.steps))
+    return math.exp(math.log(begin) + frac * (math.log(end) - math.log(begin)))
+
+
 def make_loss_fn(cfg: Config, clip_loss: torch.nn.Module):
     """``outputs -> {"contrastive": ..., ["l1": ...]}``: the terms whose sum is minimised."""
 
@@ -261,6 +272,14 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
         model = create_model(cfg.model).to(device)
     if tc.grad_checkpointing:
         model.set_grad_checkpointing(True)
+    if tc.tower_last_blocks:
+        from ..model.partial import train_last_blocks
+
+        blocks = train_last_blocks(model.towers, tc.tower_last_blocks)
+        if info.is_main:
+            print("[train] fine-tuning the towers' last blocks only: " + "; ".join(
+                f"{side}: last {tc.tower_last_blocks} of {b['n_blocks']} ({b['blocks']}), "
+                f"{b['trainable_params']:,} parameters" for side, b in blocks.items()))
     tokenizer = get_tokenizer(cfg.model, cfg.data.context_length)
     transform = image_transform(cfg.data.image_size, train=False, cfg=cfg.model)
     show = (tc.progress if progress is None else progress) and info.is_main
@@ -286,6 +305,9 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
                                                gather_with_grad=cfg.loss.gather_with_grad,
                                                chunk_size=cfg.loss.chunk_size or None))
 
+    if tc.logit_scale_max_start > 0 and cfg.model.init_at_cap:  # a cap schedule starts the scale at its start
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(tc.logit_scale_max_start))
     start = 0
     if resume:
         ckpt = find_resume(run_dir, resume)
@@ -338,7 +360,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
             else:
                 optimizer.step()
             scheduler.step()
-            model.clamp_logit_scale()
+            model.clamp_logit_scale(cap_at(cfg, step + 1))
             n_last += images.shape[0] * info.world_size
             done = step + 1
             if done % tc.log_every == 0 or done == tc.steps:
