@@ -107,8 +107,12 @@ def cache_key(model: SparseCLIP, images: Sequence[Any], captions: Sequence[str],
     towers = {"embed_dim": cfg.embed_dim, "vision": cfg.vision_cfg, "text": cfg.text_cfg,
               "openclip": cfg.openclip_name, "placement": cfg.head.placement, "weights": weights_source_id(cfg)}
     h = hashlib.sha256(json.dumps(towers, sort_keys=True, default=str).encode())
-    for img, cap in zip(images, captions, strict=True):
-        h.update((img if isinstance(img, str) else f"<{type(img).__name__}>").encode() + b"\0")
+    token = getattr(images, "key_token", None)  # a lazy sequence names its items' type without making them
+    if token is not None and len(images) != len(captions):
+        raise ValueError(f"{len(images)} images for {len(captions)} captions")
+    for img, cap in zip(images if token is None else [None] * len(captions), captions, strict=True):
+        name = token if token is not None else img if isinstance(img, str) else f"<{type(img).__name__}>"
+        h.update(name.encode() + b"\0")
         h.update(cap.encode() + b"\0")
     h.update(extra.encode())
     return h.hexdigest()[:32]
@@ -137,26 +141,31 @@ def cache_pairs(model: SparseCLIP, tokenizer: Callable, transform: Callable,
         if path is not None:
             _RECENT[key].save(path)
         return _RECENT[key]
-    rows, tensors, skipped = [], [], {}
+    # images are decoded and encoded a batch at a time (memory holds one batch of pixels, not the whole set)
+    rows, batch, feats, skipped = [], [], [], {}
     for i, (img, cap) in enumerate(zip(images, captions, strict=True)):
         try:
             if not cap or not cap.strip():
                 raise SkipSample("empty_caption")
             if isinstance(img, Image.Image):
-                tensors.append(transform(img.convert("RGB")))
+                batch.append(transform(img.convert("RGB")))
             else:
-                tensors.append(decode_image(img, transform))
+                batch.append(decode_image(img, transform))
         except SkipSample as e:
             skipped[e.reason] = skipped.get(e.reason, 0) + 1
             continue
         rows.append(i)
+        if len(batch) == batch_size:
+            feats.append(image_tower_features(model, batch, batch_size))
+            batch = []
+            if progress:
+                progress(i + 1, len(images))
+    if batch:
+        feats.append(image_tower_features(model, batch, batch_size))
+    if progress:
+        progress(len(images), len(images))
     if not rows:
         raise ValueError("cache_pairs: no usable pairs")
-    feats = []
-    for s in range(0, len(tensors), batch_size):
-        feats.append(image_tower_features(model, tensors[s:s + batch_size], batch_size))
-        if progress:
-            progress(min(s + batch_size, len(tensors)), len(tensors))
     kept = [captions[i] for i in rows]
     unique = sorted(set(kept))  # repeated captions (templates, several rows per image) are encoded once
     at = {c: i for i, c in enumerate(unique)}
@@ -169,6 +178,23 @@ def cache_pairs(model: SparseCLIP, tokenizer: Callable, transform: Callable,
     while len(_RECENT) > 2:
         _RECENT.pop(next(iter(_RECENT)))
     return cache
+
+
+class WorldImages(Sequence):
+    """The world's images ``0..n-1``, drawn on access (a cache key needs only their type: ``key_token``)."""
+
+    key_token = "<Image>"
+
+    def __init__(self, world: Any, n: int):
+        self.world, self.n = world, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Image.Image:  # type: ignore[override]
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.world.render(self.world.scene(i), i)
 
 
 def uses_feature_cache(cfg: Config) -> bool:
@@ -191,8 +217,8 @@ def cache_train_pairs(cfg: Config, model: SparseCLIP, tokenizer: Callable, trans
         from ..data.world import World
 
         world = World(seed=d.train_seed, image_size=d.image_size, max_objects=d.max_objects)
-        samples = [world.sample(i) for i in range(d.num_train)]
-        images, captions = [s[0] for s in samples], [s[1] for s in samples]
+        images = WorldImages(world, d.num_train)  # drawn when encoded, not all held at once
+        captions = [world.scene(i).caption for i in range(d.num_train)]
         extra = f"world:{d.train_seed}:{d.image_size}:{d.max_objects}:{d.num_train}"
     else:
         from ..data.csv_data import read_pairs
