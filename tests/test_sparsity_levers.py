@@ -152,3 +152,53 @@ def test_training_the_last_block_changes_only_it(tmp_path):
     assert torch.equal(w[first], init[first])  # frozen: untouched
     assert not torch.equal(w[last], init[last])  # trained
     assert torch.equal(w["towers.token_embedding.weight"], init["towers.token_embedding.weight"])
+
+
+def _levers_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "sparsity_levers" / "run.py"
+    spec = importlib.util.spec_from_file_location("sparsity_levers_run", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(label, kind, sel, test=None, overrides=(), seed=0):
+    def m(zs, t2i, i2t, l0):
+        return {"zs": zs, "t2i": t2i, "i2t": i2t, "image_L0_pct": l0, "text_L0_pct": l0, "image_L0_tau_pct": l0,
+                "text_L0_tau_pct": l0, "image_active_pct": 50.0}
+    return {"label": label, "kind": kind, "lever": kind, "seed": seed, "overrides": list(overrides),
+            "logit_scale": 20.0, "select": m(*sel), "test": m(*(test or sel))}
+
+
+def test_levers_selection_uses_the_select_split_only():
+    g = _levers_script()
+    rows = [_row("dense a", "dense", (0.80, 0.30, 0.30, 100)), _row("dense b", "dense", (0.70, 0.20, 0.20, 100)),
+            _row("wide", "wide", (0.82, 0.31, 0.31, 100)),
+            # sparsest, but below the best dense head on select (test figures would flatter it: they must not count)
+            _row("too sparse", "sparse", (0.90, 0.29, 0.40, 0.5), test=(0.99, 0.99, 0.99, 0.5)),
+            _row("ok", "sparse", (0.81, 0.31, 0.30, 2.0)),
+            _row("ok but costly", "sparse", (0.85, 0.35, 0.35, 1.0), overrides=["train.steps=1200"]),
+            _row("dense-ish", "sparse", (0.85, 0.35, 0.35, 9.0))]
+    chosen = g.choose(rows)
+    assert chosen["dense"] == "dense a" and chosen["wide"] == "wide"
+    assert chosen["sparse"] == "ok but costly" and chosen["sparse_qualified"]
+    assert chosen["sparse_demo"] == "ok"  # 1200 steps is over the demo's budget
+    assert g.within_demo_budget(["model.logit_scale_max=10"]) and not g.within_demo_budget(["data.num_train=60000"])
+    assert not g.within_demo_budget(["model.head.expansion=128"])
+
+
+@pytest.mark.parametrize("dataset", ["world", "emoji"])
+def test_levers_doc_is_what_its_json_renders(dataset, tmp_path):
+    """docs/sparsity/<dataset>.md is regenerated from the committed JSON and must be identical."""
+    from pathlib import Path
+
+    g = _levers_script()
+    docs = Path(__file__).resolve().parents[1] / "docs" / "sparsity"
+    if not (docs / f"{dataset}.json").is_file():
+        pytest.skip(f"docs/sparsity/{dataset}.json not generated")
+    shutil.copy(docs / f"{dataset}.json", tmp_path / f"{dataset}.json")
+    md = g.render(tmp_path, dataset).replace(str(tmp_path), "docs/sparsity")
+    assert md == (docs / f"{dataset}.md").read_text()
