@@ -178,14 +178,19 @@ def test_levers_selection_uses_the_select_split_only():
     rows = [_row("dense a", "dense", (0.80, 0.30, 0.30, 100)), _row("dense b", "dense", (0.70, 0.20, 0.20, 100)),
             _row("wide", "wide", (0.82, 0.31, 0.31, 100)),
             # sparsest, but below the best dense head on select (test figures would flatter it: they must not count)
-            _row("too sparse", "sparse", (0.90, 0.29, 0.40, 0.5), test=(0.99, 0.99, 0.99, 0.5)),
+            _row("too sparse", "sparse", (0.70, 0.29, 0.20, 0.5), test=(0.99, 0.99, 0.99, 0.5)),
             _row("ok", "sparse", (0.81, 0.31, 0.30, 2.0)),
             _row("ok but costly", "sparse", (0.85, 0.35, 0.35, 1.0), overrides=["train.steps=1200"]),
             _row("dense-ish", "sparse", (0.85, 0.35, 0.35, 9.0))]
     chosen = g.choose(rows)
     assert chosen["dense"] == "dense a" and chosen["wide"] == "wide"
-    assert chosen["sparse"] == "ok but costly" and chosen["sparse_qualified"]
+    assert chosen["sparse"] == "ok but costly" and chosen["sparse_rule"] == "all three"
     assert chosen["sparse_demo"] == "ok"  # 1200 steps is over the demo's budget
+    # nothing reaches the dense head on all three: the sparsest within 2 points of its mean accuracy
+    near = [r for r in rows if r["label"] not in ("ok", "ok but costly", "dense-ish")]
+    near.append(_row("close", "sparse", (0.80, 0.29, 0.29, 3.0)))
+    chosen = g.choose(near)
+    assert chosen["sparse"] == "close" and chosen["sparse_rule"] == "near"
     assert g.within_demo_budget(["model.logit_scale_max=10"]) and not g.within_demo_budget(["data.num_train=60000"])
     assert not g.within_demo_budget(["model.head.expansion=128"])
 

@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 SELECT_SEED = 101  # world: validation scenes for choosing settings (the reported ones are data.val_seed=1)
 SEEDS = (0, 1, 2)
 PICKS = ("sparse", "dense", "wide", "sparse_demo", "dense_demo", "wide_demo")  # the rows trained with every seed
+NEAR = 0.02  # the fallback rule: mean accuracy within 2 points of the best dense head's
 REFERENCE = "cap 20"  # the lite_sparse preset before issue 21: every lever is compared with it
 METRICS = ("zs", "t2i", "i2t", "image_L0_pct", "text_L0_pct", "image_L0_tau_pct", "text_L0_tau_pct",
            "image_active_pct")
@@ -50,16 +51,19 @@ LEVERS: list[tuple[str, str, str, list[str]]] = [
       for c in (10, 20, 30)],
     ("linear_wide", "wide, learned", "wide", ["model.init_at_cap=false", "model.logit_scale_max=100"]),
     *[("linear_wide", f"wide, cap {c}", "wide", [f"model.logit_scale_max={c}"]) for c in (20, 30)],
+    ("dense head", "dense, lr 1e-2", "dense", ["train.lr=1e-2"]),  # the controls get the lr lever too
+    ("linear_wide", "wide, lr 1e-2", "wide", ["train.lr=1e-2"]),
     *[("cap", f"cap {c}", "sparse", [f"model.logit_scale_max={c}"]) for c in (10, 20)],
     ("steps (cap 20)", "cap 20, 1200 steps", "sparse", ["train.steps=1200"]),
     ("width (cap 20)", "cap 20, 128x", "sparse", ["model.head.expansion=128"]),
     ("cap schedule", "cap 100 -> 20", "sparse", ["train.logit_scale_max_start=100", "model.logit_scale_max=20"]),
     ("input centring (cap 20)", "cap 20, centred input", "sparse", ["model.head.input_norm=center"]),
-    *[("lr (cap 20)", f"cap 20, lr {lr}", "sparse", [f"train.lr={lr}"]) for lr in ("3e-3", "1e-2")],
+    *[("lr (cap 20)", f"cap 20, lr {lr}", "sparse", [f"train.lr={lr}"]) for lr in ("3e-3", "1e-2", "3e-2")],
+    # world only (the emoji set has no more pairs): its linear_wide control was not trained (2-core time budget)
+    *[("4x pairs + 4x steps", f"{k}, 60k scenes, 1200 steps", kind, ["data.num_train=60000", "train.steps=1200", *o])
+      for k, kind, o in (("cap 20", "sparse", []), ("dense", "dense", []))],
     ("head bias (cap 20)", "cap 20, bias", "sparse", ["model.head.bias=true"]),
     ("TopK (departure)", "cap 20, TopK 64", "departure", ["model.head.kind=topk", "model.head.topk=64"]),
-    *[("4x pairs + 4x steps", f"{k}, 60k scenes, 1200 steps", kind, ["data.num_train=60000", "train.steps=1200", *o])
-      for k, kind, o in (("cap 20", "sparse", []), ("dense", "dense", []), ("wide", "wide", []))],
 ]
 
 
@@ -209,18 +213,22 @@ def choose(rows: list[dict]) -> dict:
                 for k in ("dense", "wide")}
         bar = next(r for r in pool if r["label"] == best["dense"])["select"]
 
-        def sparsest(kind: str, pool: list[dict] = pool, bar: dict = bar) -> str | None:
-            ok = [r for r in pool if r["kind"] == kind and all(r["select"][m] >= bar[m] for m in ("zs", "t2i", "i2t"))]
+        def sparsest(kind: str, near: bool = False, pool: list[dict] = pool, bar: dict = bar) -> str | None:
+            ok = [r for r in pool if r["kind"] == kind and (
+                _score(r["select"]) >= _score(bar) - NEAR if near
+                else all(r["select"][m] >= bar[m] for m in ("zs", "t2i", "i2t")))]
             if not ok:
                 return None
             return min(ok, key=lambda r: max(r["select"]["image_L0_pct"], r["select"]["text_L0_pct"]))["label"]
 
-        sparse = sparsest("sparse")
-        chosen |= {f"dense{suffix}": best["dense"], f"wide{suffix}": best["wide"], f"departure{suffix}":
-                   sparsest("departure"), f"sparse{suffix}_qualified": sparse is not None}
-        if sparse is None:  # nothing qualifies: the most accurate paper-recipe setting, said so in the doc
+        rule, sparse = "all three", sparsest("sparse")
+        if sparse is None:  # the fallback: mean accuracy within NEAR of the dense head's (said so in the doc)
+            rule, sparse = "near", sparsest("sparse", near=True)
+        if sparse is None:  # nothing near: the most accurate paper-recipe setting
+            rule = "most accurate"
             sparse = max((r for r in pool if r["kind"] == "sparse"), key=lambda r: _score(r["select"]))["label"]
-        chosen[f"sparse{suffix}"] = sparse
+        chosen |= {f"dense{suffix}": best["dense"], f"wide{suffix}": best["wide"], f"sparse{suffix}": sparse,
+                   f"sparse{suffix}_rule": rule, f"departure{suffix}": sparsest("departure")}
     return chosen
 
 
@@ -259,10 +267,12 @@ def render(out: Path, dataset: str) -> str:
                      f"{cells} |")
     for suffix, pool in (("", "every setting"), ("_demo", "settings within the demo's budget (no more compute than the "
                                                    "preset before issue 21)")):
-        ok = chosen[f"sparse{suffix}_qualified"]
+        why = {"all three": " (zero-shot and both R@1 >= the best dense head's)",
+               "near": f" (NO setting reached the best dense head's zero-shot and both R@1 on the select split; this "
+                       f"is the sparsest whose mean accuracy is within {100 * NEAR:.0f} points of it)",
+               "most accurate": " (no setting came within reach of the best dense head: the most accurate one)"}
         lines += ["", f"Chosen on the select split among {pool}: sparse **{chosen[f'sparse{suffix}']}**"
-                  + ("" if ok else " (no paper-recipe setting reached the best dense head's zero-shot and both R@1 "
-                     "on the select split: this is the most accurate one)")
+                  + why[chosen[f"sparse{suffix}_rule"]]
                   + f"; dense control **{chosen[f'dense{suffix}']}**; linear_wide **{chosen[f'wide{suffix}']}**"
                   + (f"; departure **{chosen[f'departure{suffix}']}**" if chosen.get(f"departure{suffix}") else "")
                   + "."]
@@ -346,8 +356,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help="labels to run, separated by ';' (default: every lever)")
     p.add_argument("--no-seeds", action="store_true", help="skip the seeds 1, 2 of the chosen rows")
     p.add_argument("--render-only", action="store_true")
+    p.add_argument("--collect", action="store_true",
+                   help="write the JSON from the rows already on disk (OUT/runs/DATASET/*/row.json), training nothing")
     a = p.parse_args(argv)
-    if not a.render_only:
+    if a.collect:
+        order = {e[1]: i for i, e in enumerate(LEVERS)}
+        found = [json.loads(f.read_text()) for f in (a.out / "runs" / a.dataset).glob("*/row.json")]
+        rows = sorted((r for r in found if r["label"] in order), key=lambda r: (r["seed"], order[r["label"]]))
+        from sparseclip.files.atomic import write_json_atomic
+
+        write_json_atomic(a.out / f"{a.dataset}.json", {"command": " ".join(sys.argv), "dataset": a.dataset,
+                                                         "select_seed": SELECT_SEED, "chosen": choose(rows),
+                                                         "rows": rows, "tower_stats": tower_stats(a.out, a.dataset)})
+    elif not a.render_only:
         splits = _split_emoji(a.emoji_dir) if a.dataset == "emoji" else {}
         print(f"load average before: {os.getloadavg()}", flush=True)
         only = {s.strip() for s in a.only.split(";") if s.strip()}
