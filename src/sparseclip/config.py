@@ -480,7 +480,33 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     if shrink:
         data = _merge(data, SHRINK)
     data = apply_overrides(data, overrides or [])
-    return config_from_dict(data)
+    given = {item.partition("=")[0].strip() for item in overrides or []}
+    return _follow_openclip_model(config_from_dict(data), given)
+
+
+def _follow_openclip_model(cfg: Config, given: set[str]) -> Config:
+    """With ``model.openclip_name``, the data's image size and context length are the named model's (its
+    positional embeddings fix both), whatever the preset said; a value given on the command line that differs
+    is refused in one line naming the value the model needs."""
+    if not cfg.model.openclip_name:
+        return cfg
+    import open_clip
+
+    known = open_clip.get_model_config(cfg.model.openclip_name)
+    if known is None:
+        raise ConfigError(f"model.openclip_name: unknown OpenCLIP model {cfg.model.openclip_name!r} "
+                          "(open_clip.list_models() names them)")
+    size = known.get("vision_cfg", {}).get("image_size", cfg.data.image_size)
+    size = size[0] if isinstance(size, list | tuple) else size
+    ctx = known.get("text_cfg", {}).get("context_length", 77)
+    for key, need in (("data.image_size", size), ("data.context_length", ctx)):
+        section, name = key.split(".")
+        have = getattr(cfg.data, name)
+        if key in given and have != need:
+            raise ConfigError(f"{key}={have}: {cfg.model.openclip_name} needs {need} (its positional embedding "
+                              f"is for {need}); leave {key} unset")
+        setattr(cfg.data, name, int(need))
+    return cfg
 
 
 def config_from_dict(data: dict) -> Config:

@@ -62,11 +62,44 @@ def build_towers(cfg: ModelConfig) -> nn.Module:
     return model
 
 
+class _DropMessage:
+    """A logging filter that drops records containing ``text``."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def filter(self, record) -> bool:
+        return self.text not in record.getMessage()
+
+
+def weights_summary(cfg: ModelConfig) -> str:
+    """Which tower weights a config loads, in words: the file and its SHA-256 prefix, an OpenCLIP tag, or none."""
+    if not cfg.pretrained:
+        return ""
+    path = Path(cfg.pretrained)
+    if not path.is_file():
+        return f"OpenCLIP pretrained tag {cfg.pretrained!r} (local cache)"
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return f"{path} (sha256 {h.hexdigest()[:12]})"
+
+
 def _openclip_named(name: str, tag: str) -> nn.Module:
     """OpenCLIP's named model, with the weights of pretrained ``tag`` from the local cache only (never a
     download): a tag that is not cached is one line."""
-    if not tag:
-        return open_clip.create_model(name, pretrained=None)
+    if not tag:  # the weights come from model.pretrained afterwards: OpenCLIP's "initialized randomly" is untrue
+        import logging
+
+        quiet = _DropMessage("No pretrained weights loaded")
+        logging.getLogger().addFilter(quiet)
+        try:
+            return open_clip.create_model(name, pretrained=None)
+        finally:
+            logging.getLogger().removeFilter(quiet)
     import os
 
     old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}

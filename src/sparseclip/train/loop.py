@@ -272,6 +272,10 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
         model = create_model(cfg.model).to(device)
     if tc.grad_checkpointing:
         model.set_grad_checkpointing(True)
+    if cfg.model.pretrained and info.is_main:
+        from ..model.towers import weights_summary
+
+        print(f"[train] tower weights: {weights_summary(cfg.model)}")
     if tc.tower_last_blocks:
         from ..model.partial import train_last_blocks
 
