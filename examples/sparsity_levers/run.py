@@ -292,6 +292,7 @@ def render(out: Path, dataset: str) -> str:
     for r in rows:
         by.setdefault(r["label"], {})[r["seed"]] = r
     seeded = [k for k in PICKS if chosen.get(k) and len(by.get(chosen[k], {})) == len(SEEDS)]
+    seeded = [k for i, k in enumerate(seeded) if chosen[k] not in {chosen[j] for j in seeded[:i]}]  # once each
     if seeded:
         lines += [f"Test split, seeds {list(SEEDS)}: mean ± 95% t-interval half-width.", "",
                   "| row | setting | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
@@ -303,15 +304,15 @@ def render(out: Path, dataset: str) -> str:
                 cells.append(f"{fmt[m].format(mean)} ± {fmt[m].format(half)}")
             lines.append(f"| {k.replace('_demo', ' (demo budget)')} | {chosen[k]} | " + " | ".join(cells) + " |")
         lines.append("")
-        for mine, others in (("sparse", ("dense", "wide")), ("sparse_demo", ("dense_demo", "wide_demo"))):
-            for other in others:
-                if mine not in seeded or other not in seeded:
-                    continue
-                for m in ("zs", "t2i", "i2t"):
-                    d = [100 * (by[chosen[mine]][s]["test"][m] - by[chosen[other]][s]["test"][m]) for s in SEEDS]
-                    mean, half = _interval(d)
-                    lines.append(f"- {chosen[mine]} - {chosen[other]}, {m}: {mean:+.1f} ± {half:.1f} points "
-                                 f"(paired by seed: {', '.join(f'{x:+.1f}' for x in d)})")
+        pairs = {(chosen[m], chosen[o]) for m, others in (("sparse", ("dense", "wide")),
+                                                          ("sparse_demo", ("dense_demo", "wide_demo")))
+                 for o in others if len(by.get(chosen[m], {})) == len(by.get(chosen[o], {})) == len(SEEDS)}
+        for mine, other in sorted(pairs):
+            for m in ("zs", "t2i", "i2t"):
+                d = [100 * (by[mine][s]["test"][m] - by[other][s]["test"][m]) for s in SEEDS]
+                mean, half = _interval(d)
+                lines.append(f"- {mine} - {other}, {m}: {mean:+.1f} ± {half:.1f} points "
+                             f"(paired by seed: {', '.join(f'{x:+.1f}' for x in d)})")
     stats = data.get("tower_stats") or {}
     if stats:
         lines += ["", "Tower features the heads are trained on (training rows): common component |mean|^2 / "

@@ -9,8 +9,8 @@ HELP = """Two comparisons on the built-in procedural world (coloured shapes with
 
   from scratch        a tiny dense CLIP vs a tiny Sparse CLIP (same towers, data, steps): the paper's recipe at
                       a CPU's budget (64k samples; the paper's < 1% L0 comes after ~450M)
-  pretrained towers   frozen EfficientNet-Lite0 + MiniLM (from pip wheels) with a dense head, a 32x ReLU head
-                      (Sparse CLIP, sparse for real) and the parameter-matched 32x linear head
+  pretrained towers   frozen EfficientNet-Lite0 + MiniLM (from pip wheels) with a dense head, a 64x ReLU head
+                      (Sparse CLIP, sparse for real) and the parameter-matched 64x linear head
 
 All five are evaluated alike (zero-shot per task, retrieval, linear probe, sparsity); the pretrained-towers
 Sparse CLIP is analysed, reported and indexed. Everything goes into one folder:

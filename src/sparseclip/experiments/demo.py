@@ -4,7 +4,7 @@
   towers, data, seed and steps. The paper reaches < 1% active dims after ~450M samples; this pair sees 64k, so its
   sparse row is not sparse yet: its L0-over-samples curve shows the trajectory.
 - Pretrained towers (sparse for real on a CPU): frozen EfficientNet-Lite0 + all-MiniLM-L6-v2 (``model.towers=lite``)
-  with a dense head, a 32x ReLU head (Sparse CLIP) and the parameter-matched 32x linear head (``linear_wide``),
+  with a dense head, a 64x ReLU head (Sparse CLIP) and the parameter-matched 64x linear head (``linear_wide``),
   same towers, data and steps. The feature analysis, report and search use its sparse model.
 """
 
