@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup lint clean
+.PHONY: demo test setup lint clean docs-check
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest --durations=10
+
+docs-check: $(STAMP)
+	$(BIN)/python -m sparseclip.experiments.doc_blocks --check
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -141,4 +141,31 @@ def test_parameter_matched_control_verdict():
     said = " ".join(verdicts(exp_grid(0.6, 0.5)))
     assert "sparsity or from extra parameters** (the control the paper lacked): the ReLU" in said
     assert "512: +10.0 (higher)" in said
-    assert "the extra parameters alone" in " ".join(verdicts(exp_grid(0.5, 0.6)))
+    assert "not from sparsity" in " ".join(verdicts(exp_grid(0.5, 0.6)))
+
+
+def test_control_verdict_reads_every_width_not_only_the_widest():
+    """The widest pair is level, a narrower one is lower: the verdict must say so, not 'inconclusive'."""
+    cells = [_cell(0.5, dim=64, **{"model.head.kind": "dense"})]
+    for k, dim, relu_acc in [(1, 64, 0.40), (8, 512, 0.50)]:
+        cells += [_cell(relu_acc, dim=dim, **{"model.head.kind": "relu", "model.head.expansion": k}),
+                  _cell(0.5, dim=dim, **{"model.head.kind": "linear_wide", "model.head.expansion": k})]
+    said = [v for v in verdicts({"expansion": [{**c, "image_L0_pct": {"mean": 50.0, "std": 1.0}} for c in cells]})
+            if "extra parameters" in v][0]
+    assert "not from sparsity" in said and "lower at 64 dims of 2 widths" in said
+
+
+def test_sparsifier_verdict_does_not_count_a_win_over_a_collapsed_one():
+    from sparseclip.experiments.ablate_summary import CHANCE
+
+    def grid(l1_acc):
+        cells = [_cell(0.45, **{"model.head.kind": "relu"}),
+                 _cell(l1_acc, **{"model.head.kind": "relu", "loss.l1_coef": 0.01}),
+                 _cell(CHANCE, **{"model.head.kind": "topk", "model.head.topk": 16})]  # at chance: collapsed
+        return {"sparsifier": [{**c, "train_l0_start_pct": {"mean": 50.0}, "train_l0_end_pct": {"mean": 40.0}}
+                               for c in cells]}
+
+    level = [v for v in verdicts(grid(0.45)) if "ReLU beats" in v][0]
+    assert "not shown at this scale" in level and "partly" not in level and "collapsed to chance" in level
+    assert "reproduced against the 1 sparsifier that learn" in [v for v in verdicts(grid(0.35)) if "ReLU beats" in v][0]
+    assert "not reproduced" in [v for v in verdicts(grid(0.55)) if "ReLU beats" in v][0]

@@ -158,14 +158,7 @@ def verdicts(aggs: dict[str, list[dict]]) -> list[str]:
     relu = _find(g, model__head__kind="relu", loss__l1_coef=None)
     others = [e for e in g if e is not relu]
     if relu and others:
-        cmp = [(e, *compare(relu, e, "zs_mean", 100)) for e in others]
-        wins = sum(w == "higher" for _, _, w in cmp)
-        losses = sum(w == "lower" for _, _, w in cmp)
-        verdict = ("reproduced" if wins == len(cmp) else "not reproduced" if losses
-                   else "partly reproduced" if wins else "inconclusive at this scale")
-        verdict = AT_CHANCE if _chance(relu, *others) else verdict
-        detail = "; ".join(f"{e['cell']} {_acc(e)} ({d:+.1f} for ReLU, {w})" for e, d, w in cmp)
-        out.append(f"**ReLU beats L1 and TopK**: {verdict}. ReLU {_acc(relu)} zero-shot vs {detail}.")
+        out.append(_sparsifier_verdict(relu, others))
         start = relu["train_l0_start_pct"]["mean"]
         end = relu["train_l0_end_pct"]["mean"]
         starts = ", ".join(f"{e['cell']} {e['train_l0_start_pct']['mean']:.1f}%" for e in others)
@@ -201,21 +194,65 @@ def verdicts(aggs: dict[str, list[dict]]) -> list[str]:
     return out
 
 
+def _count(n: int, noun: str) -> str:
+    return f"the 1 {noun}" if n == 1 else f"all {n} {noun}s"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _sparsifier_verdict(relu: dict, others: list[dict]) -> str:
+    """'ReLU beats L1 and TopK', judged only against the sparsifiers that learn: a win over one at chance level
+    (collapsed) shows that it failed, not that ReLU is better, so it is reported but does not count."""
+    cmp = [(e, *compare(relu, e, "zs_mean", 100)) for e in others]
+    live = [(e, d, w) for e, d, w in cmp if not _chance(e)]
+    collapsed = [e["cell"] for e, _, _ in cmp if _chance(e)]
+    wins, losses = sum(w == "higher" for _, _, w in live), sum(w == "lower" for _, _, w in live)
+    if _chance(relu):
+        verdict = AT_CHANCE
+    elif not live:
+        verdict = "inconclusive at this scale: every alternative collapsed to chance"
+    elif losses:
+        verdict = f"not reproduced: ReLU is lower than {losses} of the {len(live)} sparsifiers that learn"
+    elif wins == len(live):
+        verdict = f"reproduced against {_count(len(live), 'sparsifier')} that learn"
+    elif wins:
+        verdict = f"partly reproduced: ReLU is higher than {wins} of the {len(live)} sparsifiers that learn"
+    else:
+        verdict = f"not shown at this scale: ReLU is within noise of {_count(len(live), 'sparsifier')} that learn"
+    if collapsed and not _chance(relu):
+        verdict += f"; {', '.join(collapsed)} collapsed to chance (not counted)"
+    detail = "; ".join(f"{e['cell']} {_acc(e)} ({d:+.1f} for ReLU, {w})" for e, d, w in cmp)
+    return f"**ReLU beats L1 and TopK**: {verdict}. ReLU {_acc(relu)} zero-shot vs {detail}."
+
+
 def _control_verdict(relus: list[dict], lins: list[dict]) -> list[str]:
-    """The paper's open question: ReLU vs the parameter-matched ``linear_wide`` head at each shared width."""
+    """The paper's open question: ReLU vs the parameter-matched ``linear_wide`` head, judged over every shared
+    width (not only the widest): sparsity adds accuracy where the ReLU is higher beyond noise."""
     pairs = [(r, lw) for r in relus for lw in lins if lw["code_dim"] == r["code_dim"]]
     if not pairs:
         return []
-    cmp = [(r["code_dim"], *compare(r, lw, "zs_mean", 100)) for r, lw in pairs]
-    r, lw = pairs[-1]
-    _, d, w = cmp[-1]
-    verdict = ("the ReLU (sparsity) adds accuracy beyond the parameters" if w == "higher" else
-               "the extra parameters alone do as well or better" if w == "lower" else "inconclusive at this scale")
-    verdict = AT_CHANCE if _chance(r, lw) else verdict
-    per = ", ".join(f"{dim}: {dd:+.1f} ({ww})" for dim, dd, ww in cmp)
-    return [f"**Gains from sparsity or from extra parameters** (the control the paper lacked): {verdict}. At "
-            f"{r['code_dim']} dims ReLU {_acc(r)} vs linear_wide {_acc(lw)} ({d:+.1f} points for ReLU, {w}); "
-            f"ReLU minus linear_wide per code dim: {per}."]
+    every = [(r["code_dim"], *compare(r, lw, "zs_mean", 100)) for r, lw in pairs]
+    cmp = [c for c, (r, lw) in zip(every, pairs, strict=True) if not _chance(r, lw)]
+    higher = [str(dim) for dim, _, w in cmp if w == "higher"]
+    lower = [str(dim) for dim, _, w in cmp if w == "lower"]
+    if not cmp:
+        verdict = AT_CHANCE
+    elif higher and lower:
+        verdict = (f"mixed: the ReLU is higher at {', '.join(higher)} dims and lower at {', '.join(lower)} dims "
+                   f"of {_plural(len(cmp), 'width')}")
+    elif higher:
+        verdict = (f"the ReLU (sparsity) adds accuracy beyond the parameters at {', '.join(higher)} dims of "
+                   f"{_plural(len(cmp), 'width')} (never lower)")
+    elif lower:
+        verdict = (f"not from sparsity: the ReLU is never higher than the parameter-matched control and lower at "
+                   f"{', '.join(lower)} dims of {_plural(len(cmp), 'width')}")
+    else:
+        verdict = f"inconclusive at this scale: within noise at {_count(len(cmp), 'width')}"
+    per = ", ".join(f"{dim}: {dd:+.1f} ({ww})" for dim, dd, ww in every)
+    return [f"**Gains from sparsity or from extra parameters** (the control the paper lacked): {verdict}. ReLU "
+            f"minus linear_wide zero-shot points per code dim: {per}."]
 
 
 def _sweet_spot_verdict(caps: list[dict]) -> list[str]:

@@ -1,0 +1,182 @@
+"""The generators of the docs' experiment figures, and the command that checks or rewrites every generated block.
+
+``python -m sparseclip.experiments.doc_blocks --check`` (``make docs-check``) regenerates every
+``<!-- generated: ... -->`` block of README.md and docs/*.md from its committed JSON and fails on any difference;
+without ``--check`` it rewrites the blocks. The mechanism is :mod:`sparseclip.report.generated`; this module adds
+the generators that need the experiments (ablation verdicts, the demo's rows) and imports every module listed in
+:data:`PROVIDERS`, so their ``@generator`` functions are registered before the docs are read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from ..report.generated import GeneratedError, check, generator, iter_report, read_json, update
+from .ablate_summary import CHANCE, aggregate, verdicts
+from .grids import resolve_grids
+
+#: modules whose ``@generator`` functions the check needs besides this one (add yours here)
+PROVIDERS: tuple[str, ...] = ("sparseclip.report.generated",)
+
+ROOT = Path(__file__).resolve().parents[3]
+TASKS = ("color", "shape", "size", "position", "count")
+
+
+# ------------------------------------------------------------------------------------------------ ablations
+
+
+@generator("ablate-verdicts")
+def ablate_verdicts(root: Path, args: list[str]) -> str:
+    """``ablate-verdicts SUMMARY.json``: the verdicts the current code draws from a sweep's per-run rows."""
+    data = read_json(root, args[0])
+    grids = resolve_grids(",".join(data["grids"]))
+    aggs = {g.name: aggregate(data["rows"], g) for g in grids}
+    runs = len({r["run"] for r in data["rows"]})
+    head = (f"{runs} distinct runs, seeds {', '.join(map(str, range(data['seeds'])))}; chance level of the mean "
+            f"zero-shot accuracy over the world's tasks: {100 * CHANCE:.1f}%.")
+    return head + "\n\n" + "\n".join(f"- {v}" for v in verdicts(aggs))
+
+
+@generator("ablate-sizes")
+def ablate_sizes(root: Path, args: list[str]) -> str:
+    """``ablate-sizes NAME=SUMMARY.json ...``: training time of each sweep, from its rows (distinct runs)."""
+    lines = ["| sweep | distinct runs | training s, all runs | per run s: min / median / max |", "|---|---|---|---|"]
+    for arg in args:
+        name, _, rel = arg.partition("=")
+        seconds = {r["run"]: r["train_seconds"] for r in read_json(root, rel)["rows"]}.values()
+        lines.append(f"| {name} | {len(seconds)} | {sum(seconds):,.0f} | {min(seconds):.0f} / "
+                     f"{statistics.median(seconds):.0f} / {max(seconds):.0f} |")
+    return "\n".join(lines)
+
+
+@generator("train-log")
+def train_log(root: Path, args: list[str]) -> str:
+    """``train-log LABEL=LOG.jsonl ...``: training-batch image L0 % at six evenly spaced logged steps and the
+    logit scale at the first and last log, one line per run."""
+    out = []
+    for arg in args:
+        label, _, rel = arg.partition("=")
+        try:
+            rows = [json.loads(ln) for ln in (root / rel).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except (OSError, json.JSONDecodeError) as e:
+            raise GeneratedError(f"{rel}: not a readable log.jsonl ({type(e).__name__})") from None
+        rows = [r for r in rows if "image_l0_pct" in r]
+        picks = sorted({round(i * (len(rows) - 1) / 5) for i in range(6)})
+        l0 = ", ".join(f"{rows[i]['image_l0_pct']:.1f}% (step {rows[i]['step']:,})" for i in picks)
+        out.append(f"- {label}: training-batch image L0 {l0}; logit scale {rows[0]['logit_scale']:.1f} -> "
+                   f"{rows[-1]['logit_scale']:.1f}.")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------ evaluation rows
+
+
+def world_row(root: Path, arg: str) -> dict:
+    """One model's world metrics, from ``LABEL=`` (optional) and an ``eval.json`` or ``results.json#model``."""
+    label, _, ref = arg.rpartition("=")
+    rel, _, model = ref.partition("#")
+    data = read_json(root, rel)
+    if model:
+        rows = [r for r in data["rows"] if r["model"] == model]
+        if not rows:
+            raise GeneratedError(f"{rel}: no row for model {model!r}")
+        return {"label": label or model, **rows[0]}
+    path, zs, sp = Path(rel), data["zeroshot"], data["sparsity"]
+    row = {"label": label or (path.parent.name if path.name == "eval.json" else path.stem),
+           "code_dim": sp["image"]["dim"], "zs_mean": data["zeroshot_mean_acc1"],
+           "probe_mean": data["linear_probe_mean_acc1"], "image_L0_pct": sp["image"]["L0_pct"],
+           "text_L0_pct": sp["text"]["L0_pct"], "t2i_R@1": data["retrieval"]["text_to_image_R@1"],
+           "i2t_R@1": data["retrieval"]["image_to_text_R@1"]}
+    return row | {f"zs_{t}": zs[t]["acc1"] for t in TASKS if t in zs}
+
+
+@generator("world-table")
+def world_table(root: Path, args: list[str]) -> str:
+    """``world-table [LABEL=]SRC ...`` (SRC: an ``eval.json`` or ``results.json#model``): zero-shot mean and per
+    task, R@1 both ways, linear probe and L0 of each model on the procedural world."""
+    lines = ["| model | code dim | zero-shot mean | " + " / ".join(TASKS) + " | t2i / i2t R@1 | linear probe | "
+             "image / text L0 % |", "|---|---|---|---|---|---|---|"]
+    for r in (world_row(root, a) for a in args):
+        tasks = " / ".join(f"{r[f'zs_{t}']:.3f}" if f"zs_{t}" in r else "-" for t in TASKS)
+        lines.append(f"| {r['label']} | {r['code_dim']} | {r['zs_mean']:.3f} | {tasks} | {r['t2i_R@1']:.3f} / "
+                     f"{r['i2t_R@1']:.3f} | {r['probe_mean']:.3f} | {r['image_L0_pct']:.1f} / "
+                     f"{r['text_L0_pct']:.1f} |")
+    return "\n".join(lines)
+
+
+@generator("world-gaps")
+def world_gaps(root: Path, args: list[str]) -> str:
+    """``world-gaps BASE OTHER ...``: each OTHER minus BASE in points (zero-shot mean and per task, R@1, probe)."""
+    base, *others = (world_row(root, a) for a in args)
+    out = []
+    for r in others:
+        gap = {k: 100 * (r[k] - base[k]) for k in r if k in base and (k.startswith(("zs_", "probe_")) or "R@" in k)}
+        tasks = ", ".join(f"{t} {gap[f'zs_{t}']:+.1f}" for t in TASKS if f"zs_{t}" in gap)
+        out.append(f"- {r['label']} minus {base['label']}, points: zero-shot mean {gap['zs_mean']:+.1f} ({tasks}); "
+                   f"t2i R@1 {gap['t2i_R@1']:+.1f}, i2t R@1 {gap['i2t_R@1']:+.1f}; linear probe "
+                   f"{gap['probe_mean']:+.1f}.")
+    return "\n".join(out)
+
+
+@generator("seed-pairs")
+def seed_pairs(root: Path, args: list[str]) -> str:
+    """``seed-pairs DENSE_SRC,SPARSE_SRC ...``: one (dense, sparse) pair per seed; the paired zero-shot
+    difference per seed and its mean ± std over seeds, and whether the sign is the same in every seed."""
+    lines = ["| seed run | dense zero-shot | sparse zero-shot | sparse - dense, points | sparse image L0 % |",
+             "|---|---|---|---|---|"]
+    diffs = []
+    for pair in args:
+        dense, sparse = (world_row(root, a) for a in pair.split(","))
+        diffs.append(100 * (sparse["zs_mean"] - dense["zs_mean"]))
+        lines.append(f"| {sparse['label']} | {dense['zs_mean']:.3f} | {sparse['zs_mean']:.3f} | {diffs[-1]:+.1f} | "
+                     f"{sparse['image_L0_pct']:.1f} |")
+    std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    sign = ("behind in every seed" if all(d < 0 for d in diffs) else "ahead in every seed" if all(d > 0 for d in diffs)
+            else "the sign changes between seeds")
+    return "\n".join(lines) + (f"\n\nPaired difference over {len(diffs)} seeds: {statistics.mean(diffs):+.1f} ± "
+                               f"{std:.1f} points (mean ± std); the sparse model is {sign}.")
+
+
+@generator("demo-time")
+def demo_time(root: Path, args: list[str]) -> str:
+    """``demo-time RESULTS.json``: the demo run's wall time per stage, as recorded in its ``stage_seconds``."""
+    stages = read_json(root, args[0])["stage_seconds"]
+    parts = ", ".join(f"{k} {v:,.0f}" for k, v in stages.items() if k != "total")
+    total = stages.get("total", sum(stages.values()))
+    return f"Recorded wall time: {total:,.0f} s in all ({parts}; seconds)."
+
+
+# ------------------------------------------------------------------------------------------------ the command
+
+
+def load_providers() -> None:
+    """Import every module of :data:`PROVIDERS` (their generators register themselves)."""
+    for name in PROVIDERS:
+        importlib.import_module(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check (``--check``) or rewrite every generated block; returns the exit code."""
+    p = argparse.ArgumentParser(prog="python -m sparseclip.experiments.doc_blocks", description=__doc__.split("\n")[0])
+    p.add_argument("--check", action="store_true", help="fail on any block that differs; write nothing")
+    p.add_argument("--root", type=Path, default=ROOT, help="the repository root (default: this checkout)")
+    p.add_argument("files", nargs="*", type=Path, help="Markdown files (default: README.md and docs/*.md)")
+    args = p.parse_args(argv)
+    load_providers()
+    files = [f if f.is_absolute() else args.root / f for f in args.files] or None
+    report = (check if args.check else update)(args.root, files)
+    for line in iter_report(report):
+        print(line)
+    if not args.check and report.differing:
+        print("rewritten: " + ", ".join(sorted({d.split(":")[0] for d in report.differing})))
+        return 1 if report.errors else 0
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

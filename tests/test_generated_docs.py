@@ -1,0 +1,102 @@
+"""Generated blocks in the docs: the mechanism (sparseclip.report.generated) and the repository's own blocks, each
+regenerated from its committed JSON and compared with what the doc shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sparseclip.experiments import doc_blocks
+from sparseclip.report import generated
+from sparseclip.report.generated import GeneratedError, check, find_blocks, update
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _providers():
+    doc_blocks.load_providers()
+
+
+def test_every_generated_block_in_the_repository_is_what_its_json_makes():
+    report = check(ROOT)
+    assert report.ok, "\n".join(generated.iter_report(report))
+    assert report.blocks >= 7  # ablations (5), steering (2), ...: none silently skipped
+
+
+def test_the_check_command_fails_on_a_doc_that_differs(tmp_path, capsys):
+    doc = tmp_path / "docs" / "ablations.md"
+    doc.parent.mkdir()
+    text = (ROOT / "docs" / "ablations.md").read_text()
+    assert doc_blocks.main(["--check", "--root", str(ROOT), str(ROOT / "docs" / "ablations.md")]) == 0
+    doc.write_text(text.replace("not shown at this scale", "reproduced", 1))  # a verdict typed over
+    assert doc_blocks.main(["--check", "--root", str(ROOT), str(doc)]) == 1
+    out = capsys.readouterr().out
+    assert "DIFFERS" in out and "ablate-verdicts docs/ablations/default/summary.json" in out
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """A registry with one generator that reads {"n": ...} from a JSON file."""
+    monkeypatch.setattr(generated, "GENERATORS", {})
+    generated.generator("count")(lambda root, args: f"n = {generated.read_json(root, args[0])['n']}")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "n.json").write_text('{"n": 3}')
+    return tmp_path
+
+
+def _doc(root: Path, body: str) -> Path:
+    path = root / "docs" / "page.md"
+    path.write_text(f"# Page\n\nbefore\n<!-- generated: count docs/n.json -->\n{body}<!-- end generated -->\nafter\n")
+    return path
+
+
+def test_check_lists_the_differing_block_and_update_rewrites_only_it(toy):
+    path = _doc(toy, "n = 2\n")
+    report = check(toy)
+    assert not report.ok and report.blocks == 1
+    assert report.differing[0].startswith("docs/page.md:4 [count docs/n.json]")
+    assert update(toy).differing and path.read_text() == (
+        "# Page\n\nbefore\n<!-- generated: count docs/n.json -->\nn = 3\n<!-- end generated -->\nafter\n")
+    assert check(toy).ok
+    _doc(toy, "")  # an empty block is filled too
+    update(toy)
+    assert check(toy).ok and "-->\nn = 3\n<!--" in path.read_text()
+
+
+def test_bad_blocks_are_errors_not_passes(toy):
+    path = _doc(toy, "n = 3\n")
+    path.write_text(path.read_text() + "<!-- generated: nobody docs/n.json -->\nx\n<!-- end generated -->\n")
+    report = check(toy)
+    assert report.differing == [] and len(report.errors) == 1 and "no generator 'nobody'" in report.errors[0]
+    path.write_text("<!-- generated: count docs/missing.json -->\nn = 3\n<!-- end generated -->\n")
+    assert "docs/missing.json: no such file" in check(toy).errors[0]
+    path.write_text("<!-- generated: count docs/n.json -->\nn = 3\n")
+    with pytest.raises(GeneratedError, match="has no '<!-- end generated -->' line"):
+        find_blocks(path)
+    path.write_text("<!-- generated: count docs/n.json -->\n<!-- generated: count docs/n.json -->\n"
+                    "<!-- end generated -->\n")
+    assert "starts inside" in check(toy).errors[0]
+
+
+def test_a_prose_marker_is_reported_as_unmanaged_and_left_alone(toy):
+    path = toy / "docs" / "page.md"
+    text = "<!-- generated: docs/other/summary.md -->\nold\n<!-- end generated -->\n"
+    path.write_text(text)
+    report = update(toy)
+    assert report.ok and report.blocks == 0 and report.unmanaged == ["docs/page.md:1 [docs/other/summary.md]"]
+    assert path.read_text() == text
+
+
+def test_a_generator_id_is_registered_once():
+    with pytest.raises(ValueError, match="lower case"):
+        generated.generator("Bad Id")
+    with pytest.raises(ValueError, match="registered twice"):
+        generated.generator("world-table")(lambda root, args: "")
+
+
+def test_a_marker_in_a_code_fence_is_an_example(toy):
+    path = toy / "docs" / "page.md"
+    path.write_text("```\n<!-- generated: count docs/n.json -->\nn = 9\n<!-- end generated -->\n```\n")
+    assert check(toy).blocks == 0
