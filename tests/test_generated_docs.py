@@ -22,7 +22,7 @@ def _providers():
 def test_every_generated_block_in_the_repository_is_what_its_json_makes():
     report = check(ROOT)
     assert report.ok, "\n".join(generated.iter_report(report))
-    assert report.blocks >= 7  # ablations (5), steering (2), ...: none silently skipped
+    assert report.blocks >= 17  # ablations (5), demo results (10), steering (2): none silently skipped
 
 
 def test_the_check_command_fails_on_a_doc_that_differs(tmp_path, capsys):
@@ -100,3 +100,19 @@ def test_a_marker_in_a_code_fence_is_an_example(toy):
     path = toy / "docs" / "page.md"
     path.write_text("```\n<!-- generated: count docs/n.json -->\nn = 9\n<!-- end generated -->\n```\n")
     assert check(toy).blocks == 0
+
+
+def test_experiment_generators_on_hand_values(tmp_path):
+    row = {"code_dim": 8, "zs_color": 1.0, "t2i_R@1": 0.5, "i2t_R@1": 0.5, "probe_mean": 0.7, "image_L0_pct": 100.0,
+           "text_L0_pct": 100.0}
+    rows = [{**row, "model": "d", "zs_mean": 0.60}, {**row, "model": "s", "zs_mean": 0.50, "image_L0_pct": 12.5},
+            {**row, "model": "s2", "zs_mean": 0.65}]
+    (tmp_path / "r.json").write_text(__import__("json").dumps({"rows": rows}))
+    gaps = doc_blocks.world_gaps(tmp_path, ["r.json#d", "r.json#s"])
+    assert gaps.startswith("- s minus d, points: zero-shot mean -10.0 (color +0.0); t2i R@1 +0.0")
+    pairs = doc_blocks.seed_pairs(tmp_path, ["r.json#d,r.json#s", "r.json#d,r.json#s"])
+    assert "| s | 0.600 | 0.500 | -10.0 | 12.5 |" in pairs and "-10.0 ± 0.0 points" in pairs
+    assert "behind in every seed" in pairs
+    assert "the sign changes" in doc_blocks.seed_pairs(tmp_path, ["r.json#d,r.json#s", "r.json#d,r.json#s2"])
+    with pytest.raises(GeneratedError, match="no row for model 'x'"):
+        doc_blocks.world_row(tmp_path, "r.json#x")

@@ -109,6 +109,12 @@ def world_table(root: Path, args: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _pts(x: float) -> str:
+    """A signed difference in points, one decimal ("+0.0", never "-0.0")."""
+    text = f"{x:+.1f}"
+    return "+0.0" if text == "-0.0" else text
+
+
 @generator("world-gaps")
 def world_gaps(root: Path, args: list[str]) -> str:
     """``world-gaps BASE OTHER ...``: each OTHER minus BASE in points (zero-shot mean and per task, R@1, probe)."""
@@ -116,10 +122,10 @@ def world_gaps(root: Path, args: list[str]) -> str:
     out = []
     for r in others:
         gap = {k: 100 * (r[k] - base[k]) for k in r if k in base and (k.startswith(("zs_", "probe_")) or "R@" in k)}
-        tasks = ", ".join(f"{t} {gap[f'zs_{t}']:+.1f}" for t in TASKS if f"zs_{t}" in gap)
-        out.append(f"- {r['label']} minus {base['label']}, points: zero-shot mean {gap['zs_mean']:+.1f} ({tasks}); "
-                   f"t2i R@1 {gap['t2i_R@1']:+.1f}, i2t R@1 {gap['i2t_R@1']:+.1f}; linear probe "
-                   f"{gap['probe_mean']:+.1f}.")
+        tasks = ", ".join(f"{t} {_pts(gap[f'zs_{t}'])}" for t in TASKS if f"zs_{t}" in gap)
+        out.append(f"- {r['label']} minus {base['label']}, points: zero-shot mean {_pts(gap['zs_mean'])} ({tasks}); "
+                   f"t2i R@1 {_pts(gap['t2i_R@1'])}, i2t R@1 {_pts(gap['i2t_R@1'])}; linear probe "
+                   f"{_pts(gap['probe_mean'])}.")
     return "\n".join(out)
 
 
@@ -133,12 +139,12 @@ def seed_pairs(root: Path, args: list[str]) -> str:
     for pair in args:
         dense, sparse = (world_row(root, a) for a in pair.split(","))
         diffs.append(100 * (sparse["zs_mean"] - dense["zs_mean"]))
-        lines.append(f"| {sparse['label']} | {dense['zs_mean']:.3f} | {sparse['zs_mean']:.3f} | {diffs[-1]:+.1f} | "
+        lines.append(f"| {sparse['label']} | {dense['zs_mean']:.3f} | {sparse['zs_mean']:.3f} | {_pts(diffs[-1])} | "
                      f"{sparse['image_L0_pct']:.1f} |")
     std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
     sign = ("behind in every seed" if all(d < 0 for d in diffs) else "ahead in every seed" if all(d > 0 for d in diffs)
             else "the sign changes between seeds")
-    return "\n".join(lines) + (f"\n\nPaired difference over {len(diffs)} seeds: {statistics.mean(diffs):+.1f} ± "
+    return "\n".join(lines) + (f"\n\nPaired difference over {len(diffs)} seeds: {_pts(statistics.mean(diffs))} ± "
                                f"{std:.1f} points (mean ± std); the sparse model is {sign}.")
 
 
