@@ -480,32 +480,56 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     if shrink:
         data = _merge(data, SHRINK)
     data = apply_overrides(data, overrides or [])
-    given = {item.partition("=")[0].strip() for item in overrides or []}
+    given = _user_keys(name_or_path) | {item.partition("=")[0].strip() for item in overrides or []}
     return _follow_openclip_model(config_from_dict(data), given)
+
+
+def _user_keys(name_or_path: str | None) -> set[str]:
+    """The dotted keys the user set in their own config file (and the files of theirs it extends); a preset's
+    values (a shipped preset, or one a user file extends) are defaults, not the user's choice."""
+    if not name_or_path or not (Path(name_or_path).suffix in (".yaml", ".yml", ".json")
+                                or Path(name_or_path).exists()):
+        return set()
+    data = yaml.safe_load(Path(name_or_path).read_text(encoding="utf-8")) or {}  # _read_yaml has checked it
+
+    def flat(node: dict, prefix: str) -> set[str]:
+        keys = set()
+        for k, v in node.items():
+            keys |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+        return keys
+
+    parent = data.pop("extends", None)
+    return flat(data, "") | _user_keys(str(parent) if parent else None)
 
 
 def _follow_openclip_model(cfg: Config, given: set[str]) -> Config:
     """With ``model.openclip_name``, the data's image size and context length are the named model's (its
-    positional embeddings fix both), whatever the preset said; a value given on the command line that differs
-    is refused in one line naming the value the model needs."""
+    positional embeddings fix both) and, with an OpenCLIP pretrained tag, the image mean/std are the tag's,
+    whatever a preset said; a value the user set (``given``: command line or own config file) that differs from
+    what the model needs is refused in one line naming that value."""
     if not cfg.model.openclip_name:
         return cfg
     import open_clip
 
-    known = open_clip.get_model_config(cfg.model.openclip_name)
+    name = cfg.model.openclip_name
+    known = open_clip.get_model_config(name)
     if known is None:
-        raise ConfigError(f"model.openclip_name: unknown OpenCLIP model {cfg.model.openclip_name!r} "
-                          "(open_clip.list_models() names them)")
+        raise ConfigError(f"model.openclip_name: unknown OpenCLIP model {name!r} (open_clip.list_models() names "
+                          "them)")
     size = known.get("vision_cfg", {}).get("image_size", cfg.data.image_size)
     size = size[0] if isinstance(size, list | tuple) else size
     ctx = known.get("text_cfg", {}).get("context_length", 77)
     for key, need in (("data.image_size", size), ("data.context_length", ctx)):
-        section, name = key.split(".")
-        have = getattr(cfg.data, name)
+        attr = key.split(".")[1]
+        have = getattr(cfg.data, attr)
         if key in given and have != need:
-            raise ConfigError(f"{key}={have}: {cfg.model.openclip_name} needs {need} (its positional embedding "
-                              f"is for {need}); leave {key} unset")
-        setattr(cfg.data, name, int(need))
+            what = "its positional embedding is" if key == "data.image_size" else "its text tower's positions are"
+            raise ConfigError(f"{key}={have}: {name} needs {need} ({what} for {need}); leave {key} unset")
+        setattr(cfg.data, attr, int(need))
+    tag = cfg.model.pretrained if not cfg.model.pretrained.endswith(_CKPT_SUFFIXES) else ""
+    pre = {**known.get("preprocess_cfg", {}), **(open_clip.get_pretrained_cfg(name, tag) if tag else {})}
+    if pre.get("mean") and pre.get("std") and not {"model.image_mean", "model.image_std"} & given:
+        cfg.model.image_mean, cfg.model.image_std = list(pre["mean"]), list(pre["std"])
     return cfg
 
 
