@@ -54,6 +54,26 @@ def _brute_force(root):
     return model, cfg, pairs, img, t2i, i2t
 
 
+def _probe_by_hand(codes, ids, targets):
+    """(test accuracy, n train, n test) of a logistic regression (C=1) on the unit codes, split per class by the
+    SHA-1 of each id: even positions train, odd ones test."""
+    import hashlib
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = [], []
+    for c in sorted(set(targets)):
+        members = sorted((i for i, t in enumerate(targets) if t == c), key=lambda i: hashlib.sha1(ids[i].encode())
+                         .hexdigest())
+        train += members[0::2]
+        test += members[1::2]
+    train, test = sorted(train), sorted(test)
+    x, y = F.normalize(codes.float(), dim=-1).numpy(), np.array(targets)
+    clf = LogisticRegression(C=1.0, max_iter=2000, random_state=0).fit(x[train], y[train])
+    return float((clf.predict(x[test]) == y[test]).mean()), len(train), len(test)
+
+
 def test_eval_data_csv_matches_brute_force(labelled, capsys):
     out = labelled / "eval.json"
     code = main(["eval", str(labelled / "run"), "--data", str(labelled / "pairs.csv"), "--label-key", "category",
@@ -74,8 +94,13 @@ def test_eval_data_csv_matches_brute_force(labelled, capsys):
     pred = (img @ w).argmax(1)
     acc = float((pred == torch.tensor([classes.index(lab) for lab in pairs.labels["category"]])).float().mean())
     assert res["zeroshot"]["category"]["acc1"] == pytest.approx(acc)
+    # the linear probe, by hand: the split (per class, ordered by the SHA-1 of the path, alternating) and
+    # scikit-learn's logistic regression on the unit codes
+    targets = [classes.index(lab) for lab in pairs.labels["category"]]
+    acc, n_train, n_test = _probe_by_hand(img, pairs.ids, targets)
     lp = res["linear_probe"]["category"]
-    assert lp["train"] + lp["test"] == 24 and 0 <= lp["acc1"] <= 1
+    assert (lp["train"], lp["test"]) == (n_train, n_test) and n_train + n_test == 24
+    assert lp["acc1"] == pytest.approx(acc)
 
 
 def test_probe_split_is_deterministic_and_covers_each_class():
@@ -96,7 +121,28 @@ def test_eval_data_folder_and_bad_input(labelled, tmp_path, capsys):
     assert main(["eval", str(labelled / "run"), "--data", str(tmp_path / "folder"), "--out",
                  str(tmp_path / "f.json")]) == 0
     res = json.loads((tmp_path / "f.json").read_text())
-    assert res["dataset"]["images"] == 12 and 0 <= res["zeroshot"]["class"]["acc1"] <= 1
+    assert res["dataset"]["images"] == 12
+    # zero-shot and probe by hand: classes are the sorted folder names, images in file order within each
+    from PIL import Image
+
+    model, cfg = load_model(labelled / "run")
+    folders = sorted(p for p in (tmp_path / "folder").iterdir() if p.is_dir())
+    files = [(t, f) for t, d in enumerate(folders) for f in sorted(d.glob("*.png"))]
+    codes = encode_images(model, [Image.open(f).convert("RGB") for _, f in files], 32)
+    targets = torch.tensor([t for t, _ in files])
+    tok = get_tokenizer(cfg.model, 32)
+    templates = res["dataset"]["templates"]
+    assert res["dataset"]["classes"] == [d.name for d in folders]
+    w = torch.stack([F.normalize(F.normalize(encode_texts(model, tok, [t.format(d.name) for t in templates]),
+                                             dim=-1).mean(0), dim=0) for d in folders], 1)
+    pred = (F.normalize(codes, dim=-1) @ w).argmax(1)
+    zs = res["zeroshot"]["class"]
+    assert zs["acc1"] == pytest.approx(float((pred == targets).float().mean()))
+    recall = [float((pred[targets == c] == c).float().mean()) for c in targets.unique()]
+    assert zs["mean_per_class_recall"] == pytest.approx(sum(recall) / len(recall))
+    acc, n_train, n_test = _probe_by_hand(codes, [str(i) for i in range(len(files))], targets.tolist())
+    lp = res["linear_probe"]["class"]
+    assert (lp["train"], lp["test"]) == (n_train, n_test) and lp["acc1"] == pytest.approx(acc)
     capsys.readouterr()
     bad = [(["--data", str(labelled / "pairs.csv"), "--label-key", "nope"], "no label column 'nope'"),
            (["--data", str(tmp_path / "missing.csv")], "no such file"),

