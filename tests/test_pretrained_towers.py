@@ -124,7 +124,7 @@ def test_openclip_tag_not_available_offline_is_one_line():
     from sparseclip.model.towers import TowerError
 
     cfg = load_config(None, ["model.openclip_name=RN50", "model.pretrained=nosuchtag"])
-    with pytest.raises(TowerError, match="model.pretrained=nosuchtag: OpenCLIP cannot load RN50"):
+    with pytest.raises(TowerError, match="^model.pretrained=nosuchtag: not an OpenCLIP pretrained tag of RN50"):
         create_model(cfg.model)
     with pytest.raises(ConfigError, match="model.pretrained"):
         load_config(None, ["model.pretrained=weights.txt"])

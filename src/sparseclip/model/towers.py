@@ -39,8 +39,9 @@ def build_towers(cfg: ModelConfig) -> nn.Module:
     cfg, pair_paths = resolve_towers(cfg)
     pretrained = cfg.pretrained
     tag = pretrained if pretrained and cfg.openclip_name and not pretrained.endswith(_CKPT_SUFFIXES) else ""
+    weights = cached_tag_file(cfg.openclip_name, tag) if tag else pretrained  # an unavailable tag: one line, first
     if cfg.openclip_name:
-        model = _openclip_named(cfg.openclip_name, tag)
+        model = _openclip_named(cfg.openclip_name)
     elif cfg.text_cfg.get("hf_model_name") or cfg.text_cfg.get("custom_text"):
         text_cfg = {k: v for k, v in cfg.text_cfg.items() if k != "custom_text"}
         model = open_clip.model.CustomTextCLIP(cfg.embed_dim, dict(cfg.vision_cfg), text_cfg)
@@ -56,8 +57,8 @@ def build_towers(cfg: ModelConfig) -> nn.Module:
         strip_projections(model, remove=True)
     if pair_paths:
         load_pair_weights(model, cfg, pair_paths, ignore=before - set(model.state_dict()))
-    elif pretrained and not tag:
-        load_tower_weights(model, pretrained, ignore=before - set(model.state_dict()))
+    elif weights:
+        load_tower_weights(model, weights, ignore=before - set(model.state_dict()))
     freeze_towers(model, image=getattr(cfg, "freeze_image", False), text=getattr(cfg, "freeze_text", False))
     return model
 
@@ -73,49 +74,70 @@ class _DropMessage:
 
 
 def weights_summary(cfg: ModelConfig) -> str:
-    """Which tower weights a config loads, in words: the file and its SHA-256 prefix, an OpenCLIP tag, or none."""
+    """Which tower weights a config loads, in words: the file (for an OpenCLIP tag, its cached file) and its
+    SHA-256 prefix; "" when none."""
     if not cfg.pretrained:
         return ""
-    path = Path(cfg.pretrained)
+    tag = cfg.pretrained if cfg.openclip_name and not cfg.pretrained.endswith(_CKPT_SUFFIXES) else ""
+    path = cached_tag_file(cfg.openclip_name, tag) if tag else Path(cfg.pretrained)
     if not path.is_file():
-        return f"OpenCLIP pretrained tag {cfg.pretrained!r} (local cache)"
+        raise TowerError(f"model.pretrained: no such file: {path}")
     import hashlib
 
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
-    return f"{path} (sha256 {h.hexdigest()[:12]})"
+    return f"{f'OpenCLIP {tag!r}: ' if tag else ''}{path} (sha256 {h.hexdigest()[:12]})"
 
 
-def _openclip_named(name: str, tag: str) -> nn.Module:
-    """OpenCLIP's named model, with the weights of pretrained ``tag`` from the local cache only (never a
-    download): a tag that is not cached is one line."""
-    if not tag:  # the weights come from model.pretrained afterwards: OpenCLIP's "initialized randomly" is untrue
-        import logging
-
-        quiet = _DropMessage("No pretrained weights loaded")
-        logging.getLogger().addFilter(quiet)
-        try:
-            return open_clip.create_model(name, pretrained=None)
-        finally:
-            logging.getLogger().removeFilter(quiet)
+def cached_tag_file(name: str, tag: str) -> Path:
+    """The local file of OpenCLIP pretrained ``tag`` of model ``name``: from the Hugging Face cache (OpenCLIP's
+    hub copy, its ``.safetensors`` first) or OpenCLIP's URL cache (``~/.cache/clip``). Nothing is downloaded:
+    an unknown or uncached tag is one line."""
     import os
 
-    old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ.update({k: "1" for k in old})
+    from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+
+    pcfg = get_pretrained_cfg(name, tag)
+    if not pcfg:
+        known = ", ".join(list_pretrained_tags_by_model(name)) or "none"
+        raise TowerError(f"model.pretrained={tag}: not an OpenCLIP pretrained tag of {name} (its tags: {known}); "
+                         "or give a local weights file")
+    if pcfg.get("file"):
+        return Path(pcfg["file"])
+    if pcfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(pcfg["hf_hub"])
+        filename = filename or "open_clip_pytorch_model.bin"
+        safe = {"open_clip_pytorch_model.bin": "open_clip_model.safetensors"}.get(filename)  # as OpenCLIP looks
+        if safe is None and filename.endswith((".bin", ".pth")):
+            safe = filename[:-4] + ".safetensors"
+        for candidate in [safe, filename] if safe else [filename]:
+            found = try_to_load_from_cache(repo, candidate)
+            if isinstance(found, str):
+                return Path(found)
+    if pcfg.get("url"):
+        found = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(pcfg["url"])
+        if found.is_file():
+            return found
+    raise TowerError(f"model.pretrained={tag}: {name} weights {tag!r} are not in the local OpenCLIP / Hugging Face "
+                     "cache (nothing is downloaded); give a local weights file instead")
+
+
+def _openclip_named(name: str) -> nn.Module:
+    """OpenCLIP's named architecture, randomly initialised: the weights are loaded from ``model.pretrained``
+    afterwards, so OpenCLIP's "No pretrained weights loaded ... initialized randomly" warning is untrue and
+    dropped."""
+    import logging
+
+    quiet = _DropMessage("No pretrained weights loaded")
+    logging.getLogger().addFilter(quiet)
     try:
-        return open_clip.create_model(name, pretrained=tag)
-    except Exception as e:  # noqa: BLE001 - unknown tag, not cached, or no network: one line
-        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
-        raise TowerError(f"model.pretrained={tag}: OpenCLIP cannot load {name} weights {tag!r} offline ({first}); "
-                         f"give a local weights file instead") from None
+        return open_clip.create_model(name, pretrained=None)
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        logging.getLogger().removeFilter(quiet)
 
 
 # ----------------------------------------------------------------------------------------------
