@@ -55,15 +55,23 @@ def test_analyze_cli_writes_schema_valid_json(runs, capsys):
     out = runs / "sparse" / "analysis"
     assert str(out) in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"rows", "notes", "reference"} and all(isinstance(n, str) for n in summary["notes"])
+    assert set(summary) == {"rows", "notes", "reference", "verdicts", "above_chance"}
+    assert all(isinstance(n, str) for n in summary["notes"])
     assert summary["reference"].startswith("lite:")  # an encoder independent of both rows
     assert [r["model"] for r in summary["rows"]] == ["sparse (micro)", "dense (micro)", "baseline: random init",
+                                                     "baseline: random dictionary (rate-matched)",
                                                      "baseline: shuffled concept labels"]
+    # every metric with a control has a verdict line naming the baselines present that it must beat
+    ver = {v["metric"]: v for v in summary["verdicts"]}
+    assert {"f1_frac", "concept_covered_frac", "clarity", "label_clarity", "crossmodal_frac"} <= set(ver)
+    assert {a["kind"] for a in ver["f1_frac"]["against"]} == {"dense", "random init", "random dictionary",
+                                                             "shuffled labels"}
     for row in summary["rows"]:
         for key, typ in ROW_KEYS.items():
             assert key in row and _check_type(row[key], typ), key
         assert all(isinstance(v, str | int | float) or v is None for v in row.values())
-    sparse, dense, rnd, shuf = summary["rows"]
+    sparse, dense, rnd, rdict, shuf = summary["rows"]
+    assert rdict["active_pct"] == pytest.approx(sparse["active_pct"], abs=1.0)  # firing rates matched
     assert dense["L0_image"] == 64.0  # dense codes: every entry non-zero
     assert 0 < sparse["L0_image"] < 512 and 0 <= sparse["multimodal_frac"] <= 1
     # dense dimensions fire on most inputs: multimodal, but rarely selective
@@ -136,9 +144,29 @@ def test_analyze_cli_sae_rows(runs, tmp_path):
     assert rc == 0
     rows = json.loads((out / "summary.json").read_text())["rows"]
     names = [r["model"] for r in rows]
-    assert names[:2] == ["sparse (micro)", "dense (micro)"] and len(rows) == 2 + 6 + 2  # + 2 baseline rows
-    assert names[-2:] == ["baseline: random init", "baseline: shuffled concept labels"]
-    assert any(n.startswith("sae-topk") for n in names) and any("matryoshka" in n for n in names)
-    topk8 = next(r for r in rows if r["model"] == "sae-topk-k8")
-    assert topk8["L0_image"] <= 8 and topk8["code_dim"] == 512 and "fvu_image" in topk8
+    assert names == ["sparse (micro)", "dense (micro)", "SAE topk on dense embeddings",
+                     "SAE batchtopk on dense embeddings", "SAE relu on dense embeddings",
+                     "SAE topk on tower features (one per modality)", "baseline: random init",
+                     "baseline: random dictionary (rate-matched)", "baseline: shuffled concept labels"]
+    l0 = rows[0]["L0_image"]  # the SAEs are at the analysed model's L0 (k = its image L0, capped at 256)
+    for r in rows[2:6]:
+        assert r["code_dim"] == 512 and "fvu_image" in r and "sae_converged_image" in r
+    assert rows[2]["L0_image"] <= min(round(l0), 256) + 1e-9 and rows[2]["sae_k_or_l1"] == min(round(l0), 256)
     assert not (out / "dynamics.json").exists()
+
+
+def test_no_metric_calls_a_random_model_better_than_chance(runs):
+    """Issue 22: on micro at random init (``analyze --n 200``; the analysed model is itself untrained), no bar
+    fraction of any row is above chance, and strict monosemanticity (over the concept lattice, the background
+    apart) no longer reads a random model as monosemantic (it read 0.409 before)."""
+    from sparseclip.interpret.pipeline import AnalyzeConfig, analyze
+
+    out = analyze(runs / "sparse", out=runs / "chance", cfg=AnalyzeConfig(
+        n=200, n_task=0, features=0, dynamics=False, heatmaps=False, progress=False))
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["above_chance"]) == 4
+    for model, flags in summary["above_chance"].items():
+        assert flags and not any(flags.values()), model
+    for row in summary["rows"]:
+        assert (row["monosemantic_strict_frac"] or 0) < 0.05, row["model"]
+        assert (row["f1_frac"] or 0) < 0.05 and (row["concept_covered_frac"] or 0) < 0.05, row["model"]

@@ -11,6 +11,7 @@ dense embeddings and SAE codes alike.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.tasks import TASK_NAMES, retrieval_set, zero_shot_task
+from ..data.tasks import TASK_NAMES, hash_seed, retrieval_set, zero_shot_task
 from ..data.world import CONCEPTS, World
 from ._arrays import l2_normalize
 from .alignment import concept_matrix
+from .lattice import Lattice, table_lattice, world_lattice
 from .naming import build_vocabulary
 
 
@@ -40,6 +42,8 @@ class AnalysisData:
     concept_names: list[str] = field(default_factory=lambda: list(CONCEPTS))
     task_rows: dict[str, np.ndarray] = field(default_factory=dict)  # task -> rows of ``images`` (no own images)
     source: str = "the procedural world"
+    lattice: Lattice | None = None  # single concepts and same-object conjunctions (None: no ground truth)
+    references: dict = field(default_factory=dict)  # reference embeddings computed once (e.g. "pixel")
 
 
 def training_captions(seed: int, n: int, image_size: int = 32, paraphrases: int = 2) -> list[str]:
@@ -62,8 +66,12 @@ def build_analysis_data(n: int = 1000, val_seed: int = 1, train_seed: int = 0, i
     rs = retrieval_set(n, seed=val_seed, image_size=image_size, captions_per_image=1)
     vocab = build_vocabulary(training_captions(train_seed, vocab_captions, image_size), max_n=max_n,
                              wordnet=wordnet, wordfreq_n=wordfreq_n)
+    world = World(seed=hash_seed(val_seed, "retrieval"), image_size=image_size)  # retrieval_set's scenes
+    scenes = [world.scene(i) for i in range(n)]
+    if [s.labels for s in scenes] != list(rs.labels):  # pragma: no cover - guards the two staying in step
+        raise RuntimeError("the lattice's scenes are not the retrieval set's")
     data = AnalysisData(rs.images, rs.captions, concept_matrix(rs.labels, CONCEPTS), vocab,
-                        image_size=image_size)
+                        image_size=image_size, lattice=world_lattice(scenes))
     for task in TASK_NAMES if n_task > 0 else ():
         t = zero_shot_task(task, n_task, seed=val_seed, image_size=image_size)
         data.task_images[task] = t.images
@@ -103,8 +111,9 @@ def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "f
     if not vocab:
         raise DataError(f"--data {path}: no naming vocabulary (no word appears in two captions); "
                         "add --wordnet or --wordfreq N")
+    lattice = table_lattice({k: list(pairs.labels[k]) for k in label_keys}) if label_keys else None
     data = AnalysisData(pairs.images, captions, concept_matrix(rows, concept_names), vocab,
-                        image_size=image_size, concept_names=concept_names, source=str(path))
+                        image_size=image_size, concept_names=concept_names, source=str(path), lattice=lattice)
     for k in label_keys:
         labs = pairs.labels[k]
         keep = np.array([i for i, v in enumerate(labs) if v], dtype=int)
@@ -243,3 +252,32 @@ def lite_reference(data: AnalysisData, batch_size: int = 64) -> tuple[np.ndarray
         txt = [model.towers.encode_text(tok(list(data.captions[i:i + batch_size])))
                for i in range(0, len(data.captions), batch_size)]
     return _np(torch.cat(img)), _np(torch.cat(txt))
+
+
+def tower_features(model, tokenizer, data: AnalysisData, batch_size: int = 256) -> CodeSet:
+    """The towers' outputs (the heads' input) for ``data``'s images, captions, vocabulary terms and task images,
+    as a :class:`CodeSet`: the space a rate-matched random dictionary is drawn in. Frozen pretrained towers are
+    run once per input set for every model built on them (:mod:`sparseclip.model.embed` keeps their outputs)."""
+    with heads_off(model):
+        cs = encode_model("towers", model, tokenizer, data, batch_size)
+    cs.encode_image = cs.preprocess = None
+    return cs
+
+
+@contextlib.contextmanager
+def heads_off(model):
+    """Within the block, ``model``'s heads are identities: its encoders return the towers' outputs."""
+    heads = model.image_head, model.text_head
+    model.image_head, model.text_head = torch.nn.Identity(), torch.nn.Identity()
+    try:
+        yield model
+    finally:
+        model.image_head, model.text_head = heads
+
+
+def pixel_reference(images: Sequence[Image.Image], side: int = 8) -> np.ndarray:
+    """Pixel statistics of images: each shrunk to ``side`` x ``side`` RGB, every value standardised over the
+    set (N, 3 side^2). An independent reference for clarity at the pixel level (it sees the background first)."""
+    x = np.stack([np.asarray(im.convert("RGB").resize((side, side), Image.BILINEAR), dtype=np.float64).ravel()
+                  for im in images])
+    return (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)

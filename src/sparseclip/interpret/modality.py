@@ -86,3 +86,38 @@ def modality_histogram(image_share, live=None, bins: int = 10) -> list[int]:
     keep = ~np.isnan(share) if live is None else (np.asarray(live, dtype=bool) & ~np.isnan(share))
     counts, _ = np.histogram(share[keep], bins=bins, range=(0.0, 1.0))
     return [int(c) for c in counts]
+
+
+@dataclass
+class Agreement:
+    """Per feature live on a paired set (:func:`crossmodal_agreement`)."""
+
+    features: np.ndarray  # feature ids
+    f1: np.ndarray  # F1 between the pairs whose image fires it and those whose caption does
+    chance: np.ndarray  # F1 of two independent sets of the same sizes
+    n_image: np.ndarray  # pairs whose image fires it
+    n_text: np.ndarray  # pairs whose caption fires it
+    both: np.ndarray  # pairs where both fire it
+    n_pairs: int
+
+
+def crossmodal_agreement(image_codes, text_codes, tau: float = TAU, n_min: int = N_MIN) -> Agreement:
+    """Does a feature fire on an image AND on its own caption? On a set paired 1:1 (row n of ``image_codes``
+    is captioned by row n of ``text_codes``), per feature live on the pairs (firing ``> tau`` on at least
+    ``n_min`` images and captions together): the F1 between the pairs whose image fires it and the pairs whose
+    caption fires it, and the chance F1 of two independent sets of the same sizes (``2 n_i n_t / (N (n_i +
+    n_t))``). Unlike the image share (:func:`modality`), this can fail: features that fire on images and
+    captions alike but on unrelated pairs score chance.
+    """
+    img = as_numpy(image_codes, 2, "image_codes") > tau
+    txt = as_numpy(text_codes, 2, "text_codes") > tau
+    if img.shape != txt.shape:
+        raise ValueError(f"paired codes must have equal shapes, got {img.shape} and {txt.shape}")
+    n_i, n_t = img.sum(axis=0).astype(float), txt.sum(axis=0).astype(float)
+    feats = np.flatnonzero(n_i + n_t >= n_min)
+    both = (img[:, feats] & txt[:, feats]).sum(axis=0).astype(float)
+    ni, nt = n_i[feats], n_t[feats]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * both / (ni + nt)
+        chance = 2 * ni * nt / (img.shape[0] * (ni + nt))
+    return Agreement(feats, f1, chance, ni, nt, both, int(img.shape[0]))

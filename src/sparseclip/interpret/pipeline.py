@@ -27,13 +27,11 @@ from ..model.rundir import RunDir
 from ..report.tables import TABLE_COLUMNS, markdown_table  # noqa: F401 - re-exported
 from ._arrays import l2_normalize
 from .attribution import occlusion_heatmap, save_heatmap
-from .inputs import AnalysisData, CodeSet, build_analysis_data, derived_codes, encode_model, preprocess
+from .inputs import AnalysisData, CodeSet, build_analysis_data, encode_model, preprocess, tower_features
 from .naming import top_terms
 from .plots import clarity_bars, frequency_histogram_plot, modality_over_training, modality_scatter, over_training
 from .summary import ModelAnalysis, Options, select_features, summarize
-
-#: the largest k of the L0-matched TopK / BatchTopK / Matryoshka SAEs
-MAX_MATCHED_K = 256
+from .verdicts import row_chance, verdicts
 
 
 class AnalysisError(ValueError):
@@ -110,13 +108,20 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
         codesets.append(dense_cs)
     ref_img, ref_txt, reference = _reference(cfg.reference, data, sparse, dense_cs)
     notes.append(f"clarity reference encoder ({reference}), the same for every row")
+    towers = tower_features(model, get_tokenizer(mcfg.model), data) if cfg.sae or cfg.baselines else None
     if cfg.sae:
         from ..eval.sparsity import l0
+        from .sae_rows import SAERowsError, sae_codesets
 
-        codesets += _sae_codesets(dense_cs, dmodel, dcfg, cfg, sparse.dim, l0(sparse.image), notes, data)
+        try:
+            codesets += sae_codesets(dense_cs, (dmodel, dcfg), (model, mcfg), towers, data, sparse.dim,
+                                     l0(sparse.image), cfg.sae_steps, cfg.sae_train, cfg.data is not None, notes,
+                                     cfg.progress)
+        except SAERowsError as e:
+            raise AnalysisError(str(e)) from None
     analyses = [summarize(cs, data, ref_img, ref_txt, opts) for cs in codesets]
-    baseline_rows = _baseline_rows(model, mcfg, sparse, data, ref_img, ref_txt, opts, cfg, notes) \
-        if cfg.baselines else []
+    if cfg.baselines:
+        analyses += _baselines(model, mcfg, sparse, towers, data, ref_img, ref_txt, opts, cfg, notes)
     main = analyses[0]
     chosen = select_features(main, cfg.features, cfg.select)
     # occlusion patch: a ViT's own patch; otherwise an 8 x 8 grid (a conv tower costs one pass per patch)
@@ -137,8 +142,9 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     _plots(analyses, data, dyn, out_dir / "plots", opts)
     notes.append(f"thresholds: tau={opts.tau}, n_min={opts.n_min}, multimodal band={list(opts.band)}, "
                  f"monosemantic AUROC >= {opts.monosemantic}")
-    write_json(out_dir / "summary.json", {"rows": [a.row for a in analyses] + baseline_rows, "notes": notes,
-                                           "reference": reference})
+    write_json(out_dir / "summary.json", {"rows": [a.row for a in analyses], "notes": notes, "reference": reference,
+                                           "verdicts": verdicts(main, analyses[1:]),
+                                           "above_chance": {a.row["model"]: row_chance(a) for a in analyses}})
     return out_dir
 
 
@@ -164,10 +170,11 @@ def _reference(kind: str, data: AnalysisData, sparse: CodeSet, dense_cs: CodeSet
             "self: the analysed model's own L2-normalised codes (not independent of it)")
 
 
-def _baseline_rows(model, mcfg, sparse: CodeSet, data: AnalysisData, ref_img, ref_txt, opts: Options,
-                   cfg: AnalyzeConfig, notes: list[str]) -> list[dict]:
-    """Two rows computed by the same code: the same architecture at random init (pretrained frozen towers
-    kept, everything trained re-initialised) and the trained codes against shuffled concept labels."""
+def _baselines(model, mcfg, sparse: CodeSet, towers: CodeSet, data: AnalysisData, ref_img, ref_txt, opts: Options,
+               cfg: AnalyzeConfig, notes: list[str]) -> list[ModelAnalysis]:
+    """Three rows computed by the same code: the same architecture at random init (pretrained frozen towers
+    kept, everything trained re-initialised), a rate-matched random dictionary in the towers' output space
+    (:mod:`.baselines`) and the trained codes against shuffled concept labels."""
     import dataclasses
 
     import torch
@@ -178,14 +185,20 @@ def _baseline_rows(model, mcfg, sparse: CodeSet, data: AnalysisData, ref_img, re
     random_model = create_model(mcfg.model).to(next(model.parameters()).device)
     rnd = encode_model("baseline: random init", random_model, get_tokenizer(mcfg.model), data,
                        progress=cfg.progress)
-    rows = [summarize(rnd, data, ref_img, ref_txt, opts).row]
+    rows = [summarize(rnd, data, ref_img, ref_txt, opts)]
+    from .baselines import random_dictionary_codes
+
+    rows.append(summarize(random_dictionary_codes(towers, sparse, opts.tau), data, ref_img, ref_txt, opts))
     perm = np.random.default_rng(0).permutation(len(data.images))
-    shuffled = dataclasses.replace(data, concepts=data.concepts[perm])
+    shuffled = dataclasses.replace(data, concepts=data.concepts[perm],
+                                   lattice=data.lattice.rows(perm) if data.lattice is not None else None)
     shuf = dataclasses.replace(sparse, name="baseline: shuffled concept labels")
-    rows.append(summarize(shuf, shuffled, ref_img, ref_txt, opts).row)
-    notes.append("baseline rows: the same architecture at random init (seed 1234; pretrained frozen towers kept), "
-                 "and the trained codes scored against concept labels shuffled across images (seed 0): only the "
-                 "ground-truth columns of that row differ from the model's")
+    rows.append(summarize(shuf, shuffled, ref_img, ref_txt, opts))
+    notes.append("baseline rows: the same architecture at random init (seed 1234; pretrained frozen towers kept); "
+                 "a random dictionary (random directions in the towers' output space, each thresholded to fire on "
+                 "as many images / captions as the model's feature of the same number); and the trained codes "
+                 "scored against concept labels shuffled across images (seed 0): only the ground-truth columns of "
+                 "that row differ from the model's")
     return rows
 
 
@@ -217,62 +230,6 @@ def _analysis_data(cfg: AnalyzeConfig, mcfg, notes: list[str]) -> AnalysisData:
     else:
         notes.append("no label column (--label-key): no ground-truth alignment (AUROC, monosemantic fraction)")
     return data
-
-
-def _sae_codesets(dense_cs: CodeSet, dmodel, dcfg, cfg: AnalyzeConfig, width: int, match_l0: float,
-                  notes: list[str], dense_cs_data: AnalysisData) -> list[CodeSet]:
-    """SAE baselines trained on the dense model's image and caption embeddings of training scenes."""
-    try:
-        from .. import sae as sae_lib
-    except ImportError:
-        raise AnalysisError("--sae needs the sparseclip.sae package, which this installation lacks") from None
-    from ..model import get_tokenizer
-    from ..model.embed import encode_images, encode_texts
-    from .inputs import _np
-
-    if cfg.data is None:
-        world_imgs, world_caps = _training_pairs(dcfg, cfg.sae_train)
-        trained_on = f"dense embeddings of {cfg.sae_train} training images and their captions"
-    else:  # the user's CSV: the SAEs see the analysed images and captions themselves
-        world_imgs, world_caps = dense_cs_data.images, dense_cs_data.captions
-        trained_on = f"dense embeddings of the {len(world_imgs)} analysed images and their captions"
-    x_img = _np(encode_images(dmodel, world_imgs, dcfg.data.image_size))
-    x_txt = _np(encode_texts(dmodel, get_tokenizer(dcfg.model), world_caps))
-    from tqdm.auto import tqdm
-
-    # k matched to the sparse model's image L0, capped: a TopK SAE with k in the thousands is neither sparse
-    # nor cheap to train (the sparse model has such an L0 only early in training)
-    k_match = max(1, min(width, round(match_l0), MAX_MATCHED_K))
-    ks = sorted({8, 32, k_match})
-
-    saes = {}
-    for spec in tqdm(sae_lib.baseline_specs(ks, batch_k=k_match), desc="SAEs", disable=not cfg.progress):
-        s = sae_lib.train_sae(spec["kind"], (x_img, x_txt), width, k=spec.get("k"), l1=spec.get("l1"),
-                              steps=cfg.sae_steps)
-        saes[s.name] = s
-    matched = (f"k={k_match} matches the sparse image L0" if k_match == round(match_l0)
-               else f"k={k_match}: the sparse image L0 {match_l0:.0f} capped at {MAX_MATCHED_K}")
-    notes.append(f"SAEs: width {width} (the sparse code's), k in {ks} ({matched}), {cfg.sae_steps} steps "
-                 f"on {trained_on}")
-    out = []
-    for name, s in saes.items():
-        cs = derived_codes(name, dense_cs, s.encode)
-        cs.extra = {f"fvu_{side}": float(sae_lib.sae_metrics(s, x)["fvu"])
-                    for side, x in (("image", dense_cs.image), ("text", dense_cs.text))}
-        out.append(cs)
-    return out
-
-
-def _training_pairs(dcfg, n: int):
-    from ..data.world import World
-
-    world = World(seed=dcfg.data.train_seed, image_size=dcfg.data.image_size)
-    imgs, caps = [], []
-    for i in range(n):
-        img, cap, _ = world.sample(i)
-        imgs.append(img)
-        caps.append(cap)
-    return imgs, caps
 
 
 #: the longest side of a heatmap's image (small images are enlarged by whole pixels, at most 4x; large ones shrunk)

@@ -10,10 +10,11 @@ import numpy as np
 from ..eval.sparsity import N_MIN, TAU, active_mask, firing_frequency, l0
 from ._arrays import l2_normalize
 from .alignment import Alignment, alignment, name_match_rate, strict_alignment
-from .clarity import clarity, clarity_all, random_clarity
-from .inputs import AnalysisData, CodeSet
-from .modality import DEFAULT_BAND, Modality, modality, selective_multimodal
+from .clarity import clarity, clarity_all, feature_clarity, random_clarity
+from .inputs import AnalysisData, CodeSet, pixel_reference
+from .modality import DEFAULT_BAND, Modality, crossmodal_agreement, modality, selective_multimodal
 from .naming import name_features, name_quality, term_scores
+from .purity import BARS, adjusted, detector_passes, feature_purity, name_purity
 from .stats import class_consistency, effective_rank
 
 
@@ -41,6 +42,8 @@ class ModelAnalysis:
     scores: np.ndarray  # (V, D) normalised term activations
     names: dict[int, str] = field(default_factory=dict)  # live feature -> name
     name_score: dict[int, float] = field(default_factory=dict)
+    #: per-unit values behind the row's means (features, or concepts for ``concept_f1``), for bootstrap intervals
+    units: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
@@ -86,11 +89,69 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
         "name_mention_rate": name_match_rate(names, align.feature_best_concept, contains=True),
         "class_consistency": _class_consistency(codes, data, tau, n_min),
     }
+    units: dict[str, np.ndarray] = {"clarity": feature_clarity(img, reference_image, tau, n_min)[live_img]}
+    row.update(_ground_truth_columns(codes, data, live_img, names, opts, units))
     row.update(codes.extra)
     if reference_text is not None:
         row["clarity_text"] = clarity(txt, reference_text, tau, n_min)
         row["clarity_text_random"] = random_clarity(reference_text)
-    return ModelAnalysis(codes, row, live_img, freq, mod, align, scores, names, quality)
+    return ModelAnalysis(codes, row, live_img, freq, mod, align, scores, names, quality, units)
+
+
+def _ground_truth_columns(codes: CodeSet, data: AnalysisData, live_img: np.ndarray, names: dict[int, str],
+                          opts: Options, units: dict[str, np.ndarray]) -> dict:
+    """The columns measured against something independent of the model: the concept lattice (purity, strict
+    monosemanticity with conjunctions, label clarity, name purity), pixel statistics (pixel clarity, reported
+    apart) and the pairing of images with their own captions (cross-modal agreement). Fills ``units``."""
+    tau, n_min, img = opts.tau, opts.n_min, codes.image
+    out: dict = {}
+    if img.shape[0] == codes.text.shape[0]:
+        ag = crossmodal_agreement(img, codes.text, tau, n_min)
+        units["crossmodal_adj"] = adjusted(ag.f1, ag.chance)
+        with np.errstate(invalid="ignore", divide="ignore"):  # hits: its images whose caption fires it too
+            passed = detector_passes(units["crossmodal_adj"], BARS["f1"], ag.both / ag.n_image, ag.n_image,
+                                     ag.n_text / ag.n_pairs)
+        units["crossmodal_frac"] = passed.astype(float)
+        out |= {"crossmodal_f1": _nanmean(ag.f1), "crossmodal_f1_chance": _nanmean(ag.chance),
+                "crossmodal_adj": _nanmean(units["crossmodal_adj"]),
+                "crossmodal_frac": float(passed.mean()) if passed.size else float("nan")}
+    if data.images:
+        if "pixel" not in data.references:
+            data.references["pixel"] = pixel_reference(data.images)
+        units["pixel_clarity"] = feature_clarity(img, data.references["pixel"], tau, n_min)[live_img]
+        out |= {"pixel_clarity": _nanmean(units["pixel_clarity"]),
+                "pixel_clarity_random": random_clarity(data.references["pixel"])}
+    lat = data.lattice
+    if lat is None or not lat.names:
+        return out
+    pur = feature_purity(img, lat, live_img, tau, n_min)
+    out |= {k: v for k, v in pur.summary().items() if k != "live"}
+    for m in ("f1", "precision", "topn"):
+        units[f"{m}_adj"] = pur.values(m)
+    for m in BARS:
+        units[f"{m}_frac"] = pur.passes(m).astype(float)
+    units["concept_f1"] = pur.concept_f1
+    units["concept_covered_frac"] = pur.concept_covered.astype(float)
+    units["concept_f1_adj"] = adjusted(pur.concept_f1, pur.concept_chance)
+    sem = lat.matrix[:, lat.semantic]
+    strict = strict_alignment(img, sem, live_img)
+    units["monosemantic_strict_frac"] = strict.monosemantic.astype(float)
+    out["monosemantic_strict_frac"] = strict.fraction  # over the lattice: conjunctions count, pixel concepts apart
+    if lat.pixel.any():
+        out["monosemantic_strict_pixel_frac"] = strict_alignment(img, lat.matrix[:, lat.pixel], live_img).fraction
+    ref = sem.astype(np.float64)
+    units["label_clarity"] = feature_clarity(img, ref, tau, n_min)[live_img]
+    out |= {"label_clarity": _nanmean(units["label_clarity"]), "label_clarity_random": random_clarity(ref)}
+    named = name_purity(img, lat, names, tau)
+    units["name_purity_adj"] = adjusted(named.pop("values"), named.pop("chance"))
+    units["name_true_frac"] = named.pop("passed").astype(float)
+    return out | named
+
+
+def _nanmean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
 
 
 def _name_quality(codes: CodeSet, scores: np.ndarray, feats: np.ndarray, opts: Options) -> dict[int, float]:

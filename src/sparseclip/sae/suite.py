@@ -1,8 +1,11 @@
-"""The standard set of SAE baselines (ReLU+L1, TopK at several k, BatchTopK, Matryoshka), trained alike."""
+"""The standard set of SAE baselines (ReLU+L1, TopK at several k, BatchTopK, Matryoshka), trained alike, and
+:func:`train_at_l0`: one SAE at a given L0 (the ReLU kind's L1 coefficient found for it)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import torch
 
 from .model import SAE
 from .train import train_sae
@@ -34,3 +37,54 @@ def train_baselines(x_image, x_text, width: int = 4096, ks: Sequence[int] = (8, 
                         steps=steps, seed=seed, **kwargs)
         out[sae.name] = sae
     return out
+
+
+def train_at_l0(kind: str, x, width: int, l0: float, steps: int = 1000, lr: float = 3e-3, batch_size: int = 256,
+                seed: int = 0, threads: int | None = None, probe_steps: int | None = None, probes: int = 5,
+                log_every: int | None = None) -> SAE:
+    """An SAE of ``kind`` at (about) the mean L0 ``l0``, trained for ``steps`` (history logged for
+    :func:`~sparseclip.sae.metrics.convergence`).
+
+    The top-k kinds take ``k = round(l0)``. ``relu`` finds its L1 coefficient on the same SAE, warm: ``probes``
+    rounds of ``probe_steps`` steps (default ``steps // 5``), each followed by a damped step of the coefficient
+    towards the target L0 (measured on up to 4096 training rows, :func:`_next_l1`), then ``steps`` at the last
+    value; the L0 reached is reported, not forced. The target, the probes
+    and the L0 reached are in ``sae.train_info["matched"]``.
+    """
+    from .model import SAEConfig, as_tensor
+    from .train import fit_sae
+
+    sources = list(x) if isinstance(x, (tuple, list)) else [x]
+    if l0 <= 0:
+        raise ValueError(f"l0 must be positive, got {l0}")
+    d = int(as_tensor(sources[0]).shape[-1])
+    log_every = log_every or max(1, steps // 50)
+    probe_steps = probe_steps or max(1, steps // 5)
+    if kind != "relu":
+        k = max(1, min(width, round(l0)))
+        sae = fit_sae(SAE(SAEConfig(kind=kind, d=d, width=width, k=k), seed=seed), sources, steps=steps,
+                      batch_size=batch_size, lr=lr, seed=seed, log_every=log_every, threads=threads)
+        sae.train_info["matched"] = {"target_l0": float(l0), "k": k}
+        return sae
+    sample = torch.cat([as_tensor(s)[:4096 // len(sources)] for s in sources])
+    sae = SAE(SAEConfig(kind="relu", d=d, width=width, l1=DEFAULT_L1), seed=seed)
+    tried: list[tuple[float, float]] = []
+    for i in range(probes):
+        fit_sae(sae, sources, steps=probe_steps, batch_size=batch_size, lr=lr, seed=seed + i, threads=threads)
+        reached = float((sae.encode(sample) > 0).sum(1).float().mean())
+        tried.append((float(sae.cfg.l1), reached))
+        sae.cfg.l1 = _next_l1(tried, l0)
+    fit_sae(sae, sources, steps=steps, batch_size=batch_size, lr=lr, seed=seed + probes, log_every=log_every,
+            threads=threads)
+    reached = float((sae.encode(sample) > 0).sum(1).float().mean())
+    sae.train_info["matched"] = {"target_l0": float(l0), "l1": float(sae.cfg.l1), "l0_reached": reached,
+                                 "probes": [{"l1": a, "l0": b} for a, b in tried]}
+    return sae
+
+
+def _next_l1(tried: list[tuple[float, float]], target: float, gain: float = 0.7) -> float:
+    """The next L1 coefficient: the last one scaled by ``(L0 reached / target) ** gain`` (L0 falls as the
+    coefficient grows), at most 5x either way. A damped controller rather than a secant: the probes train the
+    same SAE on, so L0 also falls with training itself and consecutive probes do not share one curve."""
+    l1, reached = tried[-1]
+    return float(l1 * min(5.0, max(0.2, (max(reached, 1e-3) / target) ** gain)))
