@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +37,9 @@ import scipy.sparse as sp
 
 from sparseclip.files.atomic import write_text_atomic
 from sparseclip.index import SparseIndex, approx, default_engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its helper modules, also when loaded from a file
+from _blas import blas_libraries, describe, generic_kernels, removed, unthrottle  # noqa: E402
 
 try:
     import faiss
@@ -405,6 +409,7 @@ def main() -> None:
         write_doc(args.write_doc, render(json.loads(args.render.read_text())))
         print(f"wrote {args.write_doc} from {args.render}")
         return
+    unthrottle()  # the dense baselines run on the kernel OpenBLAS picks, not one an environment variable forces
     sizes = [int(s) for s in args.sizes.split(",") if s]
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} (1 min), {os.cpu_count()} cores", flush=True)
@@ -420,13 +425,17 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores", "k": args.k, "queries": args.queries, "reps": args.reps,
               "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2),
-              "rows": rows, "stats": stats}
+              "rows": rows, "stats": stats, "blas": blas_libraries(), "blas_env_removed": removed()}
     text = render(result)
     print("\n" + text)
     busy = max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
     if (args.write_doc or args.json) and busy:
         raise SystemExit(f"not writing results: the load average ({load_before[0]:.2f} before, "
                          f"{load_after[0]:.2f} after) exceeded the {os.cpu_count()} cores; rerun on a quiet machine")
+    generic = generic_kernels(result["blas"])
+    if (args.write_doc or args.json) and generic:
+        raise SystemExit("not writing results: a baseline ran on a generic BLAS kernel ("
+                         + ", ".join(f"{g['library']}: {g['kernel']}" for g in generic) + "); unset what selects it")
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=1, default=float))
         print(f"wrote {args.json}")
@@ -440,7 +449,9 @@ def render(result: dict) -> str:
     return (f"Command: `{result['command']}` ({result['date']}, {result['machine']}, k={result['k']}, "
             f"batch of {result['queries']} queries, best of {result['reps']} interleaved runs; load average "
             f"{result['load_before']:.2f} before, {result['load_after']:.2f} after). Ratios are against the tuned "
-            f"faiss row.\n\n{fmt_table(result['rows'])}\n\n{fmt_stats(result['stats'])}")
+            f"faiss row." + (f" {describe(result['blas'], result.get('blas_env_removed', {}))}." if "blas" in result
+                             else " (BLAS kernel not recorded.)")
+            + f"\n\n{fmt_table(result['rows'])}\n\n{fmt_stats(result['stats'])}")
 
 if __name__ == "__main__":
     main()
