@@ -88,8 +88,8 @@ class PrunedSearch:
     index's (CSC, items x features).
 
     The defaults (keep 30%, at least 16 postings, 100 candidates) are tuned on real Sparse CLIP codes (the
-    demo's lite model: recall@10 0.987 on 15,000 items, 0.955 on 100,000 resampled ones, about 2x the exact
-    engine's single-query speed); on codes whose frequent features are more telling, far less can be kept
+    demo's lite model; recall and speed against the exact engine are in docs/search.md, measured by
+    benchmarks/bench_search.py); on codes whose frequent features are more telling, far less can be kept
     (docs/search.md has the curves).
     """
 

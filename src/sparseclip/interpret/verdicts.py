@@ -111,7 +111,8 @@ def above_chance(units) -> dict:
 def verdicts(model, others: list, n_boot: int = 2000, seed: int = 0) -> list[dict]:
     """Per metric of :data:`CONTROLS` the analysed ``model`` (a :class:`~.summary.ModelAnalysis`) has: its mean,
     each required baseline present in ``others`` with ``diff`` (model - baseline), a 95% bootstrap interval and
-    ``above`` / ``below`` / ``level``, ``holds`` (above every required baseline present) and a one-line
+    ``above`` / ``below`` / ``level``, ``holds`` (above every required baseline present, and above chance for a bar
+    fraction) and a one-line
     ``text``. Concept units are paired (the same lattice concepts); feature units are not."""
     out = []
     for key, ctl in CONTROLS.items():
@@ -131,7 +132,8 @@ def verdicts(model, others: list, n_boot: int = 2000, seed: int = 0) -> list[dic
                                      "diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "verdict": verdict(d)})
         if ctl.bar:
             entry["chance"] = above_chance(mine)
-        entry["holds"] = bool(entry["against"]) and all(a["verdict"] == "above" for a in entry["against"])
+        entry["holds"] = (bool(entry["against"]) and all(a["verdict"] == "above" for a in entry["against"])
+                          and entry.get("chance", {}).get("above", True))
         entry["text"] = verdict_line(entry)
         out.append(entry)
     return out
@@ -145,8 +147,10 @@ def verdict_line(entry: dict) -> str:
     for a in entry["against"]:
         parts.append(f"vs {a['baseline']} {_f(a['baseline_value'])}: {_f(a['diff'], True)} "
                      f"[{_f(a['lo'], True)}, {_f(a['hi'], True)}] {a['verdict']}")
+    beaten = entry["against"] and all(a["verdict"] == "above" for a in entry["against"])
     tail = ("beats every baseline it must" if entry["holds"]
-            else "no baseline to beat in this run" if not entry["against"] else "does NOT beat every baseline")
+            else "no baseline to beat in this run" if not entry["against"]
+            else "beats every baseline but is NOT above chance" if beaten else "does NOT beat every baseline")
     return "; ".join(parts) + f". {tail}"
 
 
@@ -166,3 +170,45 @@ def _f(v: float, signed: bool = False) -> str:
     if v is None or not np.isfinite(v):
         return "n/a"
     return f"{v:+.3f}" if signed else f"{v:.3f}"
+
+
+#: the columns of the verdict table, by row kind
+KIND_COLUMNS = ("random dictionary", "random init", "shuffled labels", "dense", "SAE")
+
+
+def render_verdicts(summary: dict) -> str:
+    """Markdown of a ``summary.json``'s verdicts: one table (the model's value, each baseline kind's: the best
+    SAE where there are several, a mark where the model is not above it) and one line per metric with every
+    interval, then the rows' bar fractions against chance."""
+    model = summary["rows"][0]["model"]
+    head = f"| metric | {model} | " + " | ".join(KIND_COLUMNS) + " | beats every baseline it must |"
+    lines = [head, "|---" * (len(KIND_COLUMNS) + 3) + "|"]
+    for v in summary["verdicts"]:
+        cells = []
+        for kind in KIND_COLUMNS:
+            mine = [a for a in v["against"] if a["kind"] == kind]
+            if not mine:
+                cells.append("")
+                continue
+            best = max(mine, key=lambda a: a["baseline_value"] if a["baseline_value"] is not None else -np.inf)
+            mark = "" if all(a["verdict"] == "above" for a in mine) else (
+                " (below)" if any(a["verdict"] == "below" for a in mine) else " (level)")
+            cells.append(_f(_num(best["baseline_value"])) + mark)
+        chance = "" if "chance" not in v else ("" if v["chance"]["above"] else " (chance)")
+        lines.append(f"| {v['metric']} | {_f(_num(v['value']))}{chance} | " + " | ".join(cells)
+                     + f" | {'yes' if v['holds'] else '**no**'} |")
+    out = "\n".join(lines) + "\n\nVerdicts (model - baseline, 95% bootstrap interval over features or concepts):\n\n"
+    out += "\n".join(f"- {v['text']}" for v in summary["verdicts"])
+    chance = summary.get("above_chance") or {}
+    if chance:
+        out += "\n\nBar fractions above chance (binomial test of the passes against the 1% a feature unrelated " \
+               "to the labels can reach):\n\n"
+        for name, flags in chance.items():
+            above = [k for k, f in flags.items() if f]
+            out += f"- {name}: {', '.join(above) if above else 'none'}\n"
+        out = out.rstrip("\n")
+    return out
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
