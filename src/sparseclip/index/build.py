@@ -209,6 +209,9 @@ def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, app
         index = SparseIndex.build(codes, ids, normalize=normalize, captions=captions,
                                   feature_names=load_feature_names(names_path),
                                   model=record)
+        concepts = RunDir.of(ckpt).analysis / "feature_concepts.json"  # written by analyze on labelled data
+        if concepts.is_file():
+            index.feature_concepts = load_feature_names(concepts)
     else:
         index.append(codes, ids, captions)
         if feature_names:

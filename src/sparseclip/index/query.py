@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .codes import SparseIndexError
+from .explain import UNASSIGNED, ConceptGroup, group_contributions
 from .sparse_index import Hit, SparseIndex
 
 
@@ -23,6 +24,8 @@ class SearchResult:
     index: SparseIndex
     hits: list[Hit]
     filters: dict[str, list[int]] = field(default_factory=dict)
+    #: per hit row, its shared features grouped by concept (with explanations, when the index has concepts)
+    groups: dict[int, list[ConceptGroup]] = field(default_factory=dict)
 
 
 def query_model(index: SparseIndex, override: str | Path | None = None):
@@ -91,7 +94,12 @@ def search_index(index: SparseIndex | str | Path, *, text: str | None = None, im
     hits = index.search(query, k=k, require=list(require_features) or None, exclude=exclude or None,
                         boost=dict(boost) if boost else None, min_activation=min_activation, explain=explain,
                         approximate=approximate, allowed=allowed)
-    return SearchResult(index=index, hits=hits, filters=filters)
+    groups = {}
+    if explain and index.feature_concepts:  # every shared feature of each hit, grouped by its concept
+        for h in hits:
+            full = index.explain(query, h.row, boost=dict(boost) if boost else None)
+            groups[h.row] = group_contributions(full.contributions, full.score, index.feature_concepts)
+    return SearchResult(index=index, hits=hits, filters=filters, groups=groups)
 
 
 def format_result(r: SearchResult) -> list[str]:
@@ -112,4 +120,18 @@ def format_result(r: SearchResult) -> list[str]:
                          f"{c.item_value:.3f})")
         if h.contributions and abs(h.rest) > 1e-8:
             lines.append(f"       other shared features: {h.rest:+.4f}")
+        if h.row in r.groups:
+            lines.append("       by concept: " + group_line(r.groups[h.row]))
     return lines
+
+
+def group_line(groups: list[ConceptGroup], top: int = 3) -> str:
+    """``color:red +0.2100 (41%), ...; other concepts +0.05 (9%); (no concept) +0.10 (20%)``."""
+    named = [g for g in groups if g.concept != UNASSIGNED]
+    parts = [f"{g.concept} {g.contribution:+.4f} ({100 * g.share:.0f}%)" for g in named[:top]]
+    if len(named) > top:
+        rest = named[top:]
+        parts.append(f"{len(rest)} other concepts {sum(g.contribution for g in rest):+.4f} "
+                     f"({100 * sum(g.share for g in rest):.0f}%)")
+    parts += [f"{g.concept} {g.contribution:+.4f} ({100 * g.share:.0f}%)" for g in groups if g.concept == UNASSIGNED]
+    return ", ".join(parts)

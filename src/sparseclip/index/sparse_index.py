@@ -75,7 +75,7 @@ class SparseIndex:
 
     def __init__(self, codes: sp.csc_matrix, ids: Sequence[str], *, normalize: bool = True,
                  feature_names: Mapping[int, str] | None = None, model: dict | None = None,
-                 captions: Sequence[str] | None = None):
+                 captions: Sequence[str] | None = None, feature_concepts: Mapping[int, str] | None = None):
         if codes.shape[0] != len(ids):
             raise SparseIndexError(f"{codes.shape[0]} code rows but {len(ids)} ids")
         if captions is not None and len(captions) != len(ids):
@@ -87,6 +87,8 @@ class SparseIndex:
         self.captions = None if captions is None else [str(c) for c in captions]
         self.normalize = normalize
         self.feature_names: dict[int, str] = {int(k): str(v) for k, v in (feature_names or {}).items()}
+        #: feature -> the concept it belongs to by evidence (``interpret.evidence``): explanations group by it
+        self.feature_concepts: dict[int, str] = {int(k): str(v) for k, v in (feature_concepts or {}).items()}
         self.model = model
         self._approx: PrunedSearch | SeismicSearch | None = None
         self.backend: dict | None = None  # {"kind": "milvus", "uri": str | None, "collection": str}
@@ -97,12 +99,14 @@ class SparseIndex:
     @classmethod
     def build(cls, codes: Any, ids: Sequence[str] | None = None, *, normalize: bool = True,
               feature_names: Mapping[int, str] | None = None, model: dict | None = None,
-              captions: Sequence[str] | None = None) -> SparseIndex:
+              captions: Sequence[str] | None = None,
+              feature_concepts: Mapping[int, str] | None = None) -> SparseIndex:
         """An index over ``codes`` (dense or sparse, items x features); ``ids`` default to row numbers;
         ``captions`` (optional) are shown with the hits."""
         m = cls._prepare_items(codes, None, normalize)
         ids = [str(i) for i in range(m.shape[0])] if ids is None else [str(i) for i in ids]
-        return cls(m, ids, normalize=normalize, feature_names=feature_names, model=model, captions=captions)
+        return cls(m, ids, normalize=normalize, feature_names=feature_names, model=model, captions=captions,
+                   feature_concepts=feature_concepts)
 
     @staticmethod
     def _prepare_items(codes: Any, n_features: int | None, normalize: bool) -> sp.csc_matrix:
@@ -236,6 +240,7 @@ class SparseIndex:
             "nnz": self.nnz, "normalize": self.normalize, "model": self.model,
             "feature_names": {str(k): v for k, v in sorted(self.feature_names.items())}, "ids": self.ids,
             "captions": self.captions, "backend": self.backend,
+            "feature_concepts": {str(k): v for k, v in sorted(self.feature_concepts.items())},
         }
         (tmp / META_FILE).write_text(json.dumps(meta))
         self._close_store()
@@ -270,7 +275,8 @@ class SparseIndex:
         if captions is not None and (not isinstance(captions, list) or len(captions) != len(meta["ids"])):
             raise SparseIndexError(f"{d / META_FILE}: 'captions' must be a list with one entry per id")
         index = cls(codes, meta["ids"], normalize=bool(meta["normalize"]), model=meta.get("model"), captions=captions,
-                    feature_names={int(k): v for k, v in (meta.get("feature_names") or {}).items()})
+                    feature_names={int(k): v for k, v in (meta.get("feature_names") or {}).items()},
+                    feature_concepts={int(k): v for k, v in (meta.get("feature_concepts") or {}).items()})
         backend = meta.get("backend")
         if backend is not None and (not isinstance(backend, dict) or backend.get("kind") != "milvus"):
             raise SparseIndexError(f"{d / META_FILE}: unknown backend {backend!r}")

@@ -130,6 +130,12 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     write_json(out_dir / "features.json", {"features": entries})
     # every named live feature (features.json details only the chosen few): names for search explanations
     write_json(out_dir / "feature_names.json", {str(f): n for f, n in sorted(main.names.items()) if n})
+    if data.lattice is not None and data.lattice.names:  # each feature's concept by evidence: explanations group
+        from .evidence import feature_concepts
+
+        lat = data.lattice
+        owner = feature_concepts(main.codes.image, lat.matrix, lat.names, allowed=lat.semantic)
+        write_json(out_dir / "feature_concepts.json", {str(f): c for f, (c, _) in sorted(owner.items())})
     dyn = None
     if cfg.dynamics:
         from .dynamics import training_dynamics
