@@ -147,3 +147,13 @@ def test_verdicts_say_above_below_level_and_chance():
     assert all(c.must_beat for c in CONTROLS.values())
     d = bootstrap_diff([1, 1, 1], [0, 0, 0])
     assert verdict(d) == "above" and verdict(bootstrap_diff([], [1])) == "n/a"
+
+
+def test_clarity_ignores_inputs_without_a_reference_vector():
+    # label clarity: an input with no label has an all-zero reference row; it must not drag clarity below 0
+    from sparseclip.interpret.clarity import feature_clarity, random_clarity
+
+    codes = np.ones((4, 1))
+    ref = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    assert feature_clarity(codes, ref)[0] == pytest.approx(1.0)
+    assert random_clarity(ref) == pytest.approx(1.0)

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="analyse on your CSV of image-caption pairs instead of the procedural world")
     p.add_argument("--label-key", action="append", default=[], metavar="COL",
                    help="a CSV column of per-image labels: ground-truth concepts COL:value (repeatable)")
+    p.add_argument("--label-words", action="store_true",
+                   help="with --data: the captions' words (3+ letters, no stopwords) are ground-truth concepts "
+                   "word:x too, for captions that state what the image is (names, class descriptions)")
     p.add_argument("--csv-img-key", help="CSV image column (default: the run's data.csv_img_key)")
     p.add_argument("--csv-caption-key", help="CSV caption column (default: the run's data.csv_caption_key)")
     p.add_argument("--n", type=int, default=1000,
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                         wordnet=args.wordnet, wordfreq=args.wordfreq, dynamics=not args.no_dynamics,
                         heatmaps=not args.no_heatmaps, progress=not args.no_progress, data=args.data,
                         baselines=not args.no_baselines, reference=args.reference,
-                        label_keys=tuple(args.label_key), csv_img_key=args.csv_img_key,
+                        label_keys=tuple(args.label_key), label_words=args.label_words,
+                        csv_img_key=args.csv_img_key,
                         csv_caption_key=args.csv_caption_key, threads=args.threads)
     opts = Options(tau=args.tau, n_min=args.n_min, band=(lo, hi))
     out = analyze(args.target, dense=args.dense, out=args.out, cfg=cfg, opts=opts)
@@ -97,12 +101,17 @@ def _print_summary(out) -> None:
     def num(v, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    for r in json.loads((out / "summary.json").read_text())["rows"]:
+    summary = json.loads((out / "summary.json").read_text())
+    for r in summary["rows"]:
         print(f"{r['model']}: L0 image {num(r.get('L0_image'), '.1f')} / text {num(r.get('L0_text'), '.1f')} of "
               f"{r.get('code_dim')}, active {num(r.get('active_pct'), '.1f')}%, "
               f"clarity {num(r.get('clarity'), '.3f')}, held-out mean best AUROC "
               f"{num(r.get('mean_best_auroc_heldout'), '.3f')}, strictly monosemantic "
               f"{num(r.get('monosemantic_strict_frac'), '.3f')}")
+    if summary.get("verdicts"):
+        held = [v["metric"] for v in summary["verdicts"] if v["holds"]]
+        print(f"verdicts: {len(held)} of {len(summary['verdicts'])} metrics beat every baseline they must "
+              f"(`sparseclip compare {out / 'summary.json'}` shows each with its intervals)")
     for f in json.loads((out / "features.json").read_text())["features"][:3]:
         best = f" ({f['best_concept']}, AUROC {f['best_auroc']:.2f})" if f.get("best_concept") else ""
         print(f"  feature {f['id']}: {f['name'] or '(unnamed)'}{best}")

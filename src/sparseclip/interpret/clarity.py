@@ -31,6 +31,8 @@ def feature_clarity(codes, reference, tau: float = TAU, n_min: int = N_MIN) -> n
     ref = l2_normalize(as_numpy(reference, 2, "reference"))
     if ref.shape[0] != x.shape[0]:
         raise ValueError(f"reference has {ref.shape[0]} rows but codes have {x.shape[0]}")
+    keep = np.linalg.norm(ref, axis=1) > 0  # an input without a reference vector (e.g. no label) is not scored
+    x, ref = x[keep], ref[keep]
     out = np.full(x.shape[1], np.nan)
     act = active_mask(x, tau, max(n_min, 2))
     if act.any():
@@ -56,6 +58,7 @@ def random_clarity(reference) -> float:
     """The random-inputs baseline: the clarity a feature firing on a uniformly random subset would get
     in expectation, i.e. the mean pairwise cosine over all distinct pairs of the reference set."""
     ref = l2_normalize(as_numpy(reference, 2, "reference"))
+    ref = ref[np.linalg.norm(ref, axis=1) > 0]  # inputs without a reference vector are not scored
     if ref.shape[0] < 2:
         raise ValueError("reference: need at least 2 rows for a pairwise similarity")
     return float(_mean_pairwise_cos(np.ones((ref.shape[0], 1), dtype=bool), ref)[0])

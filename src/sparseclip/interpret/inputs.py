@@ -24,8 +24,8 @@ from ..data.tasks import TASK_NAMES, hash_seed, retrieval_set, zero_shot_task
 from ..data.world import CONCEPTS, World
 from ._arrays import l2_normalize
 from .alignment import concept_matrix
-from .lattice import Lattice, table_lattice, world_lattice
-from .naming import build_vocabulary
+from .lattice import Lattice, caption_words, table_lattice, world_lattice
+from .naming import STOPWORDS, build_vocabulary
 
 
 @dataclass
@@ -82,7 +82,7 @@ def build_analysis_data(n: int = 1000, val_seed: int = 1, train_seed: int = 0, i
 def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "filepath",
                             caption_key: str = "title", separator: str = ",",
                             label_keys: Sequence[str] = (), n: int = 0, max_n: int = 3, wordnet: bool = False,
-                            wordfreq_n: int = 0) -> tuple[AnalysisData, dict]:
+                            wordfreq_n: int = 0, label_words: bool = False) -> tuple[AnalysisData, dict]:
     """The user's CSV as analysis data: its first ``n`` distinct images (0: all), each with its first caption;
     the naming vocabulary from every caption of those images; per label column ``COL``, a concept
     ``COL:value`` per value (ground-truth alignment) and a single-label task (class consistency). A column
@@ -111,7 +111,9 @@ def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "f
     if not vocab:
         raise DataError(f"--data {path}: no naming vocabulary (no word appears in two captions); "
                         "add --wordnet or --wordfreq N")
-    lattice = table_lattice({k: list(pairs.labels[k]) for k in label_keys}) if label_keys else None
+    words = caption_words(captions, STOPWORDS) if label_words else None
+    lattice = table_lattice({k: list(pairs.labels[k]) for k in label_keys}, words) \
+        if label_keys or label_words else None
     data = AnalysisData(pairs.images, captions, concept_matrix(rows, concept_names), vocab,
                         image_size=image_size, concept_names=concept_names, source=str(path), lattice=lattice)
     for k in label_keys:

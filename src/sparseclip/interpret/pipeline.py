@@ -58,6 +58,7 @@ class AnalyzeConfig:
     reference: str = "auto"  # clarity reference encoder: auto (lite, else dense, else self) | lite | dense | self
     data: str | None = None  # a CSV of image-caption pairs instead of the procedural world
     label_keys: tuple[str, ...] = ()  # its label columns: ground-truth concepts COL:value
+    label_words: bool = False  # its captions' words are ground-truth concepts word:x too (the lattice only)
     csv_img_key: str | None = None  # default: the run's data.csv_img_key
     csv_caption_key: str | None = None
     threads: int = 0  # torch CPU threads (0: torch's default)
@@ -210,8 +211,9 @@ def _baselines(model, mcfg, sparse: CodeSet, towers: CodeSet, data: AnalysisData
 
 def _analysis_data(cfg: AnalyzeConfig, mcfg, notes: list[str]) -> AnalysisData:
     if cfg.data is None:
-        if cfg.label_keys:
-            raise AnalysisError("--label-key needs --data CSV (the procedural world has its own ground truth)")
+        if cfg.label_keys or cfg.label_words:
+            raise AnalysisError("--label-key and --label-words need --data CSV (the procedural world has its own "
+                                "ground truth)")
         data = build_analysis_data(cfg.n, mcfg.data.val_seed, mcfg.data.train_seed, mcfg.data.image_size,
                                    cfg.n_task, wordnet=cfg.wordnet, wordfreq_n=cfg.wordfreq)
         notes.append(f"{cfg.n} validation images of the procedural world (seed {mcfg.data.val_seed}), one "
@@ -222,7 +224,7 @@ def _analysis_data(cfg: AnalyzeConfig, mcfg, notes: list[str]) -> AnalysisData:
     data, info = build_csv_analysis_data(
         cfg.data, mcfg.data.image_size, cfg.csv_img_key or mcfg.data.csv_img_key,
         cfg.csv_caption_key or mcfg.data.csv_caption_key, mcfg.data.csv_separator, cfg.label_keys, cfg.n,
-        wordnet=cfg.wordnet, wordfreq_n=cfg.wordfreq)
+        wordnet=cfg.wordnet, wordfreq_n=cfg.wordfreq, label_words=cfg.label_words)
     skipped = f", skipped {info['skipped']}" if info["skipped"] else ""
     which = f"the first {cfg.n} distinct images" if info["images"] == cfg.n else "all its distinct images"
     notes.append(f"{info['images']} images of {cfg.data} ({which}), each with its first caption "
