@@ -193,6 +193,12 @@ def test_levers_selection_uses_the_select_split_only():
     assert chosen["sparse"] == "close" and chosen["sparse_rule"] == "near"
     assert g.within_demo_budget(["model.logit_scale_max=10"]) and not g.within_demo_budget(["data.num_train=60000"])
     assert not g.within_demo_budget(["model.head.expansion=128"])
+    # tuning the towers' last blocks runs both towers every step (no feature cache): never within the budget
+    assert not g.within_demo_budget(["train.lr=1e-2", "train.tower_last_blocks=1"])
+    # the world's settings that name no learning rate are pinned to the lr they were measured at (1e-3)
+    preset, extra = g._preset("world", "sparse")
+    assert preset == "lite_sparse" and extra == ["train.lr=1e-3"]
+    assert g._preset("emoji", "sparse")[1] == []
 
 
 @pytest.mark.parametrize("dataset", ["world", "emoji"])
