@@ -13,7 +13,6 @@ caption is a text query; for each query's top hit, the share of its score carrie
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -48,18 +47,6 @@ def _quartiles(x: list[float]) -> list[float]:
     return [float(v) for v in np.percentile(x, [25, 50, 75])] if x else []
 
 
-def render(data: dict) -> str:
-    """The doc block: one row per model."""
-    lines = ["| model | items | mean active features | features with a concept | top-3 concept groups' share "
-             "(mean; quartiles) | top-3 single features' share (mean; quartiles) |", "|---|---|---|---|---|---|"]
-    for r in data["rows"]:
-        gq = ", ".join(f"{100 * v:.0f}%" for v in r["group_share_quartiles"])
-        fq = ", ".join(f"{100 * v:.0f}%" for v in r["feature_share_quartiles"])
-        lines.append(f"| {r['run']} | {r['items']:,} | {r['mean_active']:.0f} | {r['assigned_features']:,} | "
-                     f"{100 * r['top_groups_share']:.1f}% ({gq}) | {100 * r['top_features_share']:.1f}% ({fq}) |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="*", type=Path, help="runs to measure (each with --concepts, in order)")
@@ -78,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = [measure(r, c, a.n, a.seed, a.top) for r, c in zip(a.runs, a.concepts, strict=True)]
         write_json_atomic(a.out, {"command": "python examples/search_explanations/run.py " + " ".join(sys.argv[1:]),
                                   "rows": rows})
-    print(render(json.loads(a.out.read_text())))
+    from sparseclip.experiments.doc_blocks import search_explanations  # the docs' generated block
+
+    print(search_explanations(Path.cwd(), [str(a.out.resolve())]))
     return 0
 
 

@@ -42,6 +42,22 @@ def ablate_verdicts(root: Path, args: list[str]) -> str:
     return head + "\n\n" + "\n".join(f"- {v}" for v in verdicts(aggs))
 
 
+@generator("search-explanations")
+def search_explanations(root: Path, args: list[str]) -> str:
+    """``search-explanations EXPLANATIONS.json``: the share of a top hit's score its explanation shows
+    (``examples/search_explanations/run.py``)."""
+    data = read_json(root, args[0])
+    lines = [f"Command: `{data['command']}`", "",
+             "| model | items | mean active features | features with a concept | top-3 concept groups' share "
+             "(mean; quartiles) | top-3 single features' share (mean; quartiles) |", "|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        gq = ", ".join(f"{100 * v:.0f}%" for v in r["group_share_quartiles"])
+        fq = ", ".join(f"{100 * v:.0f}%" for v in r["feature_share_quartiles"])
+        lines.append(f"| {r['run']} | {r['items']:,} | {r['mean_active']:.0f} | {r['assigned_features']:,} | "
+                     f"{100 * r['top_groups_share']:.1f}% ({gq}) | {100 * r['top_features_share']:.1f}% ({fq}) |")
+    return "\n".join(lines)
+
+
 @generator("ablate-sizes")
 def ablate_sizes(root: Path, args: list[str]) -> str:
     """``ablate-sizes NAME=SUMMARY.json ...``: training time of each sweep, from its rows (distinct runs)."""
