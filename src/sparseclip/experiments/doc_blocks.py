@@ -58,6 +58,18 @@ def search_explanations(root: Path, args: list[str]) -> str:
     return "\n".join(lines)
 
 
+@generator("search-bench")
+def search_bench(root: Path, args: list[str]) -> str:
+    """``search-bench BENCH.json``: a ``benchmarks/bench_search.py --json`` run, rendered by the benchmark's own
+    ``render`` (loaded from its file: the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_search", root / "benchmarks" / "bench_search.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.render(read_json(root, args[0]))
+
+
 @generator("ablate-sizes")
 def ablate_sizes(root: Path, args: list[str]) -> str:
     """``ablate-sizes NAME=SUMMARY.json ...``: training time of each sweep, from its rows (distinct runs)."""
