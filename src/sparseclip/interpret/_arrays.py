@@ -11,6 +11,13 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return x / np.maximum(norm, eps)
 
 
+def nanmean(x) -> float:
+    """Mean of the non-NaN values (NaN when there are none)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
 def auroc_matrix(scores: np.ndarray, targets: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """AUROC of every score column at detecting every target column, shape (n_targets, n_scores).
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..eval.sparsity import N_MIN, TAU, active_mask, as_numpy
+from ._arrays import nanmean
 from .alignment import name_mentions
 from .lattice import Lattice, concept_parts
 
@@ -99,16 +100,16 @@ class Purity:
         out: dict = {"live": int(n)}
         for m in ("f1", "precision", "topn"):
             raw, chance = getattr(self, m), (self.f1_chance if m == "f1" else self.base_rate)
-            out[f"purity_{m}"] = _mean(raw)
-            out[f"purity_{m}_chance"] = _mean(np.where(np.isnan(raw), np.nan, chance))
-            out[f"purity_{m}_adj"] = _mean(self.values(m))
+            out[f"purity_{m}"] = nanmean(raw)
+            out[f"purity_{m}_chance"] = nanmean(np.where(np.isnan(raw), np.nan, chance))
+            out[f"purity_{m}_adj"] = nanmean(self.values(m))
             if m in BARS:
                 out[f"{m}_frac"] = float(self.passes(m).mean()) if n else float("nan")
         out["conjunction_frac"] = float((self.conjunction & self.passes("f1")).mean()) if n else float("nan")
         out["pixel_frac"] = float(self.pixel.mean()) if n else float("nan")
-        out["pixel_f1"] = _mean(self.pixel_f1[self.pixel]) if self.pixel.any() else float("nan")
-        out["concept_f1"] = _mean(self.concept_f1)
-        out["concept_f1_adj"] = _mean(adjusted(self.concept_f1, self.concept_chance))
+        out["pixel_f1"] = nanmean(self.pixel_f1[self.pixel]) if self.pixel.any() else float("nan")
+        out["concept_f1"] = nanmean(self.concept_f1)
+        out["concept_f1_adj"] = nanmean(adjusted(self.concept_f1, self.concept_chance))
         out["concept_covered_frac"] = float(self.concept_covered.mean()) if self.concept_covered.size else float("nan")
         return out
 
@@ -125,11 +126,6 @@ def detector_passes(value_adj, bar: float, share, n, base_rate) -> np.ndarray:
     return (np.nan_to_num(np.asarray(value_adj, dtype=np.float64), nan=-np.inf) >= bar) & (n >= MIN_FIRE) \
         & (p_value < ALPHA)
 
-
-def _mean(x) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    x = x[~np.isnan(x)]
-    return float(x.mean()) if x.size else float("nan")
 
 
 def _f1(tp: np.ndarray, n_pos: np.ndarray, n_fire: np.ndarray) -> np.ndarray:
@@ -253,8 +249,8 @@ def name_purity(codes, lattice: Lattice, names: dict[int, str], tau: float = TAU
     with np.errstate(invalid="ignore", divide="ignore"):
         prec = ((x[:, f] > tau) & y[:, c]).sum(axis=0) / n_fire  # the named concept's share of the firing set
     passed[grounded] = detector_passes(adjusted(prec, chance), BARS["precision"], prec, n_fire, chance)
-    return {"name_purity": _mean(vals), "name_purity_chance": _mean(np.where(np.isnan(vals), np.nan, chance)),
-            "name_purity_adj": _mean(adjusted(vals, chance)),
+    return {"name_purity": nanmean(vals), "name_purity_chance": nanmean(np.where(np.isnan(vals), np.nan, chance)),
+            "name_purity_adj": nanmean(adjusted(vals, chance)),
             "name_grounded_frac": float(grounded.mean()) if feats.size else float("nan"),
             "name_true_frac": float(passed.mean()) if feats.size else float("nan"),
             "values": vals, "chance": chance, "passed": passed}

@@ -62,7 +62,6 @@ def sae_codesets(dense_cs: CodeSet, dense: tuple, sparse_model: tuple, tower_cs:
     """The SAE rows (see the module docstring). ``dense`` / ``sparse_model``: ``(model, config)``; ``tower_cs``:
     the towers' outputs on ``data`` (:func:`~sparseclip.interpret.inputs.tower_features`)."""
     try:
-        from ..sae.metrics import convergence
         from ..sae.suite import train_at_l0
     except ImportError:
         raise SAERowsError("--sae needs the sparseclip.sae package, which this installation lacks") from None
@@ -84,7 +83,7 @@ def sae_codesets(dense_cs: CodeSet, dense: tuple, sparse_model: tuple, tower_cs:
     for kind in DENSE_KINDS:
         s = train_at_l0(kind, (x_img, x_txt), width, k, steps=steps)
         cs = derived_codes(f"SAE {kind} on dense embeddings", dense_cs, s.encode)
-        cs.extra = _sae_extra(s, (("image", dense_cs.image), ("text", dense_cs.text)), convergence)
+        cs.extra = _sae_extra(s, (("image", dense_cs.image), ("text", dense_cs.text)))
         out.append(cs)
         bar.update()
     sides = {}
@@ -102,8 +101,8 @@ def sae_codesets(dense_cs: CodeSet, dense: tuple, sparse_model: tuple, tower_cs:
 
     cs = CodeSet("SAE topk on tower features (one per modality)", enc(si, tower_cs.image), enc(st, tower_cs.text),
                  enc(st, tower_cs.terms), {t: enc(si, v) for t, v in tower_cs.tasks.items()})
-    cs.extra = _sae_extra(si, (("image", tower_cs.image),), convergence) | {
-        k2: v for k2, v in _sae_extra(st, (("text", tower_cs.text),), convergence).items()}
+    cs.extra = _sae_extra(si, (("image", tower_cs.image),)) | {
+        k2: v for k2, v in _sae_extra(st, (("text", tower_cs.text),)).items()}
     out.append(cs)
     notes.append(f"SAEs at the analysed model's L0 ({matched}; ReLU + L1: coefficient found for that L0), width "
                  f"{width}, {steps} steps on {trained_on}: TopK, BatchTopK and ReLU + L1 on the dense head's "
@@ -113,8 +112,10 @@ def sae_codesets(dense_cs: CodeSet, dense: tuple, sparse_model: tuple, tower_cs:
     return out
 
 
-def _sae_extra(sae, held_out, convergence) -> dict:
-    """``fvu_<side>`` on held-out codes, the L0 reached on them, and whether the loss curve had flattened."""
+def _sae_extra(sae, held_out) -> dict:
+    """``fvu_<side>`` on held-out codes and whether the loss curve had flattened."""
+    from ..sae.metrics import convergence
+
     extra: dict = {}
     for side, x in held_out:
         conv = convergence(sae, x)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..eval.sparsity import N_MIN, TAU, active_mask, firing_frequency, l0
-from ._arrays import l2_normalize
+from ._arrays import l2_normalize, nanmean
 from .alignment import Alignment, alignment, name_match_rate, strict_alignment
 from .clarity import clarity, clarity_all, feature_clarity, random_clarity
 from .inputs import AnalysisData, CodeSet, pixel_reference
@@ -112,14 +112,14 @@ def _ground_truth_columns(codes: CodeSet, data: AnalysisData, live_img: np.ndarr
             passed = detector_passes(units["crossmodal_adj"], BARS["f1"], ag.both / ag.n_image, ag.n_image,
                                      ag.n_text / ag.n_pairs)
         units["crossmodal_frac"] = passed.astype(float)
-        out |= {"crossmodal_f1": _nanmean(ag.f1), "crossmodal_f1_chance": _nanmean(ag.chance),
-                "crossmodal_adj": _nanmean(units["crossmodal_adj"]),
+        out |= {"crossmodal_f1": nanmean(ag.f1), "crossmodal_f1_chance": nanmean(ag.chance),
+                "crossmodal_adj": nanmean(units["crossmodal_adj"]),
                 "crossmodal_frac": float(passed.mean()) if passed.size else float("nan")}
     if data.images:
         if "pixel" not in data.references:
             data.references["pixel"] = pixel_reference(data.images)
         units["pixel_clarity"] = feature_clarity(img, data.references["pixel"], tau, n_min)[live_img]
-        out |= {"pixel_clarity": _nanmean(units["pixel_clarity"]),
+        out |= {"pixel_clarity": nanmean(units["pixel_clarity"]),
                 "pixel_clarity_random": random_clarity(data.references["pixel"])}
     lat = data.lattice
     if lat is None or not lat.names:
@@ -141,17 +141,12 @@ def _ground_truth_columns(codes: CodeSet, data: AnalysisData, live_img: np.ndarr
         out["monosemantic_strict_pixel_frac"] = strict_alignment(img, lat.matrix[:, lat.pixel], live_img).fraction
     ref = sem.astype(np.float64)
     units["label_clarity"] = feature_clarity(img, ref, tau, n_min)[live_img]
-    out |= {"label_clarity": _nanmean(units["label_clarity"]), "label_clarity_random": random_clarity(ref)}
+    out |= {"label_clarity": nanmean(units["label_clarity"]), "label_clarity_random": random_clarity(ref)}
     named = name_purity(img, lat, names, tau)
     units["name_purity_adj"] = adjusted(named.pop("values"), named.pop("chance"))
     units["name_true_frac"] = named.pop("passed").astype(float)
     return out | named
 
-
-def _nanmean(x) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    x = x[~np.isnan(x)]
-    return float(x.mean()) if x.size else float("nan")
 
 
 def _name_quality(codes: CodeSet, scores: np.ndarray, feats: np.ndarray, opts: Options) -> dict[int, float]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arrays import nanmean
 from .baselines import RANDOM_DICTIONARY, bootstrap_diff, verdict
 from .purity import ALPHA
 
@@ -119,7 +120,7 @@ def verdicts(model, others: list, n_boot: int = 2000, seed: int = 0) -> list[dic
         if key not in model.units:
             continue
         mine = model.units[key]
-        entry: dict = {"metric": ctl.column, "says": ctl.says, "per": ctl.per, "value": _nanmean(mine),
+        entry: dict = {"metric": ctl.column, "says": ctl.says, "per": ctl.per, "value": nanmean(mine),
                        "against": []}
         for other in others:
             kind = row_kind(other.codes.name)
@@ -128,7 +129,7 @@ def verdicts(model, others: list, n_boot: int = 2000, seed: int = 0) -> list[dic
             theirs = other.units[key]
             paired = ctl.per == "concept" and np.shape(theirs) == np.shape(mine)
             d = bootstrap_diff(mine, theirs, n_boot=n_boot, seed=seed, paired=paired)
-            entry["against"].append({"baseline": other.codes.name, "kind": kind, "baseline_value": _nanmean(theirs),
+            entry["against"].append({"baseline": other.codes.name, "kind": kind, "baseline_value": nanmean(theirs),
                                      "diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "verdict": verdict(d)})
         if ctl.bar:
             entry["chance"] = above_chance(mine)
@@ -159,11 +160,6 @@ def row_chance(analysis) -> dict[str, bool]:
     return {CONTROLS[k].column: above_chance(analysis.units[k])["above"]
             for k in CONTROLS if CONTROLS[k].bar and k in analysis.units}
 
-
-def _nanmean(x) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    x = x[~np.isnan(x)]
-    return float(x.mean()) if x.size else float("nan")
 
 
 def _f(v: float, signed: bool = False) -> str:
