@@ -56,7 +56,7 @@ def test_committed_batch_figures_ran_faiss_on_a_tuned_kernel():
     and the doc's block names it."""
     import json
 
-    for name in ("bench_batch.json", "bench_real.json"):
+    for name in ("bench.json", "bench_batch.json", "bench_real.json"):
         bench = json.loads((ROOT / "docs" / "search" / name).read_text())
         faiss_blas = [lib for lib in bench["blas"] if lib["api"] == "blas" and lib["package"].startswith("faiss")]
         assert faiss_blas and not _blas.generic_kernels(bench["blas"]), name

@@ -70,6 +70,43 @@ def search_bench(root: Path, args: list[str]) -> str:
     return bench.render(read_json(root, args[0]))
 
 
+@generator("search-headline")
+def search_headline(root: Path, args: list[str]) -> str:
+    """``search-headline BENCH.json``: per item set of a ``bench_search.py`` run, exact sparse search against the
+    tuned faiss flat row (batch and single), the fastest approximate sparse row with recall@10 >= 0.95 and the
+    HNSW row, as ratios: the sentences the search doc would otherwise type."""
+    data = read_json(root, args[0])
+    sets: dict = {}
+    for r in data["rows"]:
+        sets.setdefault((r["set"], r["n"]), []).append(r)
+    lines = []
+    for (name, n), rows in sets.items():
+        flat = next((r for r in rows if r.get("tuned")), None)
+        exact = next((r for r in rows if r["method"].startswith("sparse exact (numba")), None)
+        if flat is None or exact is None:
+            continue
+        words = (f"- {n:,} {name} items: exact sparse search is **{exact['batch_qps'] / flat['batch_qps']:.1f}x** "
+                 f"tuned faiss flat in batches of {data['queries']} ({exact['batch_qps']:,.0f} vs "
+                 f"{flat['batch_qps']:,.0f} queries/s) and **{exact['single_qps'] / flat['single_qps']:.1f}x** for "
+                 f"single queries ({exact['single_qps']:,.0f} vs {flat['single_qps']:,.0f})")
+        approx = [r for r in rows if r["method"].startswith("sparse approx") and r["recall"] >= 0.95]
+        if approx:
+            a = max(approx, key=lambda r: r["single_qps"])
+            setting = a["method"][len("sparse approx ("):-1]
+            words += (f"; the fastest own approximate setting with recall@10 >= 0.95 ({setting}) reaches "
+                      f"{a['recall']:.3f} at {a['single_qps'] / exact['single_qps']:.1f}x exact sparse "
+                      f"single-query speed ({a['single_qps'] / flat['single_qps']:.1f}x flat)")
+        else:
+            words += "; no own approximate setting reached recall@10 0.95"
+        hnsw = next((r for r in rows if "HNSW" in r["method"]), None)
+        if hnsw is not None:
+            words += (f"; HNSW ({hnsw['method'].split('(', 1)[1].rstrip(')')}) recall@10 {hnsw['recall']:.3f} at "
+                      f"{hnsw['single_qps'] / flat['single_qps']:.1f}x flat single, "
+                      f"{hnsw['batch_qps'] / flat['batch_qps']:.1f}x batch, built in {hnsw['build_s']:.0f} s")
+        lines.append(words + ".")
+    return "\n".join(lines)
+
+
 @generator("ablate-sizes")
 def ablate_sizes(root: Path, args: list[str]) -> str:
     """``ablate-sizes NAME=SUMMARY.json ...``: training time of each sweep, from its rows (distinct runs)."""
