@@ -20,8 +20,17 @@ def _sample(sources: list[torch.Tensor], batch_size: int, gen: torch.Generator) 
     return torch.cat([s[torch.randint(len(s), (share,), generator=gen)] for s in sources])
 
 
+#: above this share of kept latents per row, decoding through a dense (batch, width) product is cheaper than
+#: gathering one dictionary row per kept latent (the AuxK loss keeps up to d/2 latents per row)
+DENSE_DECODE_SHARE = 1 / 32
+
+
 def _sparse_decode(sae: SAE, n: int, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
-    """``z W_dec`` for codes given as triplets: touches only the kept dictionary rows."""
+    """``z W_dec`` for codes given as triplets: touches only the kept dictionary rows, or, when many are kept,
+    one dense product (a gather of ``n * d / 2`` dictionary rows costs far more than the matrix product)."""
+    if len(vals) > DENSE_DECODE_SHARE * n * sae.width:
+        z = torch.zeros(n, sae.width, dtype=vals.dtype).index_put((rows, cols), vals, accumulate=True)
+        return z @ sae.W_dec
     return torch.zeros(n, sae.cfg.d, dtype=vals.dtype).index_add(0, rows, vals[:, None] * sae.W_dec[cols])
 
 
