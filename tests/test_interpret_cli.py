@@ -170,3 +170,26 @@ def test_no_metric_calls_a_random_model_better_than_chance(runs):
     for row in summary["rows"]:
         assert (row["monosemantic_strict_frac"] or 0) < 0.05, row["model"]
         assert (row["f1_frac"] or 0) < 0.05 and (row["concept_covered_frac"] or 0) < 0.05, row["model"]
+
+
+def test_csv_sae_rows_train_on_the_runs_training_csv(tmp_path):
+    """With --data, the SAEs learn on the dense run's training CSV (their FVU on the analysed images is then held
+    out); without a readable one they fall back to the analysed images and say so."""
+    from PIL import Image
+
+    from sparseclip.config import load_config
+    from sparseclip.interpret.inputs import AnalysisData
+    from sparseclip.interpret.sae_rows import training_csv_pairs
+
+    rows = ["filepath,title"]
+    for i in range(3):
+        Image.new("RGB", (8, 8), (80 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        rows += [f"{i}.png,train caption {i}", f"{i}.png,second caption {i}"]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    analysed = AnalysisData([Image.new("RGB", (8, 8))] * 2, ["a", "b"], np.zeros((2, 0)), ["a"])
+    cfg = load_config("micro", ["data.kind=csv", f"data.train_data={tmp_path / 'train.csv'}"])
+    imgs, caps, words = training_csv_pairs(cfg, 2, analysed)
+    assert len(imgs) == 2 and caps == ["train caption 0", "train caption 1"] and "training CSV" in words
+    cfg = load_config("micro", ["data.kind=csv", f"data.train_data={tmp_path / 'moved.csv'}"])
+    imgs, caps, words = training_csv_pairs(cfg, 2, analysed)
+    assert caps == ["a", "b"] and "analysed images" in words and "no readable training CSV" in words

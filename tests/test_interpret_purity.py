@@ -149,6 +149,24 @@ def test_verdicts_say_above_below_level_and_chance():
     assert verdict(d) == "above" and verdict(bootstrap_diff([], [1])) == "n/a"
 
 
+def test_label_free_and_by_construction_metrics_are_read_only_where_they_can_fail():
+    # multimodal_selective is 0 by construction for a dense code and copied by the rate-matched dictionary, and
+    # name_score uses no labels: neither may be "beaten" against a row that cannot differ from it by construction
+    rng = np.random.default_rng(1)
+    mm = (rng.random(400) < 0.3).astype(float)
+    names = rng.normal(0.8, 0.05, 200)
+    model = _Row("sparse (x)", {"multimodal_selective_frac": mm, "name_score": names})
+    dense = _Row("dense (d)", {"multimodal_selective_frac": np.zeros(400), "name_score": names - 0.3})
+    shuf = _Row("baseline: shuffled concept labels", {"multimodal_selective_frac": mm, "name_score": names})
+    sae = _Row("SAE topk on dense embeddings", {"multimodal_selective_frac": mm * 0})
+    rnd = _Row("baseline: random dictionary (rate-matched)", {"name_score": rng.normal(0.8, 0.05, 200)})
+    out = {v["metric"]: v for v in verdicts(model, [dense, shuf, sae, rnd])}
+    assert [a["kind"] for a in out["multimodal_selective_frac"]["against"]] == ["SAE"]
+    assert out["multimodal_selective_frac"]["holds"]
+    assert [a["kind"] for a in out["name_score"]["against"]] == ["random dictionary"]
+    assert not out["name_score"]["holds"]  # level with random directions: fails, as it should
+
+
 def test_clarity_ignores_inputs_without_a_reference_vector():
     # label clarity: an input with no label has an all-zero reference row; it must not drag clarity below 0
     from sparseclip.interpret.clarity import feature_clarity, random_clarity
@@ -157,3 +175,19 @@ def test_clarity_ignores_inputs_without_a_reference_vector():
     ref = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
     assert feature_clarity(codes, ref)[0] == pytest.approx(1.0)
     assert random_clarity(ref) == pytest.approx(1.0)
+
+
+def test_analysis_table_states_how_each_sae_trained(tmp_path):
+    import json
+
+    from sparseclip.report.tables import analysis_table
+
+    rows = [{"model": "sparse (x)", "L0_image": 10.0},
+            {"model": "SAE relu on dense embeddings", "L0_image": 7.5, "fvu_image": 0.25, "sae_converged_image": 0.0,
+             "fvu_text": 0.1, "sae_converged_text": 1.0, "sae_k_or_l1": 0.02}]
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"rows": rows}))
+    text = analysis_table(path)
+    assert ("- SAE relu on dense embeddings: image FVU 0.250 (NOT converged), text FVU 0.100 (converged), L1 0.02; "
+            "image L0 reached 7.5") in text
+    assert "- sparse (x)" not in text

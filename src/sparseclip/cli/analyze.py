@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add SAE baselines trained on the dense model's embeddings (needs --dense)")
     p.add_argument("--sae-steps", type=int, default=1000, help="training steps per SAE (1000)")
     p.add_argument("--sae-train", type=int, default=4000, metavar="N",
-                   help="training scenes whose dense image and caption embeddings train the SAEs (4000)")
+                   help="training scenes (with --data: images of the dense run's training CSV) whose "
+                        "embeddings train the SAEs (4000)")
     p.add_argument("--band", type=float, nargs=2, default=(0.1, 0.9), metavar=("LOW", "HIGH"),
                    help="image-share band that counts as multimodal (0.1 0.9)")
     p.add_argument("--tau", type=float, default=1e-3, help="firing threshold (0.001)")
@@ -110,7 +111,10 @@ def _print_summary(out) -> None:
               f"{num(r.get('monosemantic_strict_frac'), '.3f')}")
     if summary.get("verdicts"):
         held = [v["metric"] for v in summary["verdicts"] if v["holds"]]
-        print(f"verdicts: {len(held)} of {len(summary['verdicts'])} metrics beat every baseline they must "
+        tested = [v for v in summary["verdicts"] if v["against"]]
+        untested = [v["metric"] for v in summary["verdicts"] if not v["against"]]
+        none = f"; no baseline for {', '.join(untested)} in this run" if untested else ""
+        print(f"verdicts: {len(held)} of {len(tested)} metrics beat every baseline they must{none} "
               f"(`sparseclip compare {out / 'summary.json'}` shows each with its intervals)")
     for f in json.loads((out / "features.json").read_text())["features"][:3]:
         best = f" ({f['best_concept']}, AUROC {f['best_auroc']:.2f})" if f.get("best_concept") else ""

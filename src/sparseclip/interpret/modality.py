@@ -68,15 +68,23 @@ def multimodal_fraction(image_share, live=None, band: tuple[float, float] = DEFA
 SELECTIVE_MAX_FREQ = 0.2
 
 
+def selective_multimodal_masks(image_share, live, frequency, band: tuple[float, float] = DEFAULT_BAND,
+                               max_freq: float = SELECTIVE_MAX_FREQ) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature: ``(selective, multimodal_selective)`` boolean masks over ALL features (live and firing on
+    fewer than ``max_freq`` of the inputs; and, of those, with an image share inside ``band``)."""
+    share = np.asarray(image_share, dtype=np.float64)
+    sel = np.asarray(live, dtype=bool) & (np.asarray(frequency, dtype=np.float64) < max_freq)
+    lo, hi = band
+    mm = sel & ~np.isnan(share) & (np.nan_to_num(share, nan=-1.0) >= lo) & (np.nan_to_num(share, nan=2.0) <= hi)
+    return sel, mm
+
+
 def selective_multimodal(image_share, live, frequency, band: tuple[float, float] = DEFAULT_BAND,
                          max_freq: float = SELECTIVE_MAX_FREQ) -> tuple[float, float]:
     """``(live_selective, multimodal_selective)``: the shares of ALL features that are live and selective (fire
     on fewer than ``max_freq`` of the inputs), and that are live, selective and multimodal. A dense or constant
     code, whose features fire on most inputs, scores 0 on both however multimodal its features are."""
-    share = np.asarray(image_share, dtype=np.float64)
-    sel = np.asarray(live, dtype=bool) & (np.asarray(frequency, dtype=np.float64) < max_freq)
-    lo, hi = band
-    mm = sel & ~np.isnan(share) & (np.nan_to_num(share, nan=-1.0) >= lo) & (np.nan_to_num(share, nan=2.0) <= hi)
+    sel, mm = selective_multimodal_masks(image_share, live, frequency, band, max_freq)
     return float(sel.mean()), float(mm.mean())
 
 

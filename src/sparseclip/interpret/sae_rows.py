@@ -42,6 +42,31 @@ def training_pairs(dcfg, n: int) -> tuple[list, list[str]]:
     return imgs, caps
 
 
+def training_csv_pairs(dcfg, n: int, data: AnalysisData) -> tuple[list, list[str], str]:
+    """Up to ``n`` images of the dense run's training CSV (``data.train_data``) with their first captions, and
+    what the SAEs were trained on, in words. Without a readable training CSV (a webdataset run, a moved file)
+    the SAEs fall back to the analysed images themselves, and the words say their FVU is then not held out."""
+    from ..data.base import DataError
+    from ..eval.dataset import load_csv_pairs
+
+    d = dcfg.data
+    path = d.train_data if d.kind == "csv" else ""
+    if path:
+        try:
+            pairs = load_csv_pairs(path, d.csv_img_key, d.csv_caption_key, d.csv_separator, limit=n,
+                                   shrink_to=max(2 * d.image_size, 256))
+        except (DataError, OSError):
+            pairs = None
+        if pairs is not None and len(pairs.images) >= 2:
+            first: dict[int, str] = {}
+            for cap, img in zip(pairs.captions, pairs.caption_image, strict=True):
+                first.setdefault(img, cap)
+            caps = [first[i] for i in range(len(pairs.images))]
+            return pairs.images, caps, f"{len(pairs.images)} images of the training CSV {path} and their captions"
+    return (data.images, data.captions, f"the {len(data.images)} analysed images and their captions (no "
+            "readable training CSV in the dense run's config: the FVU is then measured on the training images)")
+
+
 def _encode(model, cfg, images, captions, towers: bool) -> tuple[np.ndarray, np.ndarray]:
     from ..model import get_tokenizer
     from ..model.embed import encode_images, encode_texts
@@ -67,9 +92,8 @@ def sae_codesets(dense_cs: CodeSet, dense: tuple, sparse_model: tuple, tower_cs:
         raise SAERowsError("--sae needs the sparseclip.sae package, which this installation lacks") from None
     from tqdm.auto import tqdm
 
-    if on_csv:  # the user's CSV: the SAEs see the analysed images and captions themselves
-        imgs, caps = data.images, data.captions
-        trained_on = f"the {len(imgs)} analysed images and their captions"
+    if on_csv:  # the user's CSV: the SAEs learn on the runs' own training CSV, as the analysed model did
+        imgs, caps, trained_on = training_csv_pairs(dense[1], n_train, data)
     else:
         imgs, caps = training_pairs(dense[1], n_train)
         trained_on = f"{n_train} training images and their captions"

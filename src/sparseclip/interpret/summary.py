@@ -12,7 +12,7 @@ from ._arrays import l2_normalize, nanmean
 from .alignment import Alignment, alignment, name_match_rate, strict_alignment
 from .clarity import clarity, clarity_all, feature_clarity, random_clarity
 from .inputs import AnalysisData, CodeSet, pixel_reference
-from .modality import DEFAULT_BAND, Modality, crossmodal_agreement, modality, selective_multimodal
+from .modality import DEFAULT_BAND, Modality, crossmodal_agreement, modality, selective_multimodal_masks
 from .naming import name_features, name_quality, term_scores
 from .purity import BARS, adjusted, detector_passes, feature_purity, name_purity
 from .stats import class_consistency, effective_rank
@@ -62,7 +62,8 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
     names = name_features(scores, data.vocab, feats)
     quality = _name_quality(codes, scores, feats, opts)
     freq = firing_frequency(both, tau)
-    live_sel, mm_sel = selective_multimodal(mod.image_share, mod.live, freq, opts.band)
+    sel_mask, mm_mask = selective_multimodal_masks(mod.image_share, mod.live, freq, opts.band)
+    live_sel, mm_sel = float(sel_mask.mean()), float(mm_mask.mean())
     strict = strict_alignment(img, data.concepts, live_img)
     row = {
         "model": codes.name,
@@ -89,7 +90,9 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
         "name_mention_rate": name_match_rate(names, align.feature_best_concept, contains=True),
         "class_consistency": _class_consistency(codes, data, tau, n_min),
     }
-    units: dict[str, np.ndarray] = {"clarity": feature_clarity(img, reference_image, tau, n_min)[live_img]}
+    units: dict[str, np.ndarray] = {"clarity": feature_clarity(img, reference_image, tau, n_min)[live_img],
+                                    "multimodal_selective_frac": mm_mask.astype(float),
+                                    "name_score": np.array(list(quality.values()), dtype=np.float64)}
     row.update(_ground_truth_columns(codes, data, live_img, names, opts, units))
     row.update(codes.extra)
     if reference_text is not None:

@@ -79,6 +79,14 @@ CONTROLS: dict[str, Control] = {
     "crossmodal_frac": Control("crossmodal_frac", "live features that fire on an image's own caption beyond "
                                "chance (corrected F1 >= 0.5, binomial p < 0.01)",
                                ("random dictionary", "random init", "dense", "SAE"), bar=True),
+    "multimodal_selective_frac": Control("multimodal_selective_frac", "share of all features live, selective "
+                                         "(< 20% of inputs) and multimodal. Only the SAEs can show it: most "
+                                         "dense and random-init features fire on most inputs (near 0 by "
+                                         "construction), the random dictionary copies the per-modality firing "
+                                         "rates, labels do not enter it", ("SAE",)),
+    "name_score": Control("name_score", "how well a feature's name alone finds its top images (AUROC in the row's "
+                          "own space; label-free, so the shuffled-label row equals the model by construction)",
+                          ("random dictionary", "random init")),
 }
 
 

@@ -46,11 +46,31 @@ def analysis_table(path: str | Path) -> str:
     text = markdown_table(rows) + "\n"
     if data.get("reference"):
         text += f"\nClarity reference encoder: {data['reference']}.\n"
+    sae = _sae_lines(rows)
+    if sae:
+        text += "\nHow the SAE rows trained (held-out unexplained variance; converged = the FVU fell by < 0.005 over " \
+                "the last 10% of steps before the decay):\n\n" + sae + "\n"
     if data.get("verdicts"):
         from ..interpret.verdicts import render_verdicts
 
         text += "\n" + render_verdicts(data) + "\n"
     return text
+
+
+def _sae_lines(rows: list[dict]) -> str:
+    """One line per SAE row of an analysis: its FVU and convergence per modality, and its k or L1 coefficient."""
+    out = []
+    for r in rows:
+        sides = [side for side in ("image", "text") if f"fvu_{side}" in r]
+        if not sides:
+            continue
+        parts = [f"{side} FVU {r[f'fvu_{side}']:.3f} "
+                 f"({'converged' if r.get(f'sae_converged_{side}') else 'NOT converged'})" for side in sides]
+        knob = r.get("sae_k_or_l1")
+        if knob is not None:
+            parts.append(f"L1 {knob:.3g}" if "relu" in r["model"].lower() else f"k {knob:.0f}")
+        out.append(f"- {r['model']}: " + ", ".join(parts) + f"; image L0 reached {r['L0_image']:.1f}")
+    return "\n".join(out)
 
 
 def _pct(v: float) -> str:
