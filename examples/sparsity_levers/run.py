@@ -79,10 +79,12 @@ def _preset(dataset: str, kind: str) -> tuple[str, list[str]]:
     if dataset == "emoji":  # the emoji presets extend lite_dense / lite_sparse; linear_wide is lite_sparse's head
         emoji = HERE.parent / "pretrained_emoji"
         if base == "lite_dense":
-            return str(emoji / "emoji_dense.yaml"), []
-        return str(emoji / "emoji.yaml"), (["model.head.kind=linear_wide"] if kind == "wide" else [])
-    # the world presets moved to lr 1e-2 with issue 21 (the result of this frontier); its settings that name no
-    # learning rate were measured at the earlier presets' 1e-3, pinned here so that each row reruns as measured
+            return str(emoji / "emoji_dense.yaml"), ["train.lr=1e-3"]
+        return str(emoji / "emoji.yaml"), ["train.lr=1e-3", *(["model.head.kind=linear_wide"] if kind == "wide"
+                                                              else [])]
+    # the presets moved with issue 21 to this frontier's picks (world lr 1e-2; emoji: sparse 3e-2, dense 1e-2); the
+    # settings that name no learning rate were measured at the earlier presets' 1e-3, pinned here so that each row
+    # reruns as measured
     return base, ["train.lr=1e-3"]
 
 
