@@ -158,3 +158,29 @@ def test_steering_text_and_tables_are_the_generated_ones():
         block = blocks[name]
         results = json.loads((ROOT / block.args[0]).read_text())["results"]
         assert block.content == make(results) and block.content in rendered
+
+
+def test_demo_and_frontier_tables_are_their_jsons_render(tmp_path):
+    """docs/demo/results.md and docs/lite/frontier.md are what their generators make of the committed JSON
+    (issue 24): rendered again from copies and compared, the copy's folder named as the original's."""
+    import importlib.util
+    import shutil
+
+    from sparseclip.experiments.demo import render_results
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    for name in ("results.json", "analysis_summary.json"):
+        shutil.copy(ROOT / "docs" / "demo" / name, demo / name)
+    made = render_results(demo / "results.json").read_text().replace(str(demo / "results.json"),
+                                                                       "docs/demo/results.json")
+    assert made == (ROOT / "docs" / "demo" / "results.md").read_text()
+    spec = importlib.util.spec_from_file_location("lite_frontier", ROOT / "examples" / "lite_frontier" / "run.py")
+    frontier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frontier)
+    lite = tmp_path / "lite"
+    lite.mkdir()
+    shutil.copy(ROOT / "docs" / "lite" / "frontier.json", lite / "frontier.json")
+    frontier.render(lite)
+    assert (lite / "frontier.md").read_text().replace(str(lite), "docs/lite") == \
+        (ROOT / "docs" / "lite" / "frontier.md").read_text()

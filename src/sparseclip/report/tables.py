@@ -19,7 +19,8 @@ TABLE_COLUMNS = ("L0_image", "active_pct", "f1_frac", "precision_frac", "concept
 
 
 def markdown_table(rows: list[dict], columns: tuple[str, ...] = TABLE_COLUMNS, digits: int = 3) -> str:
-    """``summary.json`` rows as a Markdown table (missing or null values shown as ``-``)."""
+    """``summary.json`` rows as a Markdown table (missing or null values shown as ``-``; a column that no row has,
+    e.g. in a summary written before the column existed, is left out)."""
 
     def cell(v) -> str:
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -28,6 +29,7 @@ def markdown_table(rows: list[dict], columns: tuple[str, ...] = TABLE_COLUMNS, d
             return f"{v:.1f}" if abs(v) >= 10 else f"{v:.{digits}f}"
         return str(v)
 
+    columns = tuple(c for c in columns if any(c in r for r in rows))
     lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for r in rows:
         lines.append(f"| {r.get('model', '?')} | " + " | ".join(cell(r.get(c)) for c in columns) + " |")
