@@ -195,10 +195,17 @@ def test_levers_selection_uses_the_select_split_only():
     assert not g.within_demo_budget(["model.head.expansion=128"])
     # tuning the towers' last blocks runs both towers every step (no feature cache): never within the budget
     assert not g.within_demo_budget(["train.lr=1e-2", "train.tower_last_blocks=1"])
-    # the world's settings that name no learning rate are pinned to the lr they were measured at (1e-3)
+    # the settings that name no learning rate are pinned to the lr they were measured at (1e-3), on both sets,
+    # now that the presets moved to the picks
     preset, extra = g._preset("world", "sparse")
     assert preset == "lite_sparse" and extra == ["train.lr=1e-3"]
-    assert g._preset("emoji", "sparse")[1] == []
+    assert g._preset("emoji", "sparse")[1] == ["train.lr=1e-3"]
+    assert g._preset("emoji", "wide")[1] == ["train.lr=1e-3", "model.head.kind=linear_wide"]
+    preset, extra = g._preset("emoji", "dense")
+    assert preset.endswith("emoji_dense.yaml") and extra == ["train.lr=1e-3"]
+    from sparseclip.config import load_config
+
+    assert load_config(g._preset("emoji", "sparse")[0], ["data.train_data=x.csv"]).train.lr == 3e-2  # the pick
 
 
 @pytest.mark.parametrize("dataset", ["world", "emoji"])
