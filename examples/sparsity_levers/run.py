@@ -70,6 +70,8 @@ LEVERS: list[tuple[str, str, str, list[str]]] = [
       "train.tower_lr_scale=0.01"]),
     ("TopK (departure)", "lr 1e-2, TopK 64", "departure", ["train.lr=1e-2", "model.head.kind=topk",
                                                            "model.head.topk=64"]),
+    # an L1 penalty on the L2-normalised codes (the paper's rejected alternative; a departure)
+    ("L1 (departure)", "lr 1e-2, L1 0.01", "departure", ["train.lr=1e-2", "loss.l1_coef=0.01"]),
 ]
 
 
