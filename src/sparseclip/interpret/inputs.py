@@ -79,6 +79,14 @@ def build_analysis_data(n: int = 1000, val_seed: int = 1, train_seed: int = 0, i
     return data
 
 
+def first_captions(pairs) -> list[str]:
+    """Each image's first caption, in image order, of a :func:`~sparseclip.eval.dataset.load_csv_pairs` set."""
+    first: dict[int, str] = {}
+    for cap, img in zip(pairs.captions, pairs.caption_image, strict=True):
+        first.setdefault(img, cap)
+    return [first[i] for i in range(len(pairs.images))]
+
+
 def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "filepath",
                             caption_key: str = "title", separator: str = ",",
                             label_keys: Sequence[str] = (), n: int = 0, max_n: int = 3, wordnet: bool = False,
@@ -100,10 +108,7 @@ def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "f
                            shrink_to=max(2 * image_size, 256))
     if len(pairs.images) < 2:
         raise DataError(f"--data {path}: need at least 2 usable images, got {len(pairs.images)}")
-    first: dict[int, str] = {}
-    for cap, img in zip(pairs.captions, pairs.caption_image, strict=True):
-        first.setdefault(img, cap)
-    captions = [first[i] for i in range(len(pairs.images))]
+    captions = first_captions(pairs)
     concept_names = [f"{k}:{v}" for k in label_keys for v in sorted(set(pairs.labels[k]) - {""})]
     rows = [[f"{k}:{pairs.labels[k][i]}" for k in label_keys if pairs.labels[k][i]]
             for i in range(len(pairs.images))]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .inputs import AnalysisData, CodeSet, _np, derived_codes, heads_off
+from .inputs import AnalysisData, CodeSet, _np, derived_codes, first_captions, heads_off
 
 #: the largest k of the L0-matched SAEs (a TopK SAE with k in the thousands is neither sparse nor cheap)
 MAX_MATCHED_K = 256
@@ -58,11 +58,8 @@ def training_csv_pairs(dcfg, n: int, data: AnalysisData) -> tuple[list, list[str
         except (DataError, OSError):
             pairs = None
         if pairs is not None and len(pairs.images) >= 2:
-            first: dict[int, str] = {}
-            for cap, img in zip(pairs.captions, pairs.caption_image, strict=True):
-                first.setdefault(img, cap)
-            caps = [first[i] for i in range(len(pairs.images))]
-            return pairs.images, caps, f"{len(pairs.images)} images of the training CSV {path} and their captions"
+            words = f"{len(pairs.images)} images of the training CSV {path} and their captions"
+            return pairs.images, first_captions(pairs), words
     return (data.images, data.captions, f"the {len(data.images)} analysed images and their captions (no "
             "readable training CSV in the dense run's config: the FVU is then measured on the training images)")
 
