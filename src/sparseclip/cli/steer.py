@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from . import UserError
 
@@ -29,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="strength is a multiple of each feature's reference percentile (--percentile)")
     p.add_argument("--percentile", type=float, default=99.0, help="reference percentile for --relative")
     p.add_argument("--question", default="caption", help="caption, color, shape, or a question text")
+    p.add_argument("--method", default="text-word", choices=("text-word", "evidence", "effect"),
+                   help="which features a concept edits: the top-K its word gives the text tower (text-word, the "
+                        "default), the top-K with most evidence on labelled world images (evidence), or those with "
+                        "most effect on the VLM's answer (effect); evidence/effect clamp boosted features to "
+                        "--strength x their typical activation (docs/steering.md)")
+    p.add_argument("--json", metavar="PATH", help="also write the outcome (answers, changed features, setting) as JSON")
     p.set_defaults(func=run_steer)
 
     t = sub.add_parser("steer-train", help="train the adapter VLM on a CLIP model's codes",
@@ -46,14 +53,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_train)
 
     b = sub.add_parser("steer-bench", help="the steering benchmark sweep (sparse, and a dense baseline)",
-                       description="Sweep K x relative strength on the sparse model and the text-difference shift "
-                                   "on the dense model; choose on the select split, report on the test split. "
+                       description="Sweep every steering method (text-word, evidence and effect-ranked features, "
+                                   "the sparse-cleaned difference of means on the sparse model; the text and "
+                                   "mean-code differences on the dense model) over K x strength; choose on the "
+                                   "select split, report on the test split. "
                                    "Success is judged by string match and by a separate text model reading the "
                                    "answer; corruption includes answers unfaithful to the image in attributes not "
                                    "steered; side effects are counted. Writes steering.json, steering.md and "
                                    "steering.png (every rate with n and a 95% Wilson interval).")
-    b.add_argument("--sparse", nargs=2, metavar=("MODEL", "VLM"), help="the sparse model and its VLM (required)")
-    b.add_argument("--dense", nargs=2, metavar=("MODEL", "VLM"))
+    b.add_argument("--sparse", nargs="+", metavar="PATH",
+                   help="the sparse model, then its VLM (several VLMs: one per seed, their rates pooled) (required)")
+    b.add_argument("--dense", nargs="+", metavar="PATH", help="the dense model, then its VLM(s)")
+    b.add_argument("--methods", help="comma-separated subset of: text-word, evidence, effect, means-topk (sparse "
+                                     "model), dense-text, dense-means (dense model); default all")
     b.add_argument("--out")
     b.add_argument("--render", metavar="STEERING_JSON",
                    help="regenerate steering.md and steering.png from a steering.json (tables with 95%% intervals); "
@@ -70,16 +82,16 @@ def run_steer(args: argparse.Namespace) -> int:
 
     if not args.suppress and not args.boost:
         raise UserError("give at least one --suppress or --boost concept")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise UserError(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
     res = steer_image(args.model, args.vlm, args.suppress, args.boost, args.k, args.strength, args.relative,
-                      args.percentile, args.question, image_path=args.image, world_index=args.world_index)
-    if res.image:
-        print(f"image: {res.image}")
-    print(f"question: {res.question}")
-    print(f"before:   {res.before}")
-    print(f"after:    {res.after}")
-    print(f"changed features ({len(res.changes)}):")
-    for c in res.changes:
-        print(f"  {c.feature:6d} {c.name:<22} {c.role:<8} {c.before:8.3f} -> {c.after:8.3f}")
+                      args.percentile, args.question, image_path=args.image, world_index=args.world_index,
+                      method=args.method)
+    if args.json:
+        from ..files.atomic import write_json_atomic
+
+        write_json_atomic(args.json, res.to_dict())
+    print(res.text())
     return 0
 
 
@@ -114,7 +126,12 @@ def run_bench(args: argparse.Namespace) -> int:
                        dense_strengths=_floats(args.dense_strengths))
     command = "sparseclip " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["steer-bench"] \
         else "sparseclip steer-bench ..."
-    summ = run_sweep(args.sparse, args.dense, args.out, bcfg, command, log=lambda m: print(m, flush=True))
+    for name, pair in (("--sparse", args.sparse), ("--dense", args.dense)):
+        if pair is not None and len(pair) < 2:
+            raise UserError(f"{name} needs a model and at least one VLM: {name} MODEL VLM [VLM ...]")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    summ = run_sweep(args.sparse, args.dense, args.out, bcfg, command, log=lambda m: print(m, flush=True),
+                     methods=methods)
     for key, val in summ.items():
         t = val["test"]
         print(f"{key}: K={val['k']} strength={val['strength']:g}: test success {t['success']:.1%} "

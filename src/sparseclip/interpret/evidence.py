@@ -10,6 +10,10 @@ hit's shared features (:mod:`sparseclip.index.explain`).
 >>> scores = concept_scores(image_codes, labels)                   # (C, D)
 >>> top = evidence_features(image_codes, labels, names, k=8)       # {"color:red": [f1, f2, ...], ...}
 >>> owner = feature_concepts(image_codes, labels, names)           # {feature: ("color:red", score)}
+
+:func:`effect_ranking` re-orders candidate features by their measured effect on an output (set each one alone on
+neutral inputs and watch a score move), which is how steering picks features that *do* something rather than
+features that merely co-occur with a concept.
 """
 
 from __future__ import annotations
@@ -53,11 +57,14 @@ def evidence_features(codes, labels, names: Sequence[str], k: int = 8,
     s = concept_scores(codes, labels)
     if len(names) != s.shape[0]:
         raise ValueError(f"{len(names)} names for {s.shape[0]} concepts")
-    out = {}
-    for c, name in enumerate(names):
-        order = np.argsort(-s[c], kind="stable")[:k]
-        out[name] = [int(f) for f in order if s[c, f] >= min_score]
-    return out
+    return {name: top_features(s[c], k, min_score) for c, name in enumerate(names)}
+
+
+def top_features(scores: np.ndarray, k: int, min_score: float = MIN_SCORE) -> list[int]:
+    """The up to ``k`` features of highest score in one concept's row of :func:`concept_scores` (at least
+    ``min_score``), strongest first."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [int(f) for f in order if scores[f] >= min_score]
 
 
 def feature_concepts(codes, labels, names: Sequence[str], min_score: float = MIN_SCORE,
@@ -73,3 +80,32 @@ def feature_concepts(codes, labels, names: Sequence[str], min_score: float = MIN
     best = s.argmax(axis=0)
     score = s[best, np.arange(s.shape[1])]
     return {int(f): (names[int(best[f])], float(score[f])) for f in np.flatnonzero(score >= min_score)}
+
+
+def active_means(codes, labels) -> np.ndarray:
+    """(C, D) a feature's typical activation on each concept's inputs: its mean over the inputs with the concept
+    where it fires (> 0); 0 where it never fires on them."""
+    x = as_numpy(codes, 2, "codes").astype(np.float64)
+    y = np.asarray(labels, dtype=bool).T.astype(np.float64)  # (C, N)
+    fired = y @ (x > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (y @ x) / fired
+    out[~np.isfinite(out)] = 0.0
+    return out
+
+
+def effect_ranking(codes, candidates: Sequence[int], values, score, keep_positive: bool = True
+                   ) -> list[tuple[int, float]]:
+    """Candidates ordered by their measured effect: each feature ``f`` alone is set to ``values[f]`` on every
+    input of ``codes`` (N, D; torch), and its effect is the mean change of ``score(codes) -> (N,)`` (e.g. the
+    VLM's log-probability of the concept's word, or a zero-shot logit), strongest first. ``keep_positive``:
+    drop candidates that do not move the score up. Suppression is ranked the same way with ``values`` 0 and a
+    score that should fall (pass its negative)."""
+    base = score(codes).float()
+    out = []
+    for f in candidates:
+        edited = codes.clone()
+        edited[:, int(f)] = float(values[int(f)])
+        out.append((int(f), float((score(edited).float() - base).mean())))
+    out.sort(key=lambda t: -t[1])
+    return [t for t in out if t[1] > 0] if keep_positive else out

@@ -252,3 +252,31 @@ def _steer_by_kind(root: Path, args: list[str]) -> str:
     from ..steer.report import chosen_by_kind
 
     return chosen_by_kind(read_json(root, args[0])["results"])
+
+
+@generator("steer-headline")
+def _steer_headline(root: Path, args: list[str]) -> str:
+    """``steer-headline STEERING.json``: every method's chosen setting and test rates (``steer.report``)."""
+    from ..steer.report import headline_table
+
+    return headline_table(read_json(root, args[0])["results"])
+
+
+@generator("steer-example")
+def _steer_example(root: Path, args: list[str]) -> str:
+    """``steer-example EXAMPLE.json STEERING.json``: the command and printed output of a ``sparseclip steer
+    --json`` run; refuses an example whose setting is not the one the benchmark's selection rule chose for its
+    method on the caption question."""
+    from ..steer.pipeline import SteerOutcome
+    from ..steer.report import summary
+
+    if len(args) != 2:
+        raise GeneratedError("steer-example takes EXAMPLE.json and the STEERING.json it must agree with")
+    out = SteerOutcome.from_dict(read_json(root, args[0]))
+    st = out.setting
+    chosen = summary(read_json(root, args[1])["results"]).get(f"{st.get('method')}/caption")
+    if chosen is None or (chosen["k"], chosen["strength"]) != (st.get("k"), st.get("strength")):
+        raise GeneratedError(f"{args[0]}: {st.get('method')} K={st.get('k')} strength {st.get('strength')} is not "
+                             f"the setting {args[1]} chose for that method"
+                             + (f" (K={chosen['k']} strength {chosen['strength']:g})" if chosen else ""))
+    return f"```bash\n{out.command()}\n```\n\n```text\n{out.text()}\n```"

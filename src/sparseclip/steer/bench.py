@@ -1,22 +1,22 @@
 """The steering benchmark (the paper's ImageNet protocol, on the procedural world).
 
 For each one-object validation image: suppress its true concept (its colour, or its shape) and boost another
-one (chosen deterministically), ask the VLM, and score the answer. Sweep K (features per concept) x strength
-(relative to each feature's reference percentile) for a Sparse CLIP; sweep the strength of the comparable dense
-edit (add the scaled difference of the target's and source's text embeddings) for a dense CLIP.
+one (chosen deterministically), ask the VLM, and score the answer. Each steering method of :mod:`.methods`
+(text-word, evidence and effect-ranked features, the sparse-cleaned difference of means on a Sparse CLIP; the
+text and mean-code differences on a dense CLIP) is swept over its settings (K features x strength).
 
 Every answer is scored (per image, then as rates per concept kind):
 
-- ``success``: names the target and no longer the source (whole words; :mod:`.scoring`);
+- ``success``: names the target, no longer names the source (whole words; :mod:`.scoring`), and is well formed;
 - ``judge_success``: an independent judge, a separate sentence-embedding model's zero-shot reading of the answer
-  text (:class:`.judge.TextJudge`), classes it as the target;
+  text (:class:`.judge.TextJudge`), classes a well-formed answer as the target;
 - ``ill_formed``: not something training produced (the world's grammar; the tiny LM rarely fails this);
 - ``unfaithful``: contradicts the image's ground truth in an attribute that was not steered (caption question:
   any named colour/shape, size, position, background or count; attribute question: the answer to the *other*
   attribute question asked of the same edited code must be the true value);
 - ``corrupt``: ill-formed or unfaithful;
-- ``side_effect``: a non-steered attribute changed relative to the unedited answer for the same image and question
-  (attribute question: the other attribute's answer changed);
+- ``side_effect``: a non-steered attribute changed or dropped relative to the unedited answer for the same image
+  and question (attribute question: the other attribute's answer changed);
 - ``zeroshot_target``: CLIP zero-shot of the edited codes themselves (not independent: it reads the edited
   features).
 
@@ -26,7 +26,7 @@ budget) and reported on a disjoint *test* split.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -34,17 +34,9 @@ import torch
 from ..data.tasks import TASK_SPECS, hash_seed
 from ..data.world import COLORS, SHAPES, World
 from ..model.embed import encode_images
-from .interventions import (
-    FeatureReference,
-    Intervention,
-    apply_intervention,
-    class_embeddings,
-    concept_features_checked,
-    dense_shift,
-    steered_zero_shot,
-    text_direction,
-)
+from .interventions import FeatureReference, class_embeddings, steered_zero_shot
 from .judge import ATTRIBUTE_VALUES, TextJudge, attributes, side_effects, unfaithful
+from .methods import ConceptEvidence, MethodEdits, evidence_split
 from .scoring import names, well_formed
 from .text import QUESTIONS
 from .vlm import AdapterVLM
@@ -67,6 +59,7 @@ class BenchConfig:
     kinds: tuple[str, ...] = ("color", "shape")
     percentile: float = 99.0
     n_reference: int = 1000
+    n_evidence: int = 1000  # labelled one-object images of the evidence split (features by evidence / effect)
     max_corruption: float = 0.05  # chosen settings: select corruption <= the unedited one + this
     max_side_effects: float = 0.2  # second choice reported: select side effects <= this
     max_new_tokens: int = 40
@@ -111,8 +104,8 @@ def score_answers(question: str, answers: list[str], before: list[str], items: l
     judged = judge.classify(answers, kind)
     rows, effect_kinds, wrong_kinds = [], {k: 0 for k in ATTRIBUTE_VALUES}, {k: 0 for k in ATTRIBUTE_VALUES}
     for i, (a, it) in enumerate(zip(answers, items, strict=True)):
-        success = names(a, it.target) and not names(a, it.source)
         ill = not well_formed(a, question)
+        success = names(a, it.target) and not names(a, it.source) and not ill
         if cross is None:
             wrong_in = unfaithful(a, it.truth, kind)
             effects = side_effects(before[i], a, kind)
@@ -125,7 +118,7 @@ def score_answers(question: str, answers: list[str], before: list[str], items: l
             effect_kinds[k] += 1
         for k in wrong_in:
             wrong_kinds[k] += 1
-        rows.append({"success": success, "judge_success": judged[i] == it.target, "ill_formed": ill,
+        rows.append({"success": success, "judge_success": judged[i] == it.target and not ill, "ill_formed": ill,
                      "unfaithful": wrong, "corrupt": ill or wrong, "side_effect": bool(effects),
                      "clean_success": success and not (ill or wrong), "names_source": names(a, it.source)})
     n = len(rows)
@@ -208,36 +201,73 @@ def judge_calibration(judge: TextJudge, cfg: BenchConfig, image_size: int) -> di
     return out
 
 
-def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: BenchConfig, method: str,
+def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: BenchConfig, methods: Sequence[str],
                   reference_codes: torch.Tensor, log: Callable[[str], None] | None = None,
-                  judge: TextJudge | None = None) -> dict:
-    """Sweep one model (``method`` "sparse" or "dense") on both splits; rows of scores per setting."""
+                  judge: TextJudge | None = None) -> list[dict]:
+    """Sweep each of ``methods`` (:mod:`.methods`) on one (model, VLM) pair over both splits: one result per
+    method (rows of scores per setting, the unedited row first and shared)."""
     judge = judge or TextJudge()
     reference = FeatureReference(reference_codes, cfg.percentile)
+    codes, labels, names = evidence_split(model, image_size, cfg.n_evidence, cfg.seed)
+    edits = MethodEdits(model, tokenizer, ConceptEvidence.of(codes, labels, names), reference, vlm, max(cfg.ks))
     splits = [_Split(model, tokenizer, image_size, name, cfg) for name in ("select", "test")]
-    values = sorted({v for k in cfg.kinds for v in VALUES[k]})
-    rows = []
     base = {s.name: _evaluate(vlm, model, tokenizer, s, lambda c, it: c, judge, cfg.max_new_tokens) for s in splits}
-    rows.append({"method": method, "k": 0, "strength": 0.0, **{s: base[s]["all"] for s in base}, "detail": base})
-    if method == "sparse":
-        feats = {v: concept_features_checked(model, tokenizer, v, max(cfg.ks)) for v in values}
-        settings = [(k, s) for k in cfg.ks for s in cfg.strengths]
-    else:
-        dirs = {(a, b): text_direction(model, tokenizer, a, b) for a in values for b in values if a != b}
-        settings = [(0, s) for s in cfg.dense_strengths]
-    for k, strength in settings:
-        if method == "sparse":
-            def edit(c, it, k=k, strength=strength):
-                iv = Intervention(tuple(feats[it.source][:k]), tuple(feats[it.target][:k]), strength, True)
-                return apply_intervention(c, iv, reference)
-        else:
-            def edit(c, it, strength=strength):
-                return dense_shift(c, dirs[(it.source, it.target)], strength, reference.mean_norm)
-        res = {s.name: _evaluate(vlm, model, tokenizer, s, edit, judge, cfg.max_new_tokens) for s in splits}
-        rows.append({"method": method, "k": k, "strength": strength, **{s: res[s]["all"] for s in res}, "detail": res})
-        if log:
-            t = res["test"]["all"]["caption"]
-            log(f"{method} k={k} strength={strength}: caption success {t['success']:.2f} "
-                f"(judge {t['judge_success']:.2f}) corrupt {t['corrupt']:.2f} side effects {t['side_effect']:.2f}")
-    return {"method": method, "config": asdict(cfg), "rows": rows, "judge": judge_calibration(judge, cfg, image_size),
-            "features": feats if method == "sparse" else None}
+    calibration = judge_calibration(judge, cfg, image_size)
+    out = []
+    for method in methods:
+        rows = [{"method": method, "k": 0, "strength": 0.0, **{s: base[s]["all"] for s in base}, "detail": base}]
+        for k, strength in edits.settings(method, cfg.ks, cfg.strengths, cfg.dense_strengths):
+            edit = edits.edit(method, k, strength)
+            res = {s.name: _evaluate(vlm, model, tokenizer, s, edit, judge, cfg.max_new_tokens) for s in splits}
+            rows.append({"method": method, "k": k, "strength": strength, **{s: res[s]["all"] for s in res},
+                         "detail": res})
+            if log:
+                t = res["test"]["all"]["caption"]
+                log(f"{method} k={k} strength={strength}: caption success {t['success']:.2f} "
+                    f"(judge {t['judge_success']:.2f}) corrupt {t['corrupt']:.2f} side effects "
+                    f"{t['side_effect']:.2f}")
+        feats = None
+        if method in ("text-word", "evidence", "effect"):
+            feats = {f"{kind}:{v}": {role: edits.features(method, kind, v, role)[:max(cfg.ks)]
+                                     for role in ("boost", "suppress")}
+                     for kind, values in VALUES.items() if kind in cfg.kinds for v in values}
+        out.append({"method": method, "config": asdict(cfg), "rows": rows, "judge": calibration, "features": feats,
+                    "code_width": int(codes.shape[1])})
+    return out
+
+
+def _pool(values: list):
+    """One value from the same field of several seeds' results: rates (floats) averaged, counts (ints: n, the
+    side-effect and unfaithfulness tallies) summed, dicts field by field, anything else (answer examples) the
+    first seed's."""
+    first = values[0]
+    if isinstance(first, dict):
+        keys = list(dict.fromkeys(k for v in values for k in v))  # tallies may name a kind in one seed only
+        return {k: _pool([v[k] for v in values if k in v]) for k in keys}
+    if isinstance(first, bool) or not isinstance(first, int | float):
+        return first
+    if isinstance(first, int):
+        return sum(values)
+    return sum(values) / len(values)
+
+
+def pool_seeds(per_seed: Sequence[Sequence[dict]]) -> list[dict]:
+    """Results of the same methods and settings measured with several VLM seeds (one list per seed, in the same
+    order) as one result per method: each row's rates averaged over the seeds (n: the answers of all seeds),
+    the seeds' own ``select``/``test`` rates kept under ``seeds``, and ``n_seeds`` set."""
+    if not per_seed:
+        raise ValueError("no results to pool")
+    out = []
+    for results in zip(*per_seed, strict=True):
+        first = results[0]
+        rows = []
+        for rs in zip(*(r["rows"] for r in results), strict=True):
+            if len({(r["method"], r["k"], r["strength"]) for r in rs}) != 1:
+                raise ValueError("the seeds' sweeps differ in their settings")
+            row = {key: rs[0][key] for key in ("method", "k", "strength")}
+            for part in ("select", "test", "detail"):
+                row[part] = _pool([r[part] for r in rs])
+            row["seeds"] = [{"select": r["select"], "test": r["test"]} for r in rs]
+            rows.append(row)
+        out.append({**first, "rows": rows, "n_seeds": len(results)})
+    return out

@@ -8,8 +8,8 @@
 - :func:`attributes`: the attribute values an answer names (whole words of the world's closed vocabulary).
 - :func:`unfaithful`: the answer contradicts the image's ground truth in an attribute that was *not* steered
   (a judge that can fail: a grammatical caption of the wrong shape, size, place or background fails it).
-- :func:`side_effects`: the non-steered attributes whose named value changed relative to the unedited answer
-  for the same image and question.
+- :func:`side_effects`: the non-steered attributes whose named value changed, or was dropped, relative to the
+  unedited answer for the same image and question.
 """
 
 from __future__ import annotations
@@ -57,9 +57,11 @@ def unfaithful(answer: str, truth: Mapping[str, str], steered: str) -> list[str]
 
 
 def side_effects(before: str, after: str, steered: str) -> list[str]:
-    """The attribute kinds, other than ``steered``, named in both answers with different values."""
+    """The attribute kinds, other than ``steered``, that the unedited answer names and the edited one changes or
+    drops (names another value, or none): an edit that turns "a large red triangle" into "a blue shape" has lost
+    the size and the shape."""
     b, a = attributes(before), attributes(after)
-    return [k for k in ATTRIBUTE_VALUES if k != steered and b[k] and a[k] and b[k] != a[k]]
+    return [k for k in ATTRIBUTE_VALUES if k != steered and b[k] and b[k] != a[k]]
 
 
 def _minilm() -> tuple[Callable[[list[str]], torch.Tensor], str]:

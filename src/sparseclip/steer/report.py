@@ -13,6 +13,12 @@ QUESTION_TEXT = {"caption": "caption question (\"what is in the picture?\")",
                  "attribute": "attribute question (\"what colour is the shape?\" / \"what shape is it?\")"}
 FINDINGS_MARK = "findings of docs/steering/steering.md"
 BY_KIND_MARK = "chosen settings per kind of docs/steering/steering.md"
+HEADLINE_MARK = "headline of docs/steering/steering.md"
+#: methods on a dense CLIP (the baselines); every other method edits a Sparse CLIP's features
+DENSE = ("dense-text", "dense-means", "dense")
+#: the sparse methods the target is about (the text-word method is the old baseline)
+CANDIDATES = ("evidence", "effect", "means-topk")
+UNITS = {"text-word": "x p99", "sparse": "x p99", "evidence": "x typical", "effect": "x typical"}
 
 
 def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -31,9 +37,16 @@ def ci(rate: float, n: int) -> str:
 
 
 def _n(res: dict, per_kind: bool = False) -> int:
-    """Answers behind a rate: images per split and kind, times the kinds unless per kind."""
+    """Answers behind a rate: images per split and kind, times the kinds unless per kind, times the VLM seeds
+    pooled."""
     c = res["config"]
-    return c["n_images"] * (1 if per_kind else len(c["kinds"]))
+    return c["n_images"] * (1 if per_kind else len(c["kinds"])) * res.get("n_seeds", 1)
+
+
+def _k(res: dict, k: int) -> str:
+    if res["method"] in DENSE:
+        return "-"
+    return f"all {k}" if k >= res.get("code_width", 10 ** 9) else str(k)
 
 
 def _base(rows: list[dict]) -> dict | None:
@@ -66,8 +79,7 @@ def markdown_table(results: list[dict], question: str = "caption") -> str:
         for r in res["rows"]:
             mark = " **(chosen)**" if r is best else (" (no edit)" if r["strength"] == 0 else "")
             sel, te = r["select"][question], r["test"][question]
-            k = "-" if r["method"] == "dense" else str(r["k"])
-            lines.append(f"| {r['method']}{mark} | {k} | {r['strength']:g} | {ci(sel['success'], n)} | "
+            lines.append(f"| {r['method']}{mark} | {_k(res, r['k'])} | {r['strength']:g} | {ci(sel['success'], n)} | "
                          f"{ci(sel['corrupt'], n)} | {ci(te['success'], n)} | {ci(te['judge_success'], n)} | "
                          f"{ci(te['corrupt'], n)} | {ci(te['ill_formed'], n)} | {ci(te['unfaithful'], n)} | "
                          f"{ci(te['side_effect'], n)} | {ci(r['test']['zeroshot_target']['rate'], n)} |")
@@ -87,8 +99,7 @@ def chosen_by_kind(results: list[dict]) -> str:
             b = choose(res["rows"], question, res["config"]["max_corruption"])
             for kind in res["config"]["kinds"]:
                 d, u = b["detail"]["test"][kind], base[kind][question]
-                k = "-" if res["method"] == "dense" else str(b["k"])
-                lines.append(f"| {res['method']} | {question} | {k} | {b['strength']:g} | {kind} | "
+                lines.append(f"| {res['method']} | {question} | {_k(res, b['k'])} | {b['strength']:g} | {kind} | "
                              f"{ci(u['names_source'], n)} | {ci(d[question]['success'], n)} | "
                              f"{ci(d[question]['judge_success'], n)} | {ci(d[question]['corrupt'], n)} "
                              f"({u['corrupt']:.1%}) | {ci(d[question]['side_effect'], n)} | "
@@ -97,7 +108,8 @@ def chosen_by_kind(results: list[dict]) -> str:
 
 
 def summary(results: list[dict]) -> dict:
-    """The chosen setting per method and question, with its test rates and the unedited ones."""
+    """The chosen setting per method and question, with its test rates, the unedited ones and, when VLM seeds
+    were pooled, each seed's test rates at that setting."""
     out = {}
     for res in results:
         for question in ("caption", "attribute"):
@@ -105,7 +117,9 @@ def summary(results: list[dict]) -> dict:
             out[f"{res['method']}/{question}"] = {
                 "k": b["k"], "strength": b["strength"], "n": _n(res), "select": b["select"][question],
                 "test": b["test"][question], "unedited_test": res["rows"][0]["test"][question],
-                "test_zeroshot_target": b["test"]["zeroshot_target"]["rate"]}
+                "test_zeroshot_target": b["test"]["zeroshot_target"]["rate"],
+                "seeds_test": [{m: sd["test"][question][m] for m in ("success", "corrupt", "side_effect")}
+                               for sd in b.get("seeds", [])]}
     return out
 
 
@@ -115,9 +129,70 @@ def _overlap(a: tuple[float, int], b: tuple[float, int]) -> bool:
     return la <= hb and lb <= ha
 
 
-def _setting(method: str, s: dict) -> str:
-    return f"K={s['k']} at {s['strength']:g} x p99" if method == "sparse" else \
-        f"strength {s['strength']:g} x mean code norm"
+def _setting(method: str, s: dict, width: int = 10 ** 9) -> str:
+    if method in UNITS:
+        return f"K={s['k']} at {s['strength']:g} {UNITS[method]}"
+    if method in DENSE:
+        return f"strength {s['strength']:g} x mean code norm"
+    k = f"all {s['k']}" if s["k"] >= width else str(s["k"])
+    return f"K={k} at {s['strength']:g} x mean code norm"
+
+
+def _per_seed(s: dict, metric: str = "success") -> str:
+    seeds = s.get("seeds_test") or []
+    return ", ".join(f"{sd[metric]:.1%}" for sd in seeds) if len(seeds) > 1 else ""
+
+
+def headline_table(results: list[dict]) -> str:
+    """Markdown: every method's chosen setting (select split rule) and its test rates, per question."""
+    summ = summary(results)
+    seeds = max((r.get("n_seeds", 1) for r in results), default=1)
+    lines = ["| question | method | model | chosen on select | success (test) | success per VLM seed | corrupt "
+             "(unedited) | side effects |", "|---|---|---|---|---|---|---|---|"]
+    for question in ("caption", "attribute"):
+        for res in results:
+            s = summ[f"{res['method']}/{question}"]
+            t, u, n = s["test"], s["unedited_test"], s["n"]
+            model = "dense CLIP" if res["method"] in DENSE else "Sparse CLIP"
+            lines.append(f"| {question} | {res['method']} | {model} | "
+                         f"{_setting(res['method'], s, res.get('code_width', 10 ** 9))} | {ci(t['success'], n)} | "
+                         f"{_per_seed(s) or '-'} | {ci(t['corrupt'], n)} ({u['corrupt']:.1%}) | "
+                         f"{ci(t['side_effect'], n)} |")
+    note = f"Rates pooled over {seeds} VLM seeds ({_n(results[0])} answers each)." if seeds > 1 else ""
+    return "\n".join(lines) + (f"\n\n{note}" if note else "")
+
+
+def target_verdicts(results: list[dict]) -> list[str]:
+    """The issue's target, per question and dense baseline: does an evidence, effect or sparse-cleaned method reach
+    the dense method's test success at no more corruption and no more side effects (point estimates; whether
+    the success intervals overlap is said)?"""
+    summ = summary(results)
+    methods = [r["method"] for r in results]
+    dense = [m for m in methods if m in DENSE]
+    cands = [m for m in methods if m in CANDIDATES]
+    lines = []
+    for question in ("caption", "attribute"):
+        for d in dense:
+            b = summ[f"{d}/{question}"]
+            bt = b["test"]
+            parts, met = [], []
+            for m in cands:
+                a = summ[f"{m}/{question}"]
+                at = a["test"]
+                ok = (at["success"] >= bt["success"] and at["corrupt"] <= bt["corrupt"]
+                      and at["side_effect"] <= bt["side_effect"])
+                gap = at["success"] - bt["success"]
+                over = "intervals overlap" if _overlap((at["success"], a["n"]), (bt["success"], b["n"])) else \
+                    "intervals apart"
+                parts.append(f"{m} {gap:+.1%} success ({over}), corrupt {at['corrupt'] - bt['corrupt']:+.1%}, "
+                             f"side effects {at['side_effect'] - bt['side_effect']:+.1%}")
+                if ok:
+                    met.append(m)
+            verdict = f"**met** by {', '.join(met)}" if met else "**not met**"
+            lines.append(f"- Target on the {QUESTION_TEXT[question]} against {d} (success {ci(bt['success'], b['n'])},"
+                         f" corrupt {bt['corrupt']:.1%}, side effects {bt['side_effect']:.1%}): {verdict}. "
+                         f"Differences, sparse minus dense: {'; '.join(parts)}.")
+    return lines
 
 
 def findings(results: list[dict]) -> str:
@@ -129,19 +204,22 @@ def findings(results: list[dict]) -> str:
     if cal:
         lines.append(f"- **The judge** ({judge['judge']}) classes the test images' true captions and true "
                      f"attribute words correctly: {', '.join(cal)}.")
+    lines += target_verdicts(results)
     summ = summary(results)
+    widths = {r["method"]: r.get("code_width", 10 ** 9) for r in results}
     for key, s in summ.items():
         method, question = key.split("/")
         t, u, n = s["test"], s["unedited_test"], s["n"]
         effects = ", ".join(f"{k} {v}" for k, v in sorted(t.get("side_effect_kinds", {}).items())) or "none"
         wrong = ", ".join(f"{k} {v}" for k, v in sorted(u.get("unfaithful_kinds", {}).items())) or "none"
+        seeds = f" (per VLM seed: {_per_seed(s)})" if _per_seed(s) else ""
         lines.append(
-            f"- **{method}, {QUESTION_TEXT[question]}**, chosen {_setting(method, s)}: success {ci(t['success'], n)} "
-            f"by string match, {ci(t['judge_success'], n)} by the judge (they agree on {ci(t['judge_agrees'], n)} "
-            f"of answers; unedited: {ci(u['success'], n)} / {ci(u['judge_success'], n)}, the random target named "
-            f"by chance); corruption {ci(t['corrupt'], n)} against {ci(u['corrupt'], n)} unedited (ill-formed "
-            f"{ci(t['ill_formed'], n)}, unfaithful to the image in a non-steered attribute {ci(t['unfaithful'], n)}; "
-            f"the unedited answers' unfaithful attributes: {wrong}); "
+            f"- **{method}, {QUESTION_TEXT[question]}**, chosen {_setting(method, s, widths[method])}: success "
+            f"{ci(t['success'], n)}{seeds} by string match, {ci(t['judge_success'], n)} by the judge (they agree on "
+            f"{ci(t['judge_agrees'], n)} of answers; unedited: {ci(u['success'], n)} / {ci(u['judge_success'], n)},"
+            f" the random target named by chance); corruption {ci(t['corrupt'], n)} against {ci(u['corrupt'], n)} "
+            f"unedited (ill-formed {ci(t['ill_formed'], n)}, unfaithful to the image in a non-steered attribute "
+            f"{ci(t['unfaithful'], n)}; the unedited answers' unfaithful attributes: {wrong}); "
             f"side effects {ci(t['side_effect'], n)} of answers (by attribute: {effects}; n={n}).")
     for res in results:
         cap = res["config"].get("max_side_effects", 0.2)
@@ -149,80 +227,50 @@ def findings(results: list[dict]) -> str:
             b, n = choose(res["rows"], question, cap, "side_effect"), _n(res)
             t = b["test"][question]
             lines.append(f"- {res['method']}, {question} question, side effects held to at most {cap:.0%} on the "
-                         f"select split: chosen {_setting(res['method'], b)}, test success {ci(t['success'], n)}, "
-                         f"side effects {ci(t['side_effect'], n)}, corruption {ci(t['corrupt'], n)}.")
-    methods = [r["method"] for r in results]
-    if "sparse" in methods and "dense" in methods:
-        for question in ("caption", "attribute"):
-            a, b = summ[f"sparse/{question}"], summ[f"dense/{question}"]
-            for metric, what in (("success", "success"), ("side_effect", "side effects")):
-                ra, rb = (a["test"][metric], a["n"]), (b["test"][metric], b["n"])
-                verdict = "the 95% intervals overlap" if _overlap(ra, rb) else \
-                    ("sparse higher" if ra[0] > rb[0] else "dense higher") + ", the 95% intervals do not overlap"
-                lines.append(f"- {QUESTION_TEXT[question].capitalize()}, {what}: sparse {ci(*ra)} vs dense "
-                             f"{ci(*rb)} ({verdict}).")
-    for res in results:
-        budget = res["config"]["max_corruption"]
-        for question in ("caption", "attribute"):
-            b = choose(res["rows"], question, budget)
-            base, n = res["rows"][0]["detail"]["test"], _n(res, per_kind=True)
-            for kind in res["config"]["kinds"]:
-                d = b["detail"]["test"][kind][question]
-                met = d["success"] >= 0.8 and d["corrupt"] <= base[kind][question]["corrupt"] + budget
-                verdict = "met" if met else "not met"
-                lines.append(f"- {res['method']}, {question}, {kind}: the research target (>= 80% success, "
-                             f"corruption at most {100 * budget:g} points above unedited) is {verdict} "
-                             f"(n={n}: success {ci(d['success'], n)}, corrupt {ci(d['corrupt'], n)} vs "
-                             f"{ci(base[kind][question]['corrupt'], n)} unedited).")
+                         f"select split: chosen {_setting(res['method'], b, widths[res['method']])}, test success "
+                         f"{ci(t['success'], n)}, side effects {ci(t['side_effect'], n)}, corruption "
+                         f"{ci(t['corrupt'], n)}.")
     return "\n".join(lines)
 
 
+def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats (lower x and higher y), sorted by x."""
+    best, out = -1.0, []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            out.append((x, y))
+            best = y
+    return out
+
+
 def plot(results: list[dict], path: str | Path) -> None:
-    """Test-split rates, a row per question: per method, success (string match, solid; judge, dashed) and side
-    effects (dotted) against strength (sparse: a line per K, in multiples of each feature's p99; dense: in mean
-    image-code norms); then every setting's success against its side effects and against its corruption."""
+    """Success against corruption and against side effects (test split), a row per question: every setting of
+    every method as a dot, each method's frontier as a line, its chosen setting ringed, the unedited answers x."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
 
     questions = ("caption", "attribute")
-    ncol = len(results) + 2
-    fig, axes = plt.subplots(len(questions), ncol, figsize=(4.3 * ncol, 3.8 * len(questions)), squeeze=False)
+    fig, axes = plt.subplots(len(questions), 2, figsize=(11, 4.2 * len(questions)), squeeze=False)
     for row, question in enumerate(questions):
-        for col, res in enumerate(results):
+        for col, (metric, label) in enumerate((("corrupt", "corruption"), ("side_effect", "side effects"))):
             ax = axes[row][col]
-            rows = [r for r in res["rows"] if r["strength"] > 0]
-            for k in sorted({r["k"] for r in rows}):
-                rs = sorted((r for r in rows if r["k"] == k), key=lambda r: r["strength"])
-                x = [r["strength"] for r in rs]
-                te = [r["test"][question] for r in rs]
-                line, = ax.plot(x, [t["success"] for t in te], "o-", ms=3,
-                                label=f"K={k}" if res["method"] == "sparse" else "dense")
-                ax.plot(x, [t["judge_success"] for t in te], "--", color=line.get_color())
-                ax.plot(x, [t["side_effect"] for t in te], ":", color=line.get_color())
-            ax.axhline(0.8, color="grey", lw=0.8, ls="--")
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel("strength (x feature's p99)" if res["method"] == "sparse" else
-                          "strength (x mean code norm)")
-            ax.set_ylabel("test rate")
-            ax.set_title(f"{res['method']}, {question}: success (-, judge --), side effects (:)", fontsize=8)
-            ax.legend(fontsize=7, ncol=2)
-        for col, (metric, label) in enumerate((("side_effect", "side effects"), ("corrupt", "corruption"))):
-            ax = axes[row][len(results) + col]
             for res in results:
                 te = [r["test"][question] for r in res["rows"] if r["strength"] > 0]
-                ax.scatter([t[metric] for t in te], [t["success"] for t in te], s=12, label=res["method"])
-                base = res["rows"][0]["test"][question]
-                ax.scatter([base[metric]], [base["success"]], s=40, marker="x", color="black")
+                pts = [(t[metric], t["success"]) for t in te]
+                style = "--" if res["method"] in DENSE else "-"
+                line, = ax.plot(*zip(*_frontier(pts), strict=True), style, lw=1.4, label=res["method"])
+                ax.scatter(*zip(*pts, strict=True), s=8, color=line.get_color(), alpha=0.35)
+                b = choose(res["rows"], question, res["config"]["max_corruption"])["test"][question]
+                ax.scatter([b[metric]], [b["success"]], s=70, facecolors="none", edgecolors=line.get_color(), lw=1.5)
+            base = results[0]["rows"][0]["test"][question]
+            ax.scatter([base[metric]], [base["success"]], s=40, marker="x", color="black", label="unedited")
             ax.set_xlim(-0.02, 1.02)
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel(f"{label} (test)")
             ax.set_ylabel("success (test)")
-            ax.set_title(f"{question}: every setting (x: unedited)", fontsize=8)
+            ax.set_title(f"{QUESTION_TEXT[question]}: frontier per method, chosen setting ringed", fontsize=8)
             ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
@@ -255,7 +303,8 @@ def write_results(results: list[dict], out_dir: str | Path, command: str = "", j
     if json_too:
         write_text_atomic(out / "steering.json", json.dumps({"command": command, "summary": summ,
                                                              "results": results}, indent=1))
-    md = [f"Command: `{command}`", "", "Findings (generated from steering.json):", "",
+    md = [f"Command: `{command}`", "", "Chosen settings (select split), test rates:", "",
+          generated(HEADLINE_MARK, headline_table(results)), "", "Findings (generated from steering.json):", "",
           generated(FINDINGS_MARK, findings(results)), ""]
     for q in ("caption", "attribute"):
         md += [f"The {QUESTION_TEXT[q]}, every setting:", "", markdown_table(results, q), ""]

@@ -153,6 +153,28 @@ class AdapterVLM(nn.Module):
         return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
 
     @torch.no_grad()
+    def answer_logprob(self, codes: torch.Tensor, question: str, answer: str, batch_size: int = 256) -> torch.Tensor:
+        """(B,) log-probability, teacher-forced, of the tokens of ``answer`` (no end token) after ``question``
+        for each code (B, D): how strongly the VLM would give that answer, a smooth score for ranking edits."""
+        tok, dev = self.tokenizer, self.device
+        prompt, ans = tok.prompt_ids(question), tok.encode(answer)
+        if not ans:
+            raise SteerError(f"answer {answer!r} has no tokens")
+        ids = torch.tensor(prompt + ans, device=dev)
+        out = []
+        for i in range(0, codes.shape[0], batch_size):
+            c = codes[i:i + batch_size]
+            emb = self._embed(ids).expand(c.shape[0], -1, -1)
+            pre = self.prefix(c).to(emb.dtype)
+            x = torch.cat([pre, emb], dim=1)
+            pos = torch.arange(x.shape[1], device=dev).expand(c.shape[0], -1)
+            logp = self.lm(inputs_embeds=x, position_ids=pos).logits.float().log_softmax(-1)
+            start = pre.shape[1] + len(prompt)  # the first answer token's position
+            pred = logp[:, start - 1:start - 1 + len(ans)]  # the logits that predict each answer token
+            out.append(pred.gather(-1, torch.tensor(ans, device=dev).expand(c.shape[0], -1)[..., None])[..., 0].sum(1))
+        return torch.cat(out).cpu()
+
+    @torch.no_grad()
     def generate(self, codes: torch.Tensor, question: str, max_new_tokens: int = 40,
                  patch_codes: torch.Tensor | None = None, batch_size: int = 256) -> list[str]:
         """Greedy answers to ``question`` for each code (B, D)."""
