@@ -38,6 +38,9 @@ import subprocess
 import sys
 import time
 
+from sparseclip.experiments.bench_tables import LOSS_MEMORY_HEADER, loss_memory_row
+from sparseclip.files.atomic import write_json_atomic
+
 IMPLS = ("naive", "chunked")
 LARGEST = 2048 * 65536  # cases this big (B * D) run once
 DEFAULT_SIZES = "1x512x8192,1x1024x16384,1x2048x32768,4x1024x16384,1x2048x65536,4x2048x65536"
@@ -180,14 +183,6 @@ def measure(ranks: int, batch: int, width: int, args) -> dict:
     return res
 
 
-def _mib(x) -> str:
-    return "n/a" if x is None else f"{x / 2**20:,.0f}"
-
-
-def _ratio(a, b) -> str:
-    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default=None, help=f"comma list of RANKSxBATCHxWIDTH (B is global); default "
@@ -214,28 +209,24 @@ def main(argv=None) -> None:
         if batch % ranks:
             raise SystemExit(f"batch {batch} is not divisible by ranks {ranks}")
         cases.append((ranks, batch, width))
+    setup = {"cpus": os.cpu_count(), "density": args.density,
+             "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg())}
     print(f"# {' '.join([os.path.basename(sys.executable), *sys.argv])}")
-    print(f"# {os.cpu_count()} CPUs, code density {args.density}, float32; per rank: peak above the inputs; "
-          "grads = the 2 (b, D) feature gradients every implementation returns\n")
-    header = ("| B | D | ranks | naive s | chunked s | time chunked/naive | naive peak alloc MiB | "
-              "chunked peak alloc MiB | memory naive/chunked | naive peak RSS MiB | chunked peak RSS MiB | "
-              "grads MiB |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
+    print(f"# {os.cpu_count()} CPUs, code density {args.density}, float32, load average before "
+          f"{setup['load_before']}; per rank: peak above the inputs; grads = the 2 (b, D) feature gradients every "
+          "implementation returns\n")
+    print(LOSS_MEMORY_HEADER)
+    print("|" + "---|" * (LOSS_MEMORY_HEADER.count("|") - 1))
     rows = []
     for ranks, batch, width in cases:
         res = measure(ranks, batch, width, args)
-        n, c = res["naive"], res["chunked"]
-        grads = 2 * (batch // ranks) * width * 4
-        print(f"| {batch} | {width:,} | {ranks} | {n['time']:.2f} | {c['time']:.2f} | "
-              f"{_ratio(c['time'], n['time'])} | {_mib(n['alloc'])} | {_mib(c['alloc'])} | "
-              f"{_ratio(n['alloc'], c['alloc'])} | {_mib(n['rss'])} | {_mib(c['rss'])} | {_mib(grads)} |",
-              flush=True)
-        rows.append({"ranks": ranks, "batch": batch, "width": width, "grads_bytes": grads, **{
-            f"{impl}_{k}": v for impl in IMPLS for k, v in res[impl].items()}})
+        rows.append({"ranks": ranks, "batch": batch, "width": width, "grads_bytes": 2 * (batch // ranks) * width * 4,
+                     **{f"{impl}_{k}": v for impl in IMPLS for k, v in res[impl].items()}})
+        print(loss_memory_row(rows[-1]), flush=True)
+    setup["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"# load average after: {setup['load_after']}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json_atomic(args.json, {"setup": setup, "rows": rows})
 
 
 if __name__ == "__main__":

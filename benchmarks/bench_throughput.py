@@ -41,8 +41,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from sparseclip.experiments.bench_tables import throughput_report
+from sparseclip.files.atomic import write_json_atomic
 
 # "Train Epoch: 0 [ 64/416 (15%)] Data (t): 0.012 Batch (t): 5.123, 6.24634/s, 6.24634/s/gpu LR: ..."
 _OPENCLIP_LINE = re.compile(r"Train Epoch: \d+ \[\s*(\d+)/\s*\d+ .*?Batch \(t\): [0-9.]+, ([0-9.eE+-]+)/s,")
@@ -125,41 +128,6 @@ def run_ours(args: argparse.Namespace, work: Path, embed_dim: int, kind: str) ->
     return Result("sparseclip train", head, rates[args.warmup_steps:], args.batch_size, wall)
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def report(args: argparse.Namespace, embed_dim: int, oc: Result, dense: Result, relu: Result) -> str:
-    """The printed table, ratios and target verdicts."""
-    lines = [
-        f"model {args.model} (embed_dim {embed_dim}), batch {args.batch_size}, precision {args.precision}, "
-        f"device {args.device}, torch threads {args.threads}, {args.steps} measured steps after "
-        f"{args.warmup_steps} warm-up step(s), workers 0",
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average before: {args.load_before}; "
-        f"torch {args.versions[0]}, open_clip_torch {args.versions[1]}",
-        "data: OpenCLIP --dataset-type synthetic (one constant image + fixed caption through its train "
-        f"transform); sparseclip: built-in procedural world rendered at {args.image_size} px "
-        f"(context length {args.context_length})",
-        "",
-        f"{'trainer':<26}{'head':<22}{'samples/s':>11}{'median/s':>10}{'ours/OpenCLIP':>15}{'run wall s':>12}",
-    ]
-    for r in (oc, dense, relu):
-        ratio = "" if r is oc else f"{r.samples_per_s / oc.samples_per_s:.3f}x"
-        lines.append(f"{r.system:<26}{r.head:<22}{r.samples_per_s:>11.3f}{r.median:>10.3f}{ratio:>15}"
-                     f"{r.wall_s:>12.1f}")
-    speed = dense.samples_per_s / oc.samples_per_s
-    relu_thr = relu.samples_per_s / dense.samples_per_s
-    relu_time = dense.samples_per_s / relu.samples_per_s
-    lines += [
-        "",
-        f"relu/dense throughput ratio (ours): {relu_thr:.3f}x; relu/dense step-time ratio: {relu_time:.3f}x",
-        f"target ours dense >= 1.00x OpenCLIP samples/s: {speed:.3f}x  {verdict(speed >= 1.0)}",
-        f"target ours relu {args.expansion}x step time <= 1.15x ours dense: {relu_time:.3f}x  "
-        f"{verdict(relu_time <= 1.15)}",
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="ViT-S-32", help="OpenCLIP model config name (both trainers)")
@@ -174,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-config", default="vit_b32_32x", help="sparseclip preset the overrides apply to")
     p.add_argument("--workdir", help="where runs and logs go (default: a temporary directory, removed)")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per run")
+    p.add_argument("--json", help="also write the setup and every run's per-step rates here (docs render it)")
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup_steps < 0 or args.batch_size < 2:
         p.error("need --steps >= 1, --warmup-steps >= 0, --batch-size >= 2")
@@ -185,9 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     if model_cfg is None:
         p.error(f"unknown OpenCLIP model config {args.model!r}")
     embed_dim = int(model_cfg["embed_dim"])
-    args.threads = torch.get_num_threads()
-    args.versions = (torch.__version__, getattr(open_clip, "__version__", "?"))
-    args.load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    setup = {"model": args.model, "embed_dim": embed_dim, "batch_size": args.batch_size,
+             "precision": args.precision, "device": args.device, "threads": torch.get_num_threads(),
+             "steps": args.steps, "warmup_steps": args.warmup_steps, "expansion": args.expansion,
+             "image_size": args.image_size, "context_length": args.context_length,
+             "machine": f"{platform.machine()} ({platform.processor() or 'cpu'})", "cpus": os.cpu_count(),
+             "torch": torch.__version__, "open_clip": getattr(open_clip, "__version__", "?"),
+             "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    print(f"load average before: {setup['load_before']}", file=sys.stderr, flush=True)
 
     tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="bench_throughput_")
     work = Path(args.workdir or tmp.name)
@@ -201,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append(fn())
             print(f"  done in {results[-1].wall_s:.0f} s: {results[-1].samples_per_s:.3f} samples/s",
                   file=sys.stderr, flush=True)
-        print(report(args, embed_dim, *results))
+        setup["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        data = {"setup": setup, "runs": [asdict(r) for r in results]}
+        print(throughput_report(data))
+        if args.json:
+            write_json_atomic(args.json, data)
     finally:
         if tmp is not None:
             tmp.cleanup()

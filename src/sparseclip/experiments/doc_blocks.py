@@ -222,6 +222,22 @@ def demo_time(root: Path, args: list[str]) -> str:
     return f"Recorded wall time: {total:,.0f} s in all ({parts}; seconds)."
 
 
+@generator("throughput")
+def throughput(root: Path, args: list[str]) -> str:
+    """``throughput BENCH.json``: ``benchmarks/bench_throughput.py``'s report, rendered from its ``--json``."""
+    from .bench_tables import throughput_report
+
+    return "```\n" + throughput_report(read_json(root, args[0])) + "\n```"
+
+
+@generator("loss-memory")
+def loss_memory(root: Path, args: list[str]) -> str:
+    """``loss-memory BENCH.json``: ``benchmarks/bench_loss_memory.py``'s table, rendered from its ``--json``."""
+    from .bench_tables import loss_memory_table
+
+    return loss_memory_table(read_json(root, args[0]))
+
+
 # ------------------------------------------------------------------------------------------------ the command
 
 

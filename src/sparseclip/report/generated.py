@@ -238,6 +238,16 @@ def _interpret_table(root: Path, args: list[str]) -> str:
     return analysis_table(root / args[0])
 
 
+@generator("sae-rows")
+def _sae_rows(root: Path, args: list[str]) -> str:
+    """``sae-rows SUMMARY.json``: how an analysis' SAE rows trained (``report.tables.sae_summary``)."""
+    from .tables import sae_summary
+
+    if len(args) != 1:
+        raise GeneratedError("sae-rows takes one summary.json path")
+    return sae_summary(root / args[0])
+
+
 @generator("steer-findings")
 def _steer_findings(root: Path, args: list[str]) -> str:
     """``steer-findings STEERING.json``: the findings lines of ``steer.report.findings``."""

@@ -59,6 +59,18 @@ def analysis_table(path: str | Path) -> str:
     return text
 
 
+def sae_summary(path: str | Path) -> str:
+    """The SAE rows of an analysis ``summary.json``: how each trained (FVU, convergence, k or L1, L0 reached)."""
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))["rows"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not an analysis summary.json ({type(e).__name__})") from None
+    text = _sae_lines(rows)
+    if not text:
+        raise DataError(f"{path}: no SAE rows (run `sparseclip analyze --sae`)")
+    return text
+
+
 def _sae_lines(rows: list[dict]) -> str:
     """One line per SAE row of an analysis: its FVU and convergence per modality, and its k or L1 coefficient."""
     out = []
