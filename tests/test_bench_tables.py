@@ -75,5 +75,5 @@ def test_steer_example_block_must_use_the_setting_the_benchmark_chose(tmp_path):
     assert "       3 blue                   boost       0.000 ->    2.500" in block
     out.setting["k"] = 2
     (tmp_path / "ex.json").write_text(json.dumps(out.to_dict()))
-    with pytest.raises(GeneratedError, match="is not the setting steering.json chose for that method"):
+    with pytest.raises(GeneratedError, match="not the setting steering.json chose for that method on the caption"):
         GENERATORS["steer-example"](tmp_path, ["ex.json", "steering.json"])

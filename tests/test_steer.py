@@ -193,8 +193,10 @@ def test_steer_cli_errors(micro, tmp_path, capsys):
     out = capsys.readouterr().out
     saved = SteerOutcome.from_dict(json.loads((tmp_path / "ex.json").read_text()))
     assert rc == 0 and out.rstrip("\n") == saved.text()
-    assert saved.setting == {"method": "evidence", "suppress": ["red"], "boost": ["blue"], "k": 3, "strength": 8.0,
-                             "relative": True}
+    want = {"method": "evidence", "suppress": ["red"], "boost": ["blue"], "k": 3, "strength": 8.0, "relative": True,
+            "question": "caption", "world_index": 0, "image": ""}
+    assert {k: saved.setting[k] for k in want} == want
+    assert "--method evidence" in saved.command() and "-k 3 --strength 8" in saved.command()
     boosted = [c for c in saved.changes if c.role == "boost"]
     assert 0 < len(boosted) <= 3 and all(c.after > 0 for c in boosted)
     assert all(c.after == 0 for c in saved.changes if c.role == "suppress")
@@ -276,3 +278,17 @@ def test_steer_cli_only_parses_and_prints():
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {m for m in imported if m.split(".")[0] in ("torch", "open_clip", "transformers")}
     assert {m for m in imported if m.startswith("steer")} <= {"steer.bench", "steer.pipeline", "steer.report"}
+
+
+def test_steer_bench_refuses_bad_grids_and_methods_in_one_line(tmp_path, capsys):
+    from sparseclip.cli import main
+
+    base = ["steer-bench", "--sparse", str(tmp_path / "m"), str(tmp_path / "v"), "--out", str(tmp_path / "o")]
+    for extra, message in ((["--ks", "0"], "--ks needs positive numbers"), (["--ks", "1.5"], "whole numbers"),
+                           (["--strengths", "-1"], "--strengths needs positive numbers"),
+                           (["--n", "0"], "at least 1 image"), (["--methods", "magic"], "unknown steering method")):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert main(["steer-bench", "--sparse", str(tmp_path / "m"), "--out", str(tmp_path / "o")]) == 2
+    assert "needs a model and at least one VLM" in capsys.readouterr().err

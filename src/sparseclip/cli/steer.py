@@ -66,14 +66,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--dense", nargs="+", metavar="PATH", help="the dense model, then its VLM(s)")
     b.add_argument("--methods", help="comma-separated subset of: text-word, evidence, effect, means-topk (sparse "
                                      "model), dense-text, dense-means (dense model); default all")
-    b.add_argument("--out")
+    b.add_argument("--out", help="folder for steering.json, steering.md and steering.png")
     b.add_argument("--render", metavar="STEERING_JSON",
                    help="regenerate steering.md and steering.png from a steering.json (tables with 95%% intervals); "
                         "no VLM runs")
     b.add_argument("--n", type=int, default=100, help="images per split and concept kind")
-    b.add_argument("--ks", default="1,2,4,8")
-    b.add_argument("--strengths", default="0.5,1,2,4,8")
-    b.add_argument("--dense-strengths", default="0.25,0.5,1,2,4")
+    b.add_argument("--ks", default="1,2,4,8", help="features per concept (comma-separated; means-topk also "
+                                                   "tries all of them)")
+    b.add_argument("--strengths", default="0.5,1,2,4,8",
+                   help="multiples of each feature's p99 (text-word) or typical activation (evidence, effect)")
+    b.add_argument("--dense-strengths", default="0.25,0.5,1,2,4",
+                   help="multiples of the mean image-code norm (means-topk, dense-text, dense-means)")
     b.set_defaults(func=run_bench)
 
 
@@ -122,8 +125,13 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0
     if not args.sparse or not args.out:
         raise UserError("steer-bench needs --sparse MODEL VLM and --out DIR (or --render STEERING_JSON)")
-    bcfg = BenchConfig(n_images=args.n, ks=tuple(int(k) for k in _floats(args.ks)), strengths=_floats(args.strengths),
-                       dense_strengths=_floats(args.dense_strengths))
+    ks, strengths, dense = _floats(args.ks), _floats(args.strengths), _floats(args.dense_strengths)
+    for name, vals in (("--ks", ks), ("--strengths", strengths), ("--dense-strengths", dense)):
+        if not vals or min(vals) <= 0:
+            raise UserError(f"{name} needs positive numbers, got {getattr(args, name[2:].replace('-', '_'))!r}")
+    if any(k != int(k) for k in ks) or args.n < 1:
+        raise UserError("--ks takes whole numbers of features and --n at least 1 image")
+    bcfg = BenchConfig(n_images=args.n, ks=tuple(int(k) for k in ks), strengths=strengths, dense_strengths=dense)
     command = "sparseclip " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["steer-bench"] \
         else "sparseclip steer-bench ..."
     for name, pair in (("--sparse", args.sparse), ("--dense", args.dense)):

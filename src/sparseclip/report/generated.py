@@ -276,7 +276,7 @@ def _steer_headline(root: Path, args: list[str]) -> str:
 def _steer_example(root: Path, args: list[str]) -> str:
     """``steer-example EXAMPLE.json STEERING.json``: the command and printed output of a ``sparseclip steer
     --json`` run; refuses an example whose setting is not the one the benchmark's selection rule chose for its
-    method on the caption question."""
+    method and question (``caption``; ``color``/``shape`` are the attribute question)."""
     from ..steer.pipeline import SteerOutcome
     from ..steer.report import summary
 
@@ -284,9 +284,10 @@ def _steer_example(root: Path, args: list[str]) -> str:
         raise GeneratedError("steer-example takes EXAMPLE.json and the STEERING.json it must agree with")
     out = SteerOutcome.from_dict(read_json(root, args[0]))
     st = out.setting
-    chosen = summary(read_json(root, args[1])["results"]).get(f"{st.get('method')}/caption")
+    question = {"caption": "caption", "color": "attribute", "shape": "attribute"}.get(st.get("question"), "")
+    chosen = summary(read_json(root, args[1])["results"]).get(f"{st.get('method')}/{question}")
     if chosen is None or (chosen["k"], chosen["strength"]) != (st.get("k"), st.get("strength")):
         raise GeneratedError(f"{args[0]}: {st.get('method')} K={st.get('k')} strength {st.get('strength')} is not "
-                             f"the setting {args[1]} chose for that method"
+                             f"the setting {args[1]} chose for that method on the {question or '?'} question"
                              + (f" (K={chosen['k']} strength {chosen['strength']:g})" if chosen else ""))
     return f"```bash\n{out.command()}\n```\n\n```text\n{out.text()}\n```"

@@ -195,6 +195,39 @@ def target_verdicts(results: list[dict]) -> list[str]:
     return lines
 
 
+def matched_cost(results: list[dict]) -> list[str]:
+    """The target asked the other way round, still chosen on the select split: per question, dense method and
+    candidate sparse method, the sparse setting with the highest select success among those whose select
+    corruption and side effects are at most the dense method's chosen setting's (select); its test rates
+    against the dense method's test rates."""
+    summ = summary(results)
+    by = {r["method"]: r for r in results}
+    lines = []
+    for question in ("caption", "attribute"):
+        for d in (m for m in by if m in DENSE):
+            ds = summ[f"{d}/{question}"]
+            dsel, dt, n = ds["select"], ds["test"], ds["n"]
+            for m in (m for m in by if m in CANDIDATES):
+                ok = [r for r in by[m]["rows"] if r["strength"] > 0
+                      and r["select"][question]["corrupt"] <= dsel["corrupt"] + 1e-12
+                      and r["select"][question]["side_effect"] <= dsel["side_effect"] + 1e-12]
+                if not ok:
+                    lines.append(f"- {question}, {m} at {d}'s select costs (corruption <= {dsel['corrupt']:.1%}, side "
+                                 f"effects <= {dsel['side_effect']:.1%}): no setting qualifies.")
+                    continue
+                b = max(ok, key=lambda r: (r["select"][question]["success"], -r["k"], -r["strength"]))
+                t = b["test"][question]
+                met = t["success"] >= dt["success"] and t["corrupt"] <= dt["corrupt"] and \
+                    t["side_effect"] <= dt["side_effect"]
+                over = "overlap" if _overlap((t["success"], n), (dt["success"], n)) else "apart"
+                setting = _setting(m, b, by[m].get("code_width", 10 ** 9))
+                lines.append(f"- {question}, {m} at {d}'s select costs: {setting}, test success {ci(t['success'], n)} "
+                             f"vs {ci(dt['success'], n)} (intervals {over}), "
+                             f"corrupt {t['corrupt']:.1%} vs {dt['corrupt']:.1%}, side effects {t['side_effect']:.1%} "
+                             f"vs {dt['side_effect']:.1%}: target {'**met**' if met else 'not met'}.")
+    return lines
+
+
 def findings(results: list[dict]) -> str:
     """Generated prose: every number the docs state about a sweep, computed from its results."""
     lines = []
@@ -205,6 +238,7 @@ def findings(results: list[dict]) -> str:
         lines.append(f"- **The judge** ({judge['judge']}) classes the test images' true captions and true "
                      f"attribute words correctly: {', '.join(cal)}.")
     lines += target_verdicts(results)
+    lines += matched_cost(results)
     summ = summary(results)
     widths = {r["method"]: r.get("code_width", 10 ** 9) for r in results}
     for key, s in summ.items():
@@ -264,13 +298,18 @@ def plot(results: list[dict], path: str | Path) -> None:
                 ax.scatter(*zip(*pts, strict=True), s=8, color=line.get_color(), alpha=0.35)
                 b = choose(res["rows"], question, res["config"]["max_corruption"])["test"][question]
                 ax.scatter([b[metric]], [b["success"]], s=70, facecolors="none", edgecolors=line.get_color(), lw=1.5)
-            base = results[0]["rows"][0]["test"][question]
-            ax.scatter([base[metric]], [base["success"]], s=40, marker="x", color="black", label="unedited")
+            for model, marker in (("Sparse CLIP", "x"), ("dense CLIP", "+")):
+                res = next((r for r in results if (r["method"] in DENSE) == (model == "dense CLIP")), None)
+                if res is not None:
+                    base = res["rows"][0]["test"][question]
+                    ax.scatter([base[metric]], [base["success"]], s=50, marker=marker, color="black",
+                               label=f"unedited ({model})")
             ax.set_xlim(-0.02, 1.02)
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel(f"{label} (test)")
             ax.set_ylabel("success (test)")
-            ax.set_title(f"{QUESTION_TEXT[question]}: frontier per method, chosen setting ringed", fontsize=8)
+            ax.set_title(f"{question} question: each method's frontier (dashed: dense CLIP), chosen ringed",
+                         fontsize=8)
             ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
