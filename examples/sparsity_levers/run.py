@@ -72,6 +72,9 @@ LEVERS: list[tuple[str, str, str, list[str]]] = [
                                                            "model.head.topk=64"]),
     # an L1 penalty on the L2-normalised codes (the paper's rejected alternative; a departure)
     ("L1 (departure)", "lr 1e-2, L1 0.01", "departure", ["train.lr=1e-2", "loss.l1_coef=0.01"]),
+    # the coefficient around it (run on both sets; none is a pick: departures are reported, not chosen)
+    *[("L1 (departure)", f"lr 1e-2, L1 {c}", "departure", ["train.lr=1e-2", f"loss.l1_coef={c}"])
+      for c in ("0.001", "0.003", "0.03")],
 ]
 
 
