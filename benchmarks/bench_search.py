@@ -179,7 +179,7 @@ def bench_size(n: int, args, data: dict | None = None) -> tuple[list[dict], dict
         rng = np.random.default_rng(3)
         real_dense = "xb" in data
         dim = data["xb"].shape[1] if real_dense else data.get("dense_dim", args.dense_dim)
-        dense_label = f"{dim}-d, {'dense run' if real_dense else 'random'}"
+        dense_label = f"{dim}-d, {data.get('dense_label', 'dense run') if real_dense else 'random'}"
         if real_dense:
             xq = data["xq"][:q.shape[0]]
         else:
@@ -343,7 +343,7 @@ def _datasets(args, sizes: list[int]):
         yield n, None
     if args.run is None:
         return
-    from search_real import dense_embeddings, resample, run_codes
+    from search_real import dense_embeddings, resample, resample_dense, run_codes
 
     t = time.perf_counter()
     real, queries = run_codes(args.run, args.queries)
@@ -353,8 +353,9 @@ def _datasets(args, sizes: list[int]):
                           **({"xb": dense[0], "xq": dense[1]} if dense else {})}
     for n in [int(x) for x in args.run_sizes.split(",") if x]:
         t = time.perf_counter()
-        data = {"set": "resampled", "codes": resample(real, n, seed=n), "queries": queries,
-                **({"dense_dim": dense[0].shape[1]} if dense else {})}  # random vectors of the dense run's width
+        data = {"set": "resampled", "codes": resample(real, n, seed=n), "queries": queries}
+        if dense:  # the dense run's own embedding statistics (mean, covariance) and its real query embeddings
+            data.update(xb=resample_dense(dense[0], n, seed=n), xq=dense[1], dense_label="dense run, resampled")
         data["gen_s"] = time.perf_counter() - t
         yield n, data  # bench_size pops the codes: no second reference stays here
 

@@ -74,3 +74,14 @@ def resample(real: sp.csr_matrix, n: int, seed: int = 0) -> sp.csr_matrix:
         observed = col.data[col.indptr[j]:col.indptr[j + 1]]
         data[indptr[j]:indptr[j + 1]] = observed[rng.integers(0, observed.size, counts[j])]
     return sp.csc_matrix((data, indices, indptr), shape=(n, real.shape[1])).tocsr()
+
+
+def resample_dense(xb: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` unit vectors drawn from a Gaussian with the dense embeddings' mean and covariance: the dense side's
+    counterpart of :func:`resample` (the run's own embedding statistics, not random directions)."""
+    rng = np.random.default_rng(seed)
+    mean = xb.mean(axis=0)
+    cov = np.cov(xb, rowvar=False)
+    out = rng.multivariate_normal(mean, cov, size=n, method="eigh").astype(np.float32)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(out)

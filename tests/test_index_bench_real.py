@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from search_real import resample  # noqa: E402
+from search_real import resample, resample_dense  # noqa: E402
 
 
 def test_resample_keeps_feature_frequency_and_values():
@@ -26,3 +26,23 @@ def test_resample_keeps_feature_frequency_and_values():
     dedup = out.copy()
     dedup.sum_duplicates()
     assert dedup.nnz == out.nnz  # an item holds a feature at most once
+
+
+def test_resampled_dense_embeddings_keep_the_runs_mean_direction_and_spread():
+    rng = np.random.default_rng(0)
+    d = 16
+    scale = np.linspace(0.05, 1.0, d)  # anisotropic, with a strong mean direction on feature 0
+    xb = rng.standard_normal((4000, d)) * scale
+    xb[:, 0] += 3.0
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    out = resample_dense(xb.astype(np.float32), 5000, seed=1)
+    assert out.shape == (5000, d) and out.dtype == np.float32
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    m_real, m_out = xb.mean(0), out.mean(0)
+    assert m_real @ m_out / np.linalg.norm(m_real) / np.linalg.norm(m_out) > 0.99
+    # the per-dimension spread follows the real one (a random isotropic draw would not)
+    assert np.corrcoef(xb.std(0), out.std(0))[0, 1] > 0.95
+    assert np.array_equal(out, resample_dense(xb.astype(np.float32), 5000, seed=1))
+    iso = rng.standard_normal((5000, d))
+    iso /= np.linalg.norm(iso, axis=1, keepdims=True)
+    assert np.corrcoef(xb.std(0), iso.std(0))[0, 1] < 0.9
