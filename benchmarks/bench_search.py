@@ -25,7 +25,6 @@ import gc
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -328,13 +327,14 @@ def fmt_stats(stats: list[dict]) -> str:
         f"data generated in {s['gen_s']:.0f} s" for s in stats)
 
 
-def write_doc(path: Path, text: str) -> None:
-    doc = path.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start not in doc or end not in doc:
-        raise SystemExit(f"{path}: no {start} ... {end} block to replace")
-    new = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{text}\n{end}", doc, flags=re.S)
-    write_text_atomic(path, new)
+def write_doc(path: Path) -> None:
+    """Regenerate the markdown file's generated blocks (its ``search-bench JSON`` block reads the JSON just
+    written), by the one mechanism every doc block uses."""
+    from sparseclip.experiments.doc_blocks import main as doc_blocks
+
+    if "<!-- generated: search-bench " not in path.read_text():
+        raise SystemExit(f"{path}: no <!-- generated: search-bench JSON --> block to regenerate")
+    doc_blocks([str(path)])
 
 
 def _datasets(args, sizes: list[int]):
@@ -399,16 +399,18 @@ def main() -> None:
     p.add_argument("--dense-run", type=Path, help="with --run: a dense run whose embeddings of the same images "
                    "and captions are the dense side (default: random vectors)")
     p.add_argument("--run-sizes", default="", help="with --run: sizes resampled from the real codes' statistics")
-    p.add_argument("--write-doc", type=Path, help="replace the bench block of this markdown file")
+    p.add_argument("--write-doc", type=Path, help="then regenerate this markdown file's generated blocks (its "
+                                                   "`search-bench JSON` block reads --json's file)")
     p.add_argument("--json", type=Path, help="write the run's figures (rows, stats, command, load) to this JSON")
-    p.add_argument("--render", type=Path, metavar="JSON",
-                   help="measure nothing: rewrite --write-doc's bench block from a JSON that --json wrote")
+    p.add_argument("--render", action="store_true",
+                   help="measure nothing: regenerate --write-doc's blocks from the JSON files they name")
     args = p.parse_args()
+    if args.write_doc and not (args.json or args.render):
+        p.error("--write-doc regenerates the doc from a JSON: give --json too")
     if args.render:
         if not args.write_doc:
             p.error("--render needs --write-doc")
-        write_doc(args.write_doc, render(json.loads(args.render.read_text())))
-        print(f"wrote {args.write_doc} from {args.render}")
+        write_doc(args.write_doc)
         return
     unthrottle()  # the dense baselines run on the kernel OpenBLAS picks, not one an environment variable forces
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -441,8 +443,7 @@ def main() -> None:
         write_text_atomic(args.json, json.dumps(result, indent=1, default=float))
         print(f"wrote {args.json}")
     if args.write_doc:
-        write_doc(args.write_doc, text)
-        print(f"wrote {args.write_doc}")
+        write_doc(args.write_doc)
 
 
 def render(result: dict) -> str:
