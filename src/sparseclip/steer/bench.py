@@ -32,17 +32,16 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..data.tasks import TASK_SPECS, hash_seed
-from ..data.world import COLORS, SHAPES, World
+from ..data.world import World
 from ..model.embed import encode_images
 from .interventions import FeatureReference, class_embeddings, steered_zero_shot
 from .judge import ATTRIBUTE_VALUES, TextJudge, attributes, side_effects, unfaithful
-from .methods import ConceptEvidence, MethodEdits, evidence_split
+from .methods import ATTRIBUTE_QUESTION, ConceptEvidence, MethodEdits, evidence_split
+from .methods import KINDS as VALUES
 from .scoring import names, well_formed
 from .text import QUESTIONS
 from .vlm import AdapterVLM
 
-VALUES = {"color": list(COLORS), "shape": list(SHAPES)}
-ATTRIBUTE_QUESTION = {"color": QUESTIONS["color"], "shape": QUESTIONS["shape"]}
 OTHER = {"color": "shape", "shape": "color"}
 METRICS = ("success", "judge_success", "ill_formed", "unfaithful", "corrupt", "side_effect", "clean_success",
            "names_source")

@@ -99,9 +99,6 @@ class ConceptEvidence:
     def typical_of(self, value: str) -> torch.Tensor:
         return torch.from_numpy(self.typical[self.index(value)].astype(np.float32))
 
-    def mean_norm(self) -> float:
-        return float(self.codes.float().norm(dim=-1).mean())
-
 
 def clamp_edit(code: torch.Tensor, suppress: Sequence[int], boost: Sequence[int], values: torch.Tensor
                ) -> torch.Tensor:
