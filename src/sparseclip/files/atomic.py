@@ -1,11 +1,14 @@
 """Files the project writes, written atomically: a temporary file in the same folder, flushed to disk, then
-renamed over the target, so a reader (or a resumed run) sees the old file or the new one, never half of one."""
+renamed over the target, so a reader (or a resumed run) sees the old file or the new one, never half of one.
+Folders (a checkpoint, an index) likewise: written into a temporary sibling (:func:`atomic_dir`), then renamed
+over the old one (:func:`commit_dir`)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +31,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_dir(final: Path) -> Path:
+    """A temporary sibling of ``final`` to write into; call :func:`commit_dir` to publish it."""
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit_dir(tmp: Path, final: Path) -> None:
+    """Atomically replace ``final`` by ``tmp`` (rename; the old one is removed after)."""
+    old = None
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

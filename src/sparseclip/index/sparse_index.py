@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..files.atomic import atomic_dir, commit_dir
 from . import _topk
 from . import milvus as _milvus
 from .approx import APPROX_ENGINES, PrunedSearch, SeismicSearch
@@ -227,8 +228,6 @@ class SparseIndex:
     def save(self, directory: str | Path, compressed: bool = False) -> Path:
         """Write ``codes.npz`` and ``index.json`` into ``directory`` (replaced atomically); with the milvus
         backend, then send Milvus the items it lacks."""
-        from ..model.checkpoint import atomic_dir, commit_dir
-
         final = Path(directory)
         if final.exists() and not final.is_dir():
             raise SparseIndexError(f"{final} exists and is not a directory")

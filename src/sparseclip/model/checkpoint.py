@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -23,34 +22,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import Config, ConfigError, config_from_dict
+from ..files.atomic import atomic_dir, commit_dir
 from . import SparseCLIP, create_model
 from .rundir import CONFIG, WEIGHTS, RunDir
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used, described in one line."""
-
-
-def atomic_dir(final: Path) -> Path:
-    """A temporary sibling of ``final`` to write into; call :func:`commit_dir` to publish it."""
-    tmp = final.with_name(final.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def commit_dir(tmp: Path, final: Path) -> None:
-    """Atomically replace ``final`` by ``tmp`` (rename; the old one is removed after)."""
-    old = None
-    if final.exists():
-        old = final.with_name(final.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def frozen_tower_keys(model: SparseCLIP) -> list[str]:
