@@ -143,6 +143,6 @@ def _sae_extra(sae, held_out) -> dict:
         extra[f"fvu_{side}"] = conv["fvu"]
         extra[f"sae_fvu_drop_{side}"] = conv["fvu_drop"]
         extra[f"sae_converged_{side}"] = float(conv["converged"])
-    extra["sae_k_or_l1"] = float(sae.cfg.k if sae.cfg.kind != "relu" else sae.cfg.l1)
+    extra["sae_k_or_l1"] = sae.cfg.sparsity_setting
     return extra
 

@@ -10,11 +10,12 @@ Every variant has one contract::
     sae.save(dir); load_sae(dir)   # safetensors + JSON
 """
 
+from .kinds import SAE_KINDS, SAEKind, calibrate_threshold
 from .metrics import fvu, sae_metrics, substitute
 from .model import KINDS, SAE, SAEConfig, SAEError, default_groups, load_sae
 from .suite import baseline_specs, train_baselines
-from .train import calibrate_threshold, fit_sae, train_sae
+from .train import fit_sae, train_sae
 
-__all__ = ["KINDS", "SAE", "SAEConfig", "SAEError", "baseline_specs", "calibrate_threshold",
+__all__ = ["KINDS", "SAE", "SAEConfig", "SAEKind", "SAE_KINDS", "SAEError", "baseline_specs", "calibrate_threshold",
            "default_groups", "fit_sae", "fvu", "load_sae", "sae_metrics", "substitute", "train_baselines",
            "train_sae"]

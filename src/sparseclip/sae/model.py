@@ -1,6 +1,7 @@
 """Sparse autoencoders (SAEs) over CLIP embeddings: the post-hoc baselines Sparse CLIP is compared with.
 
-One module, four variants that differ only in the activation and the loss (see :data:`KINDS`):
+One module, four variants that differ only in the activation and the loss (their entries in
+:data:`~sparseclip.sae.kinds.SAE_KINDS`; :data:`KINDS` is their names):
 
 - ``relu``        ReLU codes, trained with an L1 penalty (Bricken et al. 2023).
 - ``topk``        keep the ``k`` largest ReLU pre-activations per input (Gao et al. 2024); L0 == k exactly.
@@ -29,8 +30,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..files.atomic import save_safetensors, write_text_atomic
+from .kinds import SAE_KINDS
 
-KINDS = ("relu", "topk", "batchtopk", "matryoshka")
+#: the registered SAE kinds' names (at import)
+KINDS = SAE_KINDS.names()
 WEIGHTS_FILE = "sae.safetensors"
 CONFIG_FILE = "sae.json"
 
@@ -54,27 +57,26 @@ class SAEConfig:
     dead_steps: int = 100
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise SAEError(f"unknown SAE kind {self.kind!r}; known: {', '.join(KINDS)}")
+        if self.kind not in SAE_KINDS:
+            raise SAEError(f"unknown SAE kind {self.kind!r}; known: {', '.join(SAE_KINDS)}")
         if self.d < 1 or self.width < 1:
             raise SAEError(f"SAE sizes must be positive (d={self.d}, width={self.width})")
-        if self.kind == "relu":
-            if self.l1 is None or self.l1 < 0:
-                raise SAEError("a 'relu' SAE needs l1 >= 0 (the L1 penalty coefficient)")
-        elif self.k is None or not 1 <= self.k <= self.width:
-            raise SAEError(f"a {self.kind!r} SAE needs 1 <= k <= width ({self.width}), got k={self.k}")
-        if self.kind == "matryoshka":
-            if self.groups is None:
-                self.groups = default_groups(self.width)
-            g = [int(v) for v in self.groups]
-            if not g or g != sorted(set(g)) or g[0] < 1 or g[-1] != self.width:
-                raise SAEError(f"matryoshka groups must increase strictly and end at width {self.width}: {g}")
-            self.groups = g
+        SAE_KINDS.get(self.kind).check(self)
+
+    @property
+    def entry(self):  # -> SAEKind
+        """The kind's registry entry."""
+        return SAE_KINDS.get(self.kind)
+
+    @property
+    def sparsity_setting(self) -> float:
+        """The value of the kind's sparsity setting (``k`` or ``l1``)."""
+        return float(getattr(self, self.entry.param))
 
     @property
     def name(self) -> str:
         """A short label such as ``sae-topk-k32`` or ``sae-relu-l1=0.003``."""
-        return f"sae-{self.kind}-" + (f"l1={self.l1:g}" if self.kind == "relu" else f"k{self.k}")
+        return f"sae-{self.kind}-" + self.entry.label(self)
 
 
 def default_groups(width: int) -> list[int]:
@@ -127,29 +129,9 @@ class SAE(nn.Module):
         """``W_enc (x - b_dec) + b_enc`` on prepared inputs."""
         return (x - self.b_dec) @ self.W_enc.T + self.b_enc
 
-    def select(self, pre: torch.Tensor, batch_mode: bool = False):
-        """The kept latents of a top-k kind as triplets ``(rows, cols, values)`` (values >= 0).
-
-        ``topk``: the ``k`` largest per row. Batch-top-k kinds: with ``batch_mode`` (training) the
-        ``k * rows`` largest of the whole batch, else those above the calibrated ``threshold``.
-        """
-        a = F.relu(pre)
-        if self.cfg.kind == "topk":
-            vals, cols = a.topk(min(self.cfg.k, a.shape[1]), dim=1)
-            rows = torch.arange(a.shape[0]).repeat_interleave(cols.shape[1])
-            return rows, cols.flatten(), vals.flatten()
-        if batch_mode:
-            vals, flat = a.flatten().topk(min(self.cfg.k * a.shape[0], a.numel()))
-            return flat // a.shape[1], flat % a.shape[1], vals
-        rows, cols = (a > self.threshold).nonzero(as_tuple=True)
-        return rows, cols, a[rows, cols]
-
     def activate(self, pre: torch.Tensor, batch_mode: bool = False) -> torch.Tensor:
-        """Dense codes (N, width) from pre-activations (see :meth:`select` for the top-k kinds)."""
-        if self.cfg.kind == "relu":
-            return F.relu(pre)
-        rows, cols, vals = self.select(pre, batch_mode)
-        return torch.zeros_like(pre).index_put_((rows, cols), vals)
+        """Dense codes (N, width) from pre-activations (the kind's activation; ``batch_mode``: training)."""
+        return self.cfg.entry.activate(self, pre, batch_mode)
 
     @torch.no_grad()
     def encode(self, x, chunk: int = 4096) -> torch.Tensor:

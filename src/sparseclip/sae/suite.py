@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .kinds import SAE_KINDS
 from .model import SAE
 from .train import train_sae
 
@@ -60,14 +61,14 @@ def train_at_l0(kind: str, x, width: int, l0: float, steps: int = 1000, lr: floa
     d = int(as_tensor(sources[0]).shape[-1])
     log_every = log_every or max(1, steps // 50)
     probe_steps = probe_steps or max(1, steps // 5)
-    if kind != "relu":
+    if SAE_KINDS.get(kind).param == "k":  # the kind's sparsity is k itself
         k = max(1, min(width, round(l0)))
         sae = fit_sae(SAE(SAEConfig(kind=kind, d=d, width=width, k=k), seed=seed), sources, steps=steps,
                       batch_size=batch_size, lr=lr, seed=seed, log_every=log_every, threads=threads)
         sae.train_info["matched"] = {"target_l0": float(l0), "k": k}
         return sae
     sample = torch.cat([as_tensor(s)[:4096 // len(sources)] for s in sources])
-    sae = SAE(SAEConfig(kind="relu", d=d, width=width, l1=DEFAULT_L1), seed=seed)
+    sae = SAE(SAEConfig(kind=kind, d=d, width=width, l1=DEFAULT_L1), seed=seed)  # an L1 kind: search l1
     tried: list[tuple[float, float]] = []
     for i in range(probes):
         fit_sae(sae, sources, steps=probe_steps, batch_size=batch_size, lr=lr, seed=seed + i, threads=threads)

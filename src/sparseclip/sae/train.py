@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .kinds import sparse_decode
 from .model import SAE, SAEConfig, SAEError
 
 #: rows used to calibrate the inference threshold of the batch-top-k variants
@@ -18,20 +19,6 @@ def _sample(sources: list[torch.Tensor], batch_size: int, gen: torch.Generator) 
     """A batch with an equal share of rows drawn (with replacement) from each source."""
     share = max(1, batch_size // len(sources))
     return torch.cat([s[torch.randint(len(s), (share,), generator=gen)] for s in sources])
-
-
-#: above this share of kept latents per row, decoding through a dense (batch, width) product is cheaper than
-#: gathering one dictionary row per kept latent (the AuxK loss keeps up to d/2 latents per row)
-DENSE_DECODE_SHARE = 1 / 32
-
-
-def _sparse_decode(sae: SAE, n: int, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
-    """``z W_dec`` for codes given as triplets: touches only the kept dictionary rows, or, when many are kept,
-    one dense product (a gather of ``n * d / 2`` dictionary rows costs far more than the matrix product)."""
-    if len(vals) > DENSE_DECODE_SHARE * n * sae.width:
-        z = torch.zeros(n, sae.width, dtype=vals.dtype).index_put((rows, cols), vals, accumulate=True)
-        return z @ sae.W_dec
-    return torch.zeros(n, sae.cfg.d, dtype=vals.dtype).index_add(0, rows, vals[:, None] * sae.W_dec[cols])
 
 
 def sae_loss(sae: SAE, x: torch.Tensor,
@@ -46,49 +33,20 @@ def sae_loss(sae: SAE, x: torch.Tensor,
     """
     cfg, n = sae.cfg, len(x)
     pre = sae.pre_activations(x)
-    if cfg.kind == "relu":
-        z = F.relu(pre)
-        x_hat = z @ sae.W_dec + sae.b_dec
-        err = (x - x_hat).pow(2).sum(-1).mean()
-        loss = err + cfg.l1 * z.sum(-1).mean()
-        fired = (z > 0).any(0).nonzero(as_tuple=True)[0]
-        l0 = (z > 0).sum() / n
-    else:
-        rows, cols, vals = sae.select(pre, batch_mode=True)
-        x_hat = _sparse_decode(sae, n, rows, cols, vals) + sae.b_dec
-        err = (x - x_hat).pow(2).sum(-1).mean()
-        loss = err
-        if cfg.kind == "matryoshka":
-            for g in cfg.groups[:-1]:
-                keep = cols < g
-                x_g = _sparse_decode(sae, n, rows[keep], cols[keep], vals[keep]) + sae.b_dec
-                loss = loss + (x - x_g).pow(2).sum(-1).mean()
-            loss = loss / len(cfg.groups)
-        fired = cols[vals > 0]
-        l0 = (vals > 0).sum() / n
+    loss, err, x_hat, fired, l0 = cfg.entry.loss(sae, x, pre)
     parts = {"mse": err.item(), "l0": l0.item()}
-    if cfg.kind != "relu" and fired_ago is not None:
+    if cfg.entry.aux_loss and fired_ago is not None:
         dead = fired_ago >= cfg.dead_steps
         n_dead = int(dead.sum())
         if n_dead:
             aux_vals, aux_cols = (F.relu(pre) * dead).topk(min(n_dead, max(cfg.d // 2, 2 * cfg.k)), dim=1)
             aux_rows = torch.arange(n).repeat_interleave(aux_cols.shape[1])
-            e_hat = _sparse_decode(sae, n, aux_rows, aux_cols.flatten(), aux_vals.flatten())
+            e_hat = sparse_decode(sae, n, aux_rows, aux_cols.flatten(), aux_vals.flatten())
             aux = ((x - x_hat).detach() - e_hat).pow(2).sum(-1).mean()
             loss = loss + cfg.aux_coef * aux
             parts["aux"] = aux.item()
     parts["loss"] = loss.item()
     return loss, parts, fired
-
-
-@torch.no_grad()
-def calibrate_threshold(sae: SAE, x: torch.Tensor) -> float:
-    """Set the inference threshold of a batch-top-k SAE so that its mean L0 on ``x`` is ``k``."""
-    a = F.relu(sae.pre_activations(x)).flatten()
-    n_keep = min(sae.cfg.k * len(x), a.numel())
-    t = float(a.topk(n_keep).values[-1]) if n_keep else 0.0
-    sae.threshold.fill_(t)
-    return t
 
 
 def fit_sae(sae: SAE, sources: Sequence, steps: int = 2000, batch_size: int = 512, lr: float = 1e-3,
@@ -145,9 +103,8 @@ def _fit(sae: SAE, sources: Sequence, steps: int, batch_size: int, lr: float, se
             fired_ago[fired] = 0
         if log_every and (step % log_every == 0 or step == steps):
             history.append({"step": step, **{k: round(v, 6) for k, v in parts.items()}})
-    if sae.cfg.kind in ("batchtopk", "matryoshka"):
-        calib = _sample(data, min(CALIBRATION_ROWS, sum(len(s) for s in data)), gen)
-        calibrate_threshold(sae, calib)
+    # the kind's last step (e.g. calibrating a batch-top-k threshold) on a sample of the training rows
+    sae.cfg.entry.finish(sae, _sample(data, min(CALIBRATION_ROWS, sum(len(s) for s in data)), gen))
     sae.eval()
     sae.train_info = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
                       "n_train": [len(s) for s in data], "seconds": round(time.perf_counter() - t0, 2),
