@@ -23,7 +23,7 @@ from .naming import (
                      wordnet_lemmas,
 )
 from .pipeline import AnalysisError, AnalyzeConfig, analyze, markdown_table
-from .stats import class_consistency, effective_rank, frequency_histogram, sparsity_summary
+from .stats import class_consistency, effective_rank, frequency_histogram
 from .summary import ModelAnalysis, Options, select_features, summarize
 
 __all__ = [
@@ -33,6 +33,6 @@ __all__ = [
     "encode_model", "feature_clarity", "frequency_histogram", "heatmap_overlay",
     "markdown_table", "modality", "modality_histogram", "multimodal_fraction", "name_features",
     "name_match_rate", "name_matches", "name_mentions", "name_quality", "occlusion_heatmap", "random_clarity",
-    "save_heatmap", "select_features", "sparsity_summary", "summarize", "term_scores",
+    "save_heatmap", "select_features", "summarize", "term_scores",
     "top_terms", "training_captions", "training_dynamics", "wordnet_lemmas",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..eval.sparsity import N_MIN, TAU, as_numpy
+from ..eval.sparsity import N_MIN, TAU, as_numpy, fire_counts
 from ._arrays import l2_normalize
 
 DEFAULT_BAND = (0.1, 0.9)
@@ -47,7 +47,7 @@ def modality(image_codes, text_codes, tau: float = TAU, n_min: int = N_MIN,
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, mi / total, np.nan)
     density = total / (img.shape[0] + txt.shape[0])
-    live = ((img > tau).sum(axis=0) + (txt > tau).sum(axis=0)) >= n_min
+    live = fire_counts(img, tau) + fire_counts(txt, tau) >= n_min  # fires on >= n_min inputs of either side
     return Modality(share, density, live)
 
 

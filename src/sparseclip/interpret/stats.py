@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..eval.sparsity import N_MIN, TAU, active_fraction, active_mask, as_numpy, dead_mask, firing_frequency, l0
+from ..eval.sparsity import N_MIN, TAU, active_mask, as_numpy, firing_frequency
 
 
 @dataclass
@@ -81,14 +81,3 @@ def class_consistency(codes, labels, tau: float = TAU, n_min: int = N_MIN, top_k
         fires &= keep
     per_class = onehot.T @ fires  # (C, F)
     return float((per_class.max(axis=0) / fires.sum(axis=0)).mean())
-
-
-def sparsity_summary(codes, tau: float = TAU, n_min: int = N_MIN) -> dict:
-    """L0, active %, dead % and effective rank of one code matrix, as a flat dict."""
-    x = as_numpy(codes, 2, "codes")
-    return {
-        "L0": l0(x),
-        "active_pct": 100.0 * active_fraction(x, tau, n_min),
-        "dead_pct": 100.0 * float(dead_mask(x, tau).mean()),
-        "effective_rank": effective_rank(x),
-    }

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..eval.sparsity import N_MIN, TAU, active_mask, firing_frequency, l0
+from ..eval.sparsity import N_MIN, TAU, active_mask, dead_mask, firing_frequency, l0
 from ._arrays import l2_normalize, nanmean
 from .alignment import Alignment, alignment, name_match_rate, strict_alignment
 from .clarity import clarity, clarity_all, feature_clarity, random_clarity
@@ -82,7 +82,7 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
         "code_dim": codes.dim,
         "active_pct_image": 100.0 * float(live_img.mean()),
         "active_pct_text": 100.0 * float(active_mask(txt, tau, n_min).mean()),
-        "dead_pct": 100.0 * float(((both > tau).sum(axis=0) == 0).mean()),
+        "dead_pct": 100.0 * float(dead_mask(both, tau).mean()),
         "effective_rank_image": effective_rank(img),
         "clarity_random": random_clarity(reference_image),
         "name_score": float(np.nanmean(list(quality.values()))) if quality else float("nan"),

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..eval.sparsity import N_MIN, TAU, sparsity_stats
+from ..eval.sparsity import N_MIN, TAU, dead_mask, sparsity_stats
 from ..eval.zeroshot import zero_shot_eval
 from .model import SAE, SAEError, as_tensor
 
@@ -29,7 +29,7 @@ def sae_metrics(sae: SAE, x, tau: float = TAU, n_min: int = N_MIN) -> dict:
     codes = sae.encode(xp)  # preparing twice is harmless: normalising is idempotent
     stats = sparsity_stats(codes, tau=tau, n_min=n_min)
     return {"L0": stats["L0"], "fvu": fvu(xp, sae.decode(codes)),
-            "dead_frac": float(((codes > 0).sum(0) == 0).float().mean()),
+            "dead_frac": float(dead_mask(codes, tau).mean()),
             "active_pct": stats["active_pct"], "width": sae.width, "n": len(xp)}
 
 
