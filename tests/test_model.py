@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from sparseclip import load_config
-from sparseclip.model import Head, create_model, get_tokenizer, rep_relu
-from sparseclip.model.heads import HEAD_KINDS
+from sparseclip.model import create_model, get_tokenizer, rep_relu
+from sparseclip.model.heads import HEADS, create_head
 
 
 def _model(*overrides):
@@ -24,7 +24,7 @@ def _batch(n=4):
 EXPECTED = {"relu": (512, True), "dense": (64, False), "linear_wide": (512, False), "topk": (512, True)}
 
 
-@pytest.mark.parametrize("kind", list(HEAD_KINDS))  # every registered head kind
+@pytest.mark.parametrize("kind", HEADS.names())  # every registered head kind
 @pytest.mark.parametrize("placement", ["replace", "append"])
 def test_head_shapes_and_sign(kind, placement):
     dim, nonneg = EXPECTED[kind]
@@ -85,7 +85,7 @@ def test_rep_relu_forward_relu_backward_gelu():
 
 def test_relu_head_gradients_flow_only_through_active_units():
     torch.manual_seed(0)
-    h = Head("relu", 8, 32)
+    h = create_head("relu", 8, 32)
     x = torch.randn(5, 8) - 1.0
     z = h(x)
     z.sum().backward()

@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 from sparseclip import load_config
 from sparseclip.config import ConfigError
 from sparseclip.eval.sparsity import sparsity_stats
-from sparseclip.model.heads import Head, InputNorm
+from sparseclip.model.heads import InputNorm, create_head
 from sparseclip.train import train
 from sparseclip.train.logger import read_log
-from sparseclip.train.loop import cap_at
+from sparseclip.train.loop import logit_scale_max_at
 
 
 def _cfg(tmp_path, name, *extra):
@@ -41,11 +41,11 @@ def test_l0_counts_exact_zeros_and_the_threshold_apart():
 def test_cap_schedule_is_geometric_then_flat():
     cfg = load_config("micro", ["train.steps=100", "model.logit_scale_max=10", "train.logit_scale_max_start=100",
                                 "train.logit_scale_max_anneal=0.5"])
-    assert cap_at(cfg, 0) == pytest.approx(100)
-    assert cap_at(cfg, 25) == pytest.approx(math.sqrt(100 * 10))  # half-way in log space
-    assert cap_at(cfg, 50) == pytest.approx(10) and cap_at(cfg, 100) == pytest.approx(10)
+    assert logit_scale_max_at(cfg, 0) == pytest.approx(100)
+    assert logit_scale_max_at(cfg, 25) == pytest.approx(math.sqrt(100 * 10))  # half-way in log space
+    assert logit_scale_max_at(cfg, 50) == pytest.approx(10) and logit_scale_max_at(cfg, 100) == pytest.approx(10)
     fixed = load_config("micro", ["model.logit_scale_max=30"])
-    assert cap_at(fixed, 0) == cap_at(fixed, 10 ** 6) == 30
+    assert logit_scale_max_at(fixed, 0) == logit_scale_max_at(fixed, 10 ** 6) == 30
     with pytest.raises(ConfigError, match="logit_scale_max_anneal"):
         load_config("micro", ["train.logit_scale_max_anneal=0"])
     with pytest.raises(ConfigError, match="logit_scale_max_start"):
@@ -59,7 +59,7 @@ def test_training_follows_the_cap_schedule(tmp_path):
     cfg = load_config("micro", ["train.steps=8", "model.logit_scale_max=5", "train.logit_scale_max_start=40",
                                 "train.logit_scale_max_anneal=0.5"])
     for step, s in enumerate(scales, start=1):
-        assert s <= cap_at(cfg, step) + 1e-3
+        assert s <= logit_scale_max_at(cfg, step) + 1e-3
     assert scales[0] > 20  # started at the schedule's start, not at the final cap
     assert scales[-1] == pytest.approx(5, abs=0.05)  # at the final cap (it may learn to go a little lower)
 
@@ -80,7 +80,7 @@ def test_input_norm_statistics_are_the_training_data_and_frozen_in_eval():
     assert torch.equal(norm.mean, before)  # eval: frozen
     assert torch.allclose(y.mean(0), torch.zeros(6), atol=1e-4) and torch.allclose(y.std(0), torch.ones(6), atol=1e-2)
     # at evaluation a row's code does not depend on the rest of its batch (frozen statistics)
-    head = Head("relu", 6, 32, input_norm="center")
+    head = create_head("relu", 6, 32, input_norm="center")
     head.train()
     head(x)
     head.eval()

@@ -38,7 +38,7 @@ def test_train_resume_continues_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_logit_scale_cap_holds_during_training(tmp_path):
+def test_logit_scale_max_holds_during_training(tmp_path):
     run = train(_cfg(tmp_path, "cap", "model.logit_scale_max=5.0", "train.lr=0.05"))
     logs = read_log(run)
     assert max(r["logit_scale"] for r in logs) <= 5.0 + 1e-4

@@ -24,8 +24,6 @@ class ConfigError(ValueError):
     """A configuration problem, described in one line that names the offending key."""
 
 
-#: named pretrained tower pairs (``model.towers``), resolved by :mod:`sparseclip.model.pretrained`
-TOWER_PAIRS = ("lite",)
 _CKPT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -33,7 +31,7 @@ _CKPT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 class HeadConfig:
     """The head put after both towers (the same kind in both)."""
 
-    kind: str = "relu"  # relu | dense | linear_wide | topk
+    kind: str = "relu"  # a registered head kind (sparseclip.model.heads.HEADS): relu | dense | linear_wide | topk
     expansion: int = 32  # wide dim = expansion * embed_dim (relu, linear_wide, topk)
     placement: str = "replace"  # replace: tower width -> k*D ; append: after the usual D projection
     bias: bool = False
@@ -43,11 +41,14 @@ class HeadConfig:
     # running mean) | standardize (also divide by its running std). The statistics are buffers learned from the
     # training batches (saved with the head, frozen at evaluation); see docs/pretrained.md (sparsity levers)
     input_norm: str = "none"
+    # settings of a head kind of one's own (e.g. a JumpReLU head's initial threshold), validated by the kind
+    options: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        from .model.heads import HEAD_KINDS, INPUT_NORMS  # the registry (imported here: model imports config)
+        from .model.heads import HEADS, INPUT_NORMS  # the registry (imported here: model imports config)
 
-        _choice("model.head.kind", self.kind, tuple(HEAD_KINDS))
+        _choice("model.head.kind", self.kind, HEADS.names())
+        HEADS.get(self.kind).check_config(self)
         _choice("model.head.input_norm", self.input_norm, INPUT_NORMS)
         _choice("model.head.placement", self.placement, ("replace", "append"))
         _positive("model.head.expansion", self.expansion)
@@ -98,7 +99,9 @@ class ModelConfig:
             raise ConfigError(f"model.pretrained: expected a .safetensors/.bin/.pt/.pth file (or, with "
                               f"model.openclip_name, an OpenCLIP pretrained tag), got {self.pretrained!r}")
         if self.towers:
-            _choice("model.towers", self.towers, TOWER_PAIRS)
+            from .model.pretrained import TOWER_PAIRS  # the registry (imported here: model imports config)
+
+            _choice("model.towers", self.towers, TOWER_PAIRS.names())
             if self.openclip_name or self.pretrained:
                 raise ConfigError("model.towers: a named tower pair brings its own towers and weights; "
                                   "unset model.openclip_name and model.pretrained")

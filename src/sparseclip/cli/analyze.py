@@ -99,10 +99,12 @@ def _print_summary(out) -> None:
     """One line per model row, then the first features with their names and best concepts."""
     import json
 
+    from ..model.rundir import FEATURES_JSON, SUMMARY_JSON
+
     def num(v, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / SUMMARY_JSON).read_text())
     for r in summary["rows"]:
         print(f"{r['model']}: L0 image {num(r.get('L0_image'), '.1f')} / text {num(r.get('L0_text'), '.1f')} of "
               f"{r.get('code_dim')}, active {num(r.get('active_pct'), '.1f')}%, "
@@ -115,7 +117,7 @@ def _print_summary(out) -> None:
         untested = [v["metric"] for v in summary["verdicts"] if not v["against"]]
         none = f"; no baseline for {', '.join(untested)} in this run" if untested else ""
         print(f"verdicts: {len(held)} of {len(tested)} metrics beat every baseline they must{none} "
-              f"(`sparseclip compare {out / 'summary.json'}` shows each with its intervals)")
-    for f in json.loads((out / "features.json").read_text())["features"][:3]:
+              f"(`sparseclip compare {out / SUMMARY_JSON}` shows each with its intervals)")
+    for f in json.loads((out / FEATURES_JSON).read_text())["features"][:3]:
         best = f" ({f['best_concept']}, AUROC {f['best_auroc']:.2f})" if f.get("best_concept") else ""
         print(f"  feature {f['id']}: {f['name'] or '(unnamed)'}{best}")

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError, apply_overrides, config_from_dict, fingerprint, load_config
 from ..eval.run import evaluate_run
-from ..model.heads import HEAD_KINDS
+from ..model.heads import HEADS
 from ..model.rundir import RunDir
 from ..train.logger import read_log
 from ..train.loop import train
@@ -74,8 +74,9 @@ def run_slug(cfg: Config) -> str:
     """A readable, config-unique run folder name (the hash covers the config's :func:`fingerprint`)."""
     digest = hashlib.sha1(json.dumps(fingerprint(cfg.to_dict()), sort_keys=True).encode()).hexdigest()[:8]
     h = cfg.model.head
-    parts = [h.kind, f"x{h.expansion}" if HEAD_KINDS[h.kind].wide else "", h.placement, "rep" if h.rep_relu else "",
-             f"k{h.topk}" if h.kind == "topk" else "", f"l1{cfg.loss.l1_coef:g}" if cfg.loss.l1_coef else "",
+    kind = HEADS.get(h.kind)
+    parts = [h.kind, f"x{h.expansion}" if kind.wide else "", h.placement, "rep" if h.rep_relu else "",
+             kind.name_tag(h), f"l1{cfg.loss.l1_coef:g}" if cfg.loss.l1_coef else "",
              f"cap{cfg.model.logit_scale_max:g}", f"s{cfg.train.seed}", digest]
     return "-".join(p for p in parts if p)
 

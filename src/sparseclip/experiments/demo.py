@@ -25,8 +25,9 @@ import matplotlib.ticker  # noqa: E402
 from ..config import Config, fingerprint, load_config  # noqa: E402
 from ..eval.run import evaluate_run  # noqa: E402
 from ..files.atomic import save_figure, write_text_atomic  # noqa: E402
-from ..model.heads import HEAD_KINDS  # noqa: E402
-from ..model.rundir import RunDir  # noqa: E402
+from ..model.heads import HEADS  # noqa: E402
+from ..model.pretrained import tower_pair  # noqa: E402
+from ..model.rundir import FEATURE_NAMES_JSON, RESULTS_JSON, RESULTS_MD, RunDir  # noqa: E402
 from ..train.logger import read_log  # noqa: E402
 from ..train.loop import train  # noqa: E402
 
@@ -40,10 +41,10 @@ SPARSE_RUN, DENSE_RUN = "lite_sparse", "lite_dense"
 def describe(cfg: Config) -> str:
     """Which towers, head and budget a run had, in words (the results table's ``name``)."""
     m, t = cfg.model, cfg.train
-    towers = ("frozen EfficientNet-Lite0 + MiniLM (pretrained)" if m.towers == "lite" else
+    towers = (f"frozen {tower_pair(m.towers).short} (pretrained)" if m.towers else
               f"{'frozen ' if m.freeze_image else ''}pretrained towers" if m.has_pretrained_towers else
               f"from-scratch ViT (width {m.vision_cfg.get('width', '?')}, {m.vision_cfg.get('layers', '?')} layers)")
-    kind = HEAD_KINDS[m.head.kind]
+    kind = HEADS.get(m.head.kind)
     width = m.head.expansion * m.embed_dim if kind.wide else m.embed_dim
     head = kind.label
     pool = f" on {cfg.data.num_train} scenes" if cfg.data.num_train else ""
@@ -127,12 +128,12 @@ def plot_training(runs: dict[str, Path], out: Path, batch: dict[str, int] | None
 
 
 def _nonnegative(run: Path) -> bool:
-    """Whether the run's head gives non-negative codes (a head kind of :data:`HEAD_KINDS` that does)."""
+    """Whether the run's head gives non-negative codes (a head kind of :data:`HEADS` that does)."""
     try:
         kind = json.loads(RunDir(run).config.read_text())["model"]["head"]["kind"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         return False
-    return kind in HEAD_KINDS and HEAD_KINDS[kind].nonnegative
+    return kind in HEADS and HEADS.get(kind).nonnegative
 
 
 def plot_accuracy(rows: list[dict], out: Path) -> Path:
@@ -173,7 +174,7 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
     out = Path(out_dir)
     times: dict[str, float] = {}
     loaded = compare_models(out, steps, overrides, progress, resume, times)
-    look = [str(out / "results.md"), str(out / "plots")]
+    look = [str(out / RESULTS_MD), str(out / "plots")]
     if analysis:
         t0 = time.time()
         look += analyse_and_report(out, loaded, progress=progress, sae=sae)
@@ -182,7 +183,7 @@ def run_demo(out_dir: str | Path = "demo_out", steps: int | None = None, overrid
         look += index_and_search(out, loaded[SPARSE_RUN])
         times["index + search"] = time.time() - t0
     total = time.time() - t_start
-    record_stage_times(out / "results.json", times, total)
+    record_stage_times(out / RESULTS_JSON, times, total)
     return DemoResult(out, times, look, total)
 
 
@@ -204,15 +205,15 @@ def analyse_and_report(out: Path, loaded: dict, progress: bool = True, sae: bool
 def index_and_search(out: Path, model: tuple, n: int = 2000, query: str = "a red circle") -> list[str]:
     """An inverted index of the sparse model's codes of ``n`` world images (named by the analysis), and one
     explained search, printed; returns the command that repeats the search."""
-    from ..index.build import build_index_from_run
+    from ..index.build import BuildOptions, build_index_from_run
     from ..index.query import format_result, search_index
 
     print(f"[demo] indexing {n} images with the sparse model ({SPARSE_RUN})")
     if (out / "index").is_dir():  # the demo's own index of a previous run: rebuilt from this run's model
         shutil.rmtree(out / "index")
-    names = out / "analysis" / "feature_names.json"
-    built = build_index_from_run(out / SPARSE_RUN, out / "index", n=n, model=model,
-                                 feature_names=names if names.is_file() else None)
+    names = RunDir(out).analysis / FEATURE_NAMES_JSON
+    built = build_index_from_run(out / SPARSE_RUN, out / "index",
+                                 BuildOptions(n=n, feature_names=names if names.is_file() else None), model=model)
     print(f"[demo] {built.summary()}")
     command = f'sparseclip index search {out / "index"} --text "{query}" -k 3 --explain 3'
     print(f"[demo] {command}")
@@ -263,9 +264,9 @@ def compare_models(out: Path, steps: int | None, overrides: list[str] | None, pr
     plots.mkdir(exist_ok=True)
     plot_training(runs, plots, batch)
     plot_accuracy(rows, plots)
-    write_text_atomic(out / "results.json", json.dumps({"rows": rows}, indent=2))
+    write_text_atomic(out / RESULTS_JSON, json.dumps({"rows": rows}, indent=2))
     md = results_markdown(rows)
-    write_text_atomic(out / "results.md", md)
+    write_text_atomic(out / RESULTS_MD, md)
     print(md)
     return loaded
 
@@ -310,7 +311,7 @@ def render_results(path: Path) -> Path:
         from ..interpret.pipeline import markdown_table
 
         text += "\n## Feature analysis\n\n" + markdown_table(json.loads(analysis.read_text())["rows"]) + "\n"
-    md = path.with_name("results.md")
+    md = path.with_name(RESULTS_MD)
     write_text_atomic(md, f"<!-- generated by `sparseclip demo --render {path}` from the JSON beside it -->\n\n{text}")
     return md
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..files.atomic import save_image, write_json_atomic
-from ..model.rundir import RunDir
+from ..model.rundir import FEATURE_NAMES_JSON, FEATURES_JSON, SUMMARY_JSON, RunDir
 from ..report.tables import TABLE_COLUMNS, markdown_table  # noqa: F401 - re-exported
 from ._arrays import l2_normalize
 from .attribution import occlusion_heatmap, save_heatmap
@@ -128,9 +128,9 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     # occlusion patch: a ViT's own patch; otherwise an 8 x 8 grid (a conv tower costs one pass per patch)
     patch = int(mcfg.model.vision_cfg.get("patch_size") or max(4, mcfg.data.image_size // 8))
     entries = _feature_entries(main, data, chosen, out_dir, patch if cfg.heatmaps else 0, cfg.progress)
-    write_json(out_dir / "features.json", {"features": entries})
+    write_json(out_dir / FEATURES_JSON, {"features": entries})
     # every named live feature (features.json details only the chosen few): names for search explanations
-    write_json(out_dir / "feature_names.json", {str(f): n for f, n in sorted(main.names.items()) if n})
+    write_json(out_dir / FEATURE_NAMES_JSON, {str(f): n for f, n in sorted(main.names.items()) if n})
     if data.lattice is not None and data.lattice.names:  # each feature's concept by evidence: explanations group
         from .evidence import feature_concepts
 
@@ -149,7 +149,7 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     _plots(analyses, data, dyn, out_dir / "plots", opts)
     notes.append(f"thresholds: tau={opts.tau}, n_min={opts.n_min}, multimodal band={list(opts.band)}, "
                  f"monosemantic AUROC >= {opts.monosemantic}")
-    write_json(out_dir / "summary.json", {"rows": [a.row for a in analyses], "notes": notes, "reference": reference,
+    write_json(out_dir / SUMMARY_JSON, {"rows": [a.row for a in analyses], "notes": notes, "reference": reference,
                                            "verdicts": verdicts(main, analyses[1:]),
                                            "above_chance": {a.row["model"]: row_chance(a) for a in analyses}})
     return out_dir

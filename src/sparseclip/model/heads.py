@@ -1,25 +1,28 @@
 """Heads: the layer each tower ends in. Every head maps a tower feature (B, in_dim) to a code (B, out_dim).
 
+The kinds (``model.head.kind``, registry :data:`HEADS`):
+
 - ``relu``        Sparse CLIP: wide linear then ReLU (optionally RepReLU: ReLU forward, GELU gradient).
 - ``dense``       the standard CLIP projection (in_dim -> embed_dim), or identity when the tower already
                   projects (placement ``append``).
 - ``linear_wide`` the same wide linear without ReLU: the parameter-matched dense control.
 - ``topk``        wide linear, keep the K largest entries (after ReLU), zero the rest.
 
-All heads share one contract (``forward(x) -> code``, ``out_dim``, ``nonnegative``), so sweeps and
-reports treat them alike.
+All heads share one contract (``forward(x) -> code``, ``out_dim``, ``nonnegative``, ``wide``, ``label``), so
+sweeps and reports treat them alike. A new kind: subclass :class:`Head`, override ``activate`` (and
+``check_config`` for its own ``model.head.options``), decorate with ``@HEADS.register("name")``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import HeadConfig
+from ..config import ConfigError, HeadConfig
+from ..registry import Registry
 
 
 class _RepReLU(torch.autograd.Function):
@@ -49,40 +52,6 @@ def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
     k = min(k, x.shape[-1])
     vals, idx = x.topk(k, dim=-1)
     return torch.zeros_like(x).scatter(-1, idx, vals)
-
-
-def _relu(head: Head, z: torch.Tensor) -> torch.Tensor:
-    return rep_relu(z) if head.use_rep_relu else F.relu(z)
-
-
-def _topk(head: Head, z: torch.Tensor) -> torch.Tensor:
-    return topk_mask(F.relu(z), head.k)
-
-
-def _linear(head: Head, z: torch.Tensor) -> torch.Tensor:
-    return z
-
-
-@dataclass(frozen=True)
-class HeadKind:
-    """What a ``model.head.kind`` is: its non-linearity after the projection, whether its codes are
-    non-negative, whether it is wide (``expansion * embed_dim`` outputs) or CLIP's ``embed_dim``, and its name
-    in tables."""
-
-    activation: Callable[[Head, torch.Tensor], torch.Tensor]
-    nonnegative: bool
-    wide: bool
-    label: str
-
-
-#: ``model.head.kind`` -> :class:`HeadKind`. Config validation and the parametrised tests read this registry;
-#: a new head kind is one entry here (plus its test).
-HEAD_KINDS: dict[str, HeadKind] = {
-    "relu": HeadKind(_relu, nonnegative=True, wide=True, label="ReLU head"),
-    "dense": HeadKind(_linear, nonnegative=False, wide=False, label="dense head"),
-    "linear_wide": HeadKind(_linear, nonnegative=False, wide=True, label="wide linear head"),
-    "topk": HeadKind(_topk, nonnegative=True, wide=True, label="TopK head"),
-}
 
 
 #: ``model.head.input_norm``: what a head does to its input before projecting it
@@ -136,52 +105,128 @@ class InputNorm(nn.Module):
 
 
 class Head(nn.Module):
-    """A linear map followed by the head's non-linearity (see module docstring), optionally after normalising
-    its input with the training data's statistics (:class:`InputNorm`)."""
+    """A linear map followed by the kind's non-linearity (:meth:`activate`), optionally after normalising its
+    input with the training data's statistics (:class:`InputNorm`).
 
-    def __init__(self, kind: str, in_dim: int, out_dim: int, bias: bool = False, rep_relu: bool = False,
-                 topk: int = 64, identity: bool = False, input_norm: str = "none"):
+    A head kind is a subclass registered in :data:`HEADS`; it declares what it is through class attributes
+    (``nonnegative``: its codes are >= 0; ``wide``: ``expansion * embed_dim`` outputs, else CLIP's
+    ``embed_dim``; ``label``: its name in tables), validates its own settings (:meth:`check_config`, e.g. the
+    kind-specific ``model.head.options``) and may add its own parameters in ``__init__``; nothing outside the
+    kind compares kind names.
+    """
+
+    nonnegative: ClassVar[bool] = False
+    wide: ClassVar[bool] = True
+    label: ClassVar[str] = "head"
+
+    def __init__(self, cfg: HeadConfig, in_dim: int, out_dim: int, identity: bool = False):
         super().__init__()
-        if kind not in HEAD_KINDS:
-            raise ValueError(f"unknown head kind {kind!r} ({', '.join(HEAD_KINDS)})")
-        if input_norm not in INPUT_NORMS:
-            raise ValueError(f"unknown input_norm {input_norm!r} ({', '.join(INPUT_NORMS)})")
-        self.kind = kind
-        self.norm = InputNorm(in_dim, scale=input_norm == "standardize") if input_norm != "none" else None
+        if cfg.input_norm not in INPUT_NORMS:
+            raise ValueError(f"unknown input_norm {cfg.input_norm!r} ({', '.join(INPUT_NORMS)})")
+        self.kind = cfg.kind
+        self.norm = InputNorm(in_dim, scale=cfg.input_norm == "standardize") if cfg.input_norm != "none" else None
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.use_rep_relu = rep_relu
-        self.k = topk
         if identity:
             self.proj = nn.Identity()
         else:
-            self.proj = nn.Linear(in_dim, out_dim, bias=bias)
+            self.proj = nn.Linear(in_dim, out_dim, bias=cfg.bias)
             # OpenCLIP initialises projections with std width**-0.5.
             nn.init.normal_(self.proj.weight, std=in_dim ** -0.5)
-            if bias:
+            if cfg.bias:
                 nn.init.zeros_(self.proj.bias)
 
-    @property
-    def nonnegative(self) -> bool:
-        return HEAD_KINDS[self.kind].nonnegative
+    @classmethod
+    def check_config(cls, cfg: HeadConfig) -> None:
+        """Refuse settings this kind cannot honour (one :class:`ConfigError`); by default, any
+        ``model.head.options`` (a kind that takes options overrides this)."""
+        if cfg.options:
+            raise ConfigError(f"model.head.options: the {cfg.kind} head takes no options, got "
+                              f"{', '.join(sorted(cfg.options))}")
+
+    @classmethod
+    def name_tag(cls, cfg: HeadConfig) -> str:
+        """The kind's own settings in a run's name (e.g. ``k64`` for TopK); empty by default."""
+        return ""
+
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        """The non-linearity after the projection (identity by default)."""
+        return z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm is not None:
             x = self.norm(x)
-        return HEAD_KINDS[self.kind].activation(self, self.proj(x))
+        return self.activate(self.proj(x))
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, in={self.in_dim}, out={self.out_dim}"
 
 
+#: ``model.head.kind`` -> its :class:`Head` subclass. Config validation, model building, the run names and the
+#: parametrised tests read this registry; a new head kind is one decorated subclass (plus its test).
+HEADS: Registry[type[Head]] = Registry("head kind", "model.head.kind")
+
+
+@HEADS.register("relu")
+class ReluHead(Head):
+    """Sparse CLIP: wide linear then ReLU (``model.head.rep_relu``: RepReLU, a GELU gradient)."""
+
+    nonnegative, wide, label = True, True, "ReLU head"
+
+    def __init__(self, cfg: HeadConfig, in_dim: int, out_dim: int, identity: bool = False):
+        super().__init__(cfg, in_dim, out_dim, identity)
+        self.use_rep_relu = cfg.rep_relu
+
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        return rep_relu(z) if self.use_rep_relu else F.relu(z)
+
+
+@HEADS.register("dense")
+class DenseHead(Head):
+    """The standard CLIP projection (or identity with placement ``append``)."""
+
+    nonnegative, wide, label = False, False, "dense head"
+
+
+@HEADS.register("linear_wide")
+class LinearWideHead(Head):
+    """The wide linear map without ReLU: the parameter-matched dense control."""
+
+    nonnegative, wide, label = False, True, "wide linear head"
+
+
+@HEADS.register("topk")
+class TopKHead(Head):
+    """Wide linear, ReLU, keep the ``model.head.topk`` largest entries."""
+
+    nonnegative, wide, label = True, True, "TopK head"
+
+    def __init__(self, cfg: HeadConfig, in_dim: int, out_dim: int, identity: bool = False):
+        super().__init__(cfg, in_dim, out_dim, identity)
+        self.k = cfg.topk
+
+    @classmethod
+    def name_tag(cls, cfg: HeadConfig) -> str:
+        return f"k{cfg.topk}"
+
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        return topk_mask(F.relu(z), self.k)
+
+
 def build_head(cfg: HeadConfig, in_dim: int, embed_dim: int) -> Head:
-    """Build the head for a tower whose output has ``in_dim`` features.
+    """Build the head of kind ``cfg.kind`` for a tower whose output has ``in_dim`` features.
 
     With ``placement=replace`` the tower's own projection was removed and ``in_dim`` is its width;
     with ``append`` the tower still projects to ``embed_dim`` (== ``in_dim``).
     """
-    if not HEAD_KINDS[cfg.kind].wide:
-        identity = cfg.placement == "append"
-        return Head(cfg.kind, in_dim, embed_dim, bias=cfg.bias, identity=identity, input_norm=cfg.input_norm)
-    width = cfg.expansion * embed_dim
-    return Head(cfg.kind, in_dim, width, bias=cfg.bias, rep_relu=cfg.rep_relu, topk=cfg.topk,
-                input_norm=cfg.input_norm)
+    cls = HEADS.get(cfg.kind)
+    if not cls.wide:
+        return cls(cfg, in_dim, embed_dim, identity=cfg.placement == "append")
+    return cls(cfg, in_dim, cfg.expansion * embed_dim)
+
+
+def create_head(kind: str, in_dim: int, out_dim: int, **settings: Any) -> Head:
+    """A head of a registered ``kind`` mapping ``in_dim`` to ``out_dim`` features, other ``model.head`` settings
+    from ``settings`` (validated as the config validates them)."""
+    cfg = HeadConfig(kind=kind, **settings)
+    cfg.validate()
+    return HEADS.get(kind)(cfg, in_dim, out_dim)

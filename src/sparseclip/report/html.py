@@ -13,21 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import __version__
+from .columns import COLUMNS
 from .data import Feature, RunData, number
 
-#: column key -> (header, tooltip) for the summary table's known columns, in display order
-COLUMNS: dict[str, tuple[str, str]] = {
-    "L0_image": ("L0 image", "mean number of non-zero code entries per image"),
-    "L0_text": ("L0 text", "mean number of non-zero code entries per text"),
-    "active_pct": ("active %", "% of features firing (> tau) on at least n_min inputs"),
-    "clarity": ("clarity", "mean pairwise cosine similarity (reference encoder) of the inputs a feature "
-                "fires on, averaged over features; higher = more coherent features"),
-    "multimodal_frac": ("multimodal", "fraction of live features whose image share of activation mass is "
-                        "inside the multimodal band"),
-    "mean_best_auroc": ("mean best AUROC", "mean over ground-truth concepts of the best single feature's "
-                        "AUROC at detecting it"),
-    "monosemantic_frac": ("monosemantic", "fraction of live features whose best concept AUROC >= 0.9"),
-}
 #: a demo table wider than this is shown transposed (one column per model)
 TRANSPOSE_ABOVE = 10
 CAPTIONS_SHOWN = 5

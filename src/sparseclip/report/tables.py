@@ -8,14 +8,7 @@ import math
 from pathlib import Path
 
 from ..data.base import DataError
-
-#: the analysis table's columns: sparsity, clarity (live features; all features, dead = 0), modality (over live
-#: features; the share of all features that are live, selective and multimodal), ground truth (in-sample and
-#: held-out best AUROC; AUROC-only and strict monosemantic fractions), naming
-TABLE_COLUMNS = ("L0_image", "active_pct", "f1_frac", "precision_frac", "concept_covered_frac",
-                 "monosemantic_strict_frac", "purity_f1_adj", "purity_topn_adj", "label_clarity", "clarity",
-                 "pixel_clarity", "crossmodal_frac", "name_true_frac", "multimodal_selective_frac",
-                 "mean_best_auroc_heldout")
+from .columns import TABLE_COLUMNS
 
 
 def markdown_table(rows: list[dict], columns: tuple[str, ...] = TABLE_COLUMNS, digits: int = 3) -> str:

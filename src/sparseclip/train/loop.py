@@ -196,8 +196,8 @@ def _newest_finite_checkpoint(run_dir: Path, finite_at: int | None) -> str:
 
 
 
-def cap_at(cfg: Config, done: int) -> float:
-    """The cap on the logit scale after ``done`` steps: ``model.logit_scale_max``, or with a cap schedule
+def logit_scale_max_at(cfg: Config, done: int) -> float:
+    """The cap on the logit scale after ``done`` steps: ``model.logit_scale_max``, or with a schedule
     (``train.logit_scale_max_start``) the geometric path from the start to it over the first
     ``train.logit_scale_max_anneal`` of the steps."""
     end, begin = cfg.model.logit_scale_max, cfg.train.logit_scale_max_start
@@ -364,7 +364,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
             else:
                 optimizer.step()
             scheduler.step()
-            model.clamp_logit_scale(cap_at(cfg, step + 1))
+            model.clamp_logit_scale(logit_scale_max_at(cfg, step + 1))
             n_last += images.shape[0] * info.world_size
             done = step + 1
             if done % tc.log_every == 0 or done == tc.steps:

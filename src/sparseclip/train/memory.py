@@ -48,10 +48,10 @@ def _gb(n: float) -> str:
 
 def head_weights(cfg: Config) -> int:
     """The weights of both heads (an estimate before building them; 0 for CLIP's narrow head)."""
-    from ..model.heads import HEAD_KINDS
+    from ..model.heads import HEADS
 
     m, h = cfg.model, cfg.model.head
-    if not HEAD_KINDS[h.kind].wide:
+    if not HEADS.get(h.kind).wide:
         return 0
     width = h.expansion * m.embed_dim
     total = 0
