@@ -226,7 +226,8 @@ def test_approximate_search_needs_no_extra_package_and_takes_filters():
     index = SparseIndex.build(items)
     exact = index.search_batch(queries, k=5, exclude=[1])
     fuzzy = index.search_batch(queries, k=5, exclude=[1], approximate=True)
-    assert isinstance(index._approx, approx.PrunedSearch)
+    assert isinstance(index._approx, approx.PrunedBackend)
+    assert isinstance(index._approx.engine, approx.PrunedSearch)
     hit_rows = {h.row for hits in fuzzy for h in hits}
     assert hit_rows and not hit_rows & set(index._items_with(1, 0.0).tolist())
     recall = np.mean([len({h.row for h in a} & {h.row for h in b}) / max(len(a), 1)

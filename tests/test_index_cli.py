@@ -104,6 +104,23 @@ def test_cli_errors_are_one_line(ckpt, tmp_path, capsys):
     assert code == 2 and "512-feature" in err
 
 
+def test_approximate_backend_chosen_at_build(ckpt, tmp_path, capsys):
+    """--backend pruned: its build options stored in index.json and used after loading; plain searches of the index
+    are ranked by it (keep 1.0 and more candidates than items: the exact hits)."""
+    idx, ref = tmp_path / "pruned", tmp_path / "local"
+    code, out, _ = _run(capsys, "index", "build", ckpt, "--out", idx, "--n", 20, "--backend", "pruned",
+                        "--pruned-keep", 1.0)
+    assert code == 0 and "ranked by pruned (approximate)" in out
+    assert json.loads((idx / "index.json").read_text())["backend"] == {"kind": "pruned", "keep": 1.0}
+    _run(capsys, "index", "build", ckpt, "--out", ref, "--n", 20)
+    index = SparseIndex.load(idx)
+    assert index.ranker().engine.keep == 1.0
+    q = _text_code(ckpt)
+    assert [h.id for h in index.search(q, k=5)] == [h.id for h in SparseIndex.load(ref).search(q, k=5)]
+    code, _, err = _run(capsys, "index", "build", ckpt, "--out", tmp_path / "x", "--pruned-keep", 0.5)
+    assert code == 2 and "--pruned-keep needs --backend pruned" in err
+
+
 def test_concept_features_are_the_phrase_code_top_k(ckpt):
     from sparseclip.model.checkpoint import load_model
 
@@ -131,7 +148,7 @@ def test_milvus_backend_build_search_and_info(ckpt, tmp_path, capsys):
     code, out, _ = _run(capsys, "index", "build", ckpt, "--out", idx, "--n", 4, "--append")
     assert code == 0 and "[16 items" in out and "ranked by Milvus" in out
     index = SparseIndex.load(idx)
-    assert index.milvus().count() == 16
+    assert index.ranker().store.count() == 16
     code, out, _ = _run(capsys, "index", "search", idx, "--text", "a red circle", "-k", 4, "--explain", 2, "--json")
     hits = json.loads(out)["hits"]
     local = index.search(_text_code(ckpt), k=4, engine="scipy")

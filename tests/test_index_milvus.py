@@ -28,7 +28,7 @@ def _brute_top(items, queries, k):
 def test_milvus_top_k_equals_brute_force_and_local_engine(tmp_path):
     items, queries = _codes(1200, seed=1), _codes(15, seed=2)
     index = SparseIndex.build(items, ids=[f"i{i}" for i in range(1200)], feature_names={5: "five"})
-    index.use_milvus()
+    index.use_backend("milvus")
     index.save(tmp_path / "idx")
     assert (tmp_path / "idx" / milvus_backend.LITE_DB).is_dir()
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["backend"]["kind"] == "milvus"
@@ -49,13 +49,13 @@ def test_milvus_top_k_equals_brute_force_and_local_engine(tmp_path):
 def test_milvus_append_filters_and_errors(tmp_path):
     items, queries = _codes(700, seed=3), _codes(6, seed=4)
     part = SparseIndex.build(items[:400])
-    part.use_milvus(collection="my_codes")
+    part.use_backend("milvus", collection="my_codes")
     part.save(tmp_path / "idx")
     part = SparseIndex.load(tmp_path / "idx")
     part.append(items[400:])
     part.save(tmp_path / "idx")  # the database is kept and only the 300 new rows are sent
     again = SparseIndex.load(tmp_path / "idx")
-    assert again.milvus().count() == 700 and again.milvus().collection == "my_codes"
+    assert again.ranker().store.count() == 700 and again.ranker().store.collection == "my_codes"
     want, _ = _brute_top(items, queries, 5)
     assert [[h.row for h in q] for q in again.search_batch(queries, k=5)] == want
     # filters are applied by the local engine: same result as without Milvus
@@ -63,7 +63,7 @@ def test_milvus_append_filters_and_errors(tmp_path):
     assert ([[h.row for h in q] for q in again.search_batch(queries, k=5, exclude=[1, 2])]
             == [[h.row for h in q] for q in plain.search_batch(queries, k=5, exclude=[1, 2])])
     with pytest.raises(SparseIndexError, match="collection name"):
-        again.use_milvus(collection="bad name!")
+        again.use_backend("milvus", collection="bad name!")
     # a collection that lost rows is refused with one line
     meta = json.loads((tmp_path / "idx" / "index.json").read_text())
     meta["backend"]["collection"] = "missing_one"
@@ -74,7 +74,7 @@ def test_milvus_append_filters_and_errors(tmp_path):
 
 def test_milvus_unreachable_server_is_one_line(tmp_path):
     index = SparseIndex.build(_codes(20, seed=5))
-    index.use_milvus(uri="http://127.0.0.1:9")
+    index.use_backend("milvus", uri="http://127.0.0.1:9")
     with pytest.raises(SparseIndexError, match="Milvus"):
         index.save(tmp_path / "idx")
 
@@ -87,10 +87,10 @@ def _has_numba():
 
 def test_milvus_k_beyond_its_limit_is_refused(tmp_path):
     index = SparseIndex.build(_codes(30, seed=6))
-    index.use_milvus()
+    index.use_backend("milvus")
     index.save(tmp_path / "idx")
     q = index.prepare_queries(_codes(1, seed=7))
     with pytest.raises(SparseIndexError, match="search locally"):
-        index.milvus().search(q, 10_000)
+        index.ranker().store.search(q, 10_000)
     rows, _ = index.search_rows(q, 10_000)  # k beyond the items is cut to the item count first
     assert rows.shape == (1, 30)

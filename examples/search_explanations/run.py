@@ -20,7 +20,7 @@ from pathlib import Path
 
 def measure(run: Path, concepts: Path, n: int, seed: int, top: int) -> dict:
     from sparseclip.index import SparseIndex
-    from sparseclip.index.build import build_index_from_run, load_feature_names
+    from sparseclip.index.build import BuildOptions, build_index_from_run, load_feature_names
     from sparseclip.index.explain import explanation_coverage
     from sparseclip.model import get_tokenizer
     from sparseclip.model.checkpoint import load_model
@@ -28,7 +28,7 @@ def measure(run: Path, concepts: Path, n: int, seed: int, top: int) -> dict:
 
     model, cfg = load_model(run)
     with tempfile.TemporaryDirectory() as tmp:
-        built = build_index_from_run(run, Path(tmp) / "ix", n=n, seed=seed, model=(model, cfg))
+        built = build_index_from_run(run, Path(tmp) / "ix", BuildOptions(n=n, seed=seed), model=(model, cfg))
         index = SparseIndex.load(built.out)
     index.feature_concepts = load_feature_names(concepts)
     queries = encode_texts(model, get_tokenizer(cfg.model), [c or "" for c in index.captions]).numpy()

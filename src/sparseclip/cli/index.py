@@ -12,8 +12,7 @@ INDEX_DIR/codes.npz (scipy.sparse CSC, items x features) and INDEX_DIR/index.jso
 model checkpoint and config, feature names). Images come from the procedural world (--dataset world --n N)
 or from a folder (--images-dir DIR, searched recursively). --append adds them to an existing index (built
 with the same model).
---backend milvus also stores them in Milvus (embedded Milvus Lite in INDEX_DIR/milvus.db, or a server with
---milvus-uri), which then ranks every search of the index."""
+--backend chooses who ranks the searches of the index (explanations always come from the stored codes):"""
 
 SEARCH_HELP = """Search an index with a text or an image, embedded by the model the index was built with.
 --explain lists, for each hit, the shared features that made its score (query value x item value), with
@@ -21,12 +20,24 @@ names when the index has them. Filters take phrases ("red but not circle": --tex
 a phrase stands for the top --concept-k features the text tower activates for it."""
 
 
+def _backend_flag(backend: str, option: str) -> str:
+    return f"--{backend}-{option.replace('_', '-')}"
+
+
+def _backend_dest(backend: str, option: str) -> str:
+    return f"backend_option:{backend}:{option}"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..index.backends import BACKENDS, DEFAULT_BACKEND
+
     p = sub.add_parser("index", help="sparse search: build an inverted index of codes, search it with reasons",
                        description="Sparse search over Sparse CLIP codes (see docs/search.md).")
     isub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
 
-    b = isub.add_parser("build", help="embed images to codes and store them as an index", description=BUILD_HELP)
+    backends = "\n".join(f"  {name}: {cls.summary}" for name, cls in BACKENDS.items())
+    b = isub.add_parser("build", help="embed images to codes and store them as an index",
+                        description=f"{BUILD_HELP}\n{backends}", formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="run dir or checkpoint dir of a Sparse CLIP model")
     b.add_argument("--out", required=True, metavar="INDEX_DIR", help="index directory to write")
     src = b.add_mutually_exclusive_group()
@@ -44,12 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "features.json (default: RUN/analysis/features.json when present)")
     b.add_argument("--no-normalize", action="store_true", help="score raw dot products instead of cosine")
     b.add_argument("--batch-size", type=int, default=256)
-    b.add_argument("--backend", choices=["local", "milvus"], default="local",
-                   help="who ranks: the local inverted index (default) or Milvus (needs sparseclip[milvus]); "
-                   "explanations always come from the stored codes")
-    b.add_argument("--milvus-uri", metavar="URI", help="Milvus server (http://host:19530) or Milvus Lite database "
-                   "path (default: INDEX_DIR/milvus.db, embedded, no server)")
-    b.add_argument("--milvus-collection", metavar="NAME", help="collection name (default sparseclip_<INDEX_DIR name>)")
+    b.add_argument("--backend", choices=BACKENDS.names(),
+                   help=f"the search backend that ranks (default: {DEFAULT_BACKEND}, or the index's own with --append)")
+    for name, cls in BACKENDS.items():  # each backend's build parameters: --<backend>-<option>
+        for opt in cls.options:
+            b.add_argument(_backend_flag(name, opt.name), dest=_backend_dest(name, opt.name), type=opt.type,
+                           metavar=opt.metavar or opt.name.upper(), help=f"--backend {name}: {opt.help}")
     b.set_defaults(func=run_build)
 
     s = isub.add_parser("search", help="search an index with a text or image query", description=SEARCH_HELP)
@@ -74,8 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--min-activation", type=float, default=0.0, help="a feature counts as active above this")
     s.add_argument("--model", metavar="RUN_OR_CKPT", help="embed queries with this model instead of the index's")
     s.add_argument("--approximate", action="store_true",
-                   help="approximate search with the own pruned engine (scores exact, a few hits may be missed; "
-                        "pays off on large indexes, see docs/search.md)")
+                   help="approximate search (the index's backend when it is approximate, else the own pruned engine: "
+                        "scores exact, a few hits may be missed; pays off on large indexes, see docs/search.md)")
     s.set_defaults(func=run_search)
 
     i = isub.add_parser("info", help="describe an index")
@@ -84,17 +95,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # -- build -------------------------------------------------------------------------------------------
-def run_build(args: argparse.Namespace) -> int:
-    from ..index.build import build_index_from_run
+def _backend_options(args: argparse.Namespace) -> dict:
+    """The given ``--<backend>-<option>`` values of the chosen backend; one given for another backend is an error."""
+    given = {}
+    for dest, value in vars(args).items():
+        if dest.startswith("backend_option:") and value is not None:
+            _, backend, option = dest.split(":")
+            if backend != args.backend:
+                raise UserError(f"{_backend_flag(backend, option)} needs --backend {backend}")
+            given[option] = value
+    return given
 
-    if args.milvus_uri and args.backend != "milvus":
-        raise UserError("--milvus-uri needs --backend milvus")
-    r = build_index_from_run(args.checkpoint, args.out, images_dir=args.images_dir, data=args.data, n=args.n,
-                             seed=args.seed, start=args.start, append=args.append, feature_names=args.feature_names,
-                             normalize=not args.no_normalize, batch_size=args.batch_size, backend=args.backend,
-                             milvus_uri=args.milvus_uri, milvus_collection=args.milvus_collection,
-                             img_key=args.csv_img_key, caption_key=args.csv_caption_key)
-    print(r.summary())
+
+def run_build(args: argparse.Namespace) -> int:
+    from ..index.build import BuildOptions, build_index_from_run
+
+    options = BuildOptions(images_dir=args.images_dir, data=args.data, img_key=args.csv_img_key,
+                           caption_key=args.csv_caption_key, n=args.n, seed=args.seed, start=args.start,
+                           append=args.append, feature_names=args.feature_names, normalize=not args.no_normalize,
+                           batch_size=args.batch_size, backend=args.backend, backend_options=_backend_options(args))
+    print(build_index_from_run(args.checkpoint, args.out, options).summary())
     return 0
 
 
@@ -136,7 +156,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     index = SparseIndex.load(args.index)
     ckpt = (index.model or {}).get("checkpoint", "none recorded")
-    via = f", ranked by Milvus ({index.milvus_label()})" if index.backend else ""
+    via = f", {index.ranked_by()}" if index.ranked_by() else ""
     print(f"{args.index}: {len(index)} items x {index.n_features} features, {index.nnz} non-zeros "
           f"(mean {index.nnz / max(len(index), 1):.1f} per item), {index.nbytes / 1e6:.1f} MB in memory, "
           f"{'cosine' if index.normalize else 'dot-product'} scores, {len(index.feature_names)} feature names, "

@@ -3,23 +3,25 @@
 vectors, the same shape as Sparse CLIP codes).
 
 Both are built in memory from the stored codes (derived structures: nothing engine-specific is saved with the
-index). docs/search.md has their recall-vs-speed figures next to exact search and faiss.
+index). docs/search.md has their recall-vs-speed figures next to exact search and faiss. Each is an approximate
+entry (``exact = False``) of :data:`sparseclip.index.backends.BACKENDS`: ``pruned`` and ``seismic``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import _topk as _kernels
+from .backends import BACKENDS, DEFAULT_APPROXIMATE, BackendOption, SearchBackend
 from .codes import SparseIndexError
 
 try:
     import seismic
 except ImportError:  # pragma: no cover - exercised where the package is absent
     seismic = None
-
-APPROX_ENGINES = ("pruned", "seismic")
 
 #: Seismic defaults measured on synthetic 16k-feature codes with ~200 active per item (recall@10 ~0.98 at 20k
 #: items, see docs/search.md); any Seismic build/query keyword overrides them
@@ -147,3 +149,37 @@ class PrunedSearch:
         q.sort_indices()
         cand, _ = _kernels.topk(q, self.pruned, c, allowed=allowed)  # the best c on the pruned lists
         return _kernels.rerank(q, cand, self.forward, self.shape[0], k)
+
+
+@BACKENDS.register(DEFAULT_APPROXIMATE)
+class PrunedBackend(SearchBackend):
+    """:class:`PrunedSearch` as a search backend (build parameters ``keep``, ``min_keep``; query ``candidates``)."""
+
+    summary = "approximate: the own engine (pruned posting lists, exact re-ranking; no extra package)"
+    exact = False
+    filters = True
+    options = (BackendOption("keep", float, "fraction of each posting list kept (default 0.3)"),
+               BackendOption("min_keep", int, "postings kept at least per feature (default 16)"))
+
+    def prepare(self) -> None:
+        self.engine = PrunedSearch(self.index.codes, **self.params)
+
+    def search(self, queries: sp.csr_matrix, k: int, allowed: np.ndarray | None = None,
+               **query: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self.engine.search(queries, k, allowed=allowed, **query)
+
+
+@BACKENDS.register("seismic")
+class SeismicBackend(SearchBackend):
+    """:class:`SeismicSearch` as a search backend (Seismic's build and query keywords); takes no filters."""
+
+    summary = "approximate: Seismic (pip install pyseismic-lsr); no feature filters"
+    exact = False
+    filters = False
+
+    def prepare(self) -> None:
+        self.engine = SeismicSearch(self.index.codes.tocsr(), **self.params)
+
+    def search(self, queries: sp.csr_matrix, k: int, allowed: np.ndarray | None = None,
+               **query: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self.engine.search(queries, k, **query)

@@ -1,7 +1,7 @@
 """Building an index from a trained run: images (procedural world, a folder, or a CSV) embedded by the run's
-model into sparse codes, stored as a :class:`SparseIndex` (optionally ranked through Milvus).
+model into sparse codes, stored as a :class:`SparseIndex` (ranked by the search backend chosen, default local).
 
->>> result = build_index_from_run("runs/shapes", "runs/index", n=2000)
+>>> result = build_index_from_run("runs/shapes", "runs/index", BuildOptions(n=2000))
 >>> result.index, result.n_new, result.mean_active
 """
 
@@ -13,15 +13,52 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import scipy.sparse as sp
 from PIL import Image
 
 from ..model.rundir import RunDir
+from .backends import backend_class
 from .codes import SparseIndexError
 from .sparse_index import META_FILE, SparseIndex
 
-BACKENDS = ("local", "milvus")
+
+@dataclass
+class BuildOptions:
+    """What :func:`build_index_from_run` indexes and how (``sparseclip index build``'s options).
+
+    Images: ``images_dir`` (every image below it), ``data`` (a CSV of image-caption pairs, each image once with
+    its first caption; its columns ``img_key`` / ``caption_key``, default the run's) or else ``n`` procedural
+    world scenes from ``start`` (default 0, or the index size when appending) with ``seed`` (default the
+    config's ``data.val_seed``). ``append`` adds them to the index at ``out``. Feature names come from
+    ``feature_names`` or the run's ``analysis/feature_names.json`` / ``features.json``. ``backend``: the search
+    backend that ranks (a name in ``index.backends.BACKENDS``; None: local for a new index, the index's own when
+    appending) with its build parameters ``backend_options`` (e.g. milvus: ``uri``, ``collection``).
+    """
+
+    images_dir: str | Path | None = None
+    data: str | Path | None = None
+    img_key: str | None = None
+    caption_key: str | None = None
+    n: int = 1000
+    seed: int | None = None
+    start: int | None = None
+    append: bool = False
+    feature_names: str | Path | None = None
+    normalize: bool = True
+    batch_size: int = 256
+    backend: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """One :class:`SparseIndexError` line for a value that cannot work (before any image is embedded)."""
+        if self.n < 1 or self.batch_size < 1:
+            raise SparseIndexError("n and batch_size must be >= 1")
+        if self.backend is not None:
+            backend_class(self.backend).check(**self.backend_options)
+        elif self.backend_options:
+            raise SparseIndexError(f"backend options {sorted(self.backend_options)} need a backend")
 
 
 @dataclass
@@ -38,7 +75,8 @@ class BuildResult:
     def summary(self) -> str:
         """One line: what was indexed, where, how large, how long (what ``sparseclip index build`` prints)."""
         extra = f"; skipped {self.skipped}" if self.skipped else ""
-        via = f"; ranked by Milvus ({self.index.milvus_label()})" if self.index.backend else ""
+        ranked = self.index.ranked_by()
+        via = f"; {ranked}" if ranked else ""
         return (f"indexed {self.n_new} images (mean {self.mean_active:.1f} active of {self.index.n_features} "
                 f"features) -> {self.out} [{len(self.index)} items, {self.index.nbytes / 1e6:.1f} MB] in "
                 f"{self.seconds:.1f} s{extra}{via}")
@@ -110,36 +148,21 @@ def csv_codes(path: Path, model, cfg, batch_size: int, skipped: Counter, img_key
     return pairs.codes, list(pairs.ids), [first.get(i, "") for i in range(len(pairs.ids))]
 
 
-def build_index_from_run(checkpoint: str | Path, out: str | Path, *, images_dir: str | Path | None = None,
-                         data: str | Path | None = None, n: int = 1000, seed: int | None = None,
-                         start: int | None = None, append: bool = False, feature_names: str | Path | None = None,
-                         normalize: bool = True, batch_size: int = 256, backend: str = "local",
-                         milvus_uri: str | None = None, milvus_collection: str | None = None,
-                         model: tuple | None = None, img_key: str | None = None,
-                         caption_key: str | None = None) -> BuildResult:
+def build_index_from_run(checkpoint: str | Path, out: str | Path, options: BuildOptions | None = None, *,
+                         model: tuple | None = None) -> BuildResult:
     """Embed images with the model of ``checkpoint`` (a run or checkpoint dir) and save their codes as an index
-    at ``out`` (or add them to it with ``append``), under an exclusive lock on ``out``.
+    at ``out`` (or add them to it with ``options.append``), under an exclusive lock on ``out``; what is indexed
+    and how: :class:`BuildOptions`.
 
-    Images: ``images_dir`` (every image below it), ``data`` (a CSV of image-caption pairs, each image once with
-    its first caption; its columns ``img_key`` / ``caption_key``, default the run's) or else ``n`` procedural
-    world scenes from ``start`` (default 0, or the index size when appending) with ``seed`` (default the
-    config's ``data.val_seed``). Feature names come from
-    ``feature_names`` or the run's ``analysis/feature_names.json`` / ``features.json``. ``backend="milvus"``
-    ranks through Milvus (``milvus_uri``: a server, or a Milvus Lite path; default ``out/milvus.db``).
     ``model``: the ``(model, config)`` of ``checkpoint`` when the caller has it loaded already. ``append`` is
     refused unless the model is the one the index was built with (same weights, else same checkpoint path).
     """
     from ..files.lock import FolderLock
 
-    if n < 1 or batch_size < 1:
-        raise SparseIndexError("n and batch_size must be >= 1")
-    if backend not in BACKENDS:
-        raise SparseIndexError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    options = options or BuildOptions()
+    options.check()
     with FolderLock(out, "index build", beside=True):
-        return _build(Path(checkpoint), Path(out), images_dir=images_dir, data=data, n=n, seed=seed, start=start,
-                      append=append, feature_names=feature_names, normalize=normalize, batch_size=batch_size,
-                      backend=backend, milvus_uri=milvus_uri, milvus_collection=milvus_collection, loaded=model,
-                      keys=(img_key, caption_key))
+        return _build(Path(checkpoint), Path(out), options, loaded=model)
 
 
 def model_record(ckpt: Path, model, cfg) -> dict:
@@ -168,8 +191,7 @@ def check_same_model(out: Path, recorded: dict | None, now: dict) -> None:
                            "are not comparable; build a new index (another --out) for this model")
 
 
-def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, append, feature_names, normalize,
-           batch_size, backend, milvus_uri, milvus_collection, loaded, keys) -> BuildResult:
+def _build(checkpoint: Path, out: Path, o: BuildOptions, loaded: tuple | None) -> BuildResult:
     from ..model.checkpoint import load_model, resolve_checkpoint
     from .embedding import encode_items
 
@@ -179,7 +201,7 @@ def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, app
     if not model.image_head.nonnegative:
         raise SparseIndexError(f"{checkpoint}: head kind {cfg.model.head.kind!r} is not non-negative; "
                                "sparse search needs a relu or topk head")
-    index = SparseIndex.load(out) if append else None
+    index = SparseIndex.load(out) if o.append else None
     if index is None and (out / META_FILE).exists():
         raise SparseIndexError(f"{out} already holds an index: pass --append to add to it, or choose another --out")
     if index is not None and index.n_features != model.code_dim:
@@ -188,25 +210,25 @@ def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, app
     if index is not None:
         check_same_model(out, index.model, record)
     skipped: Counter = Counter()
-    if data is not None:
-        codes, ids, captions = csv_codes(Path(data), model, cfg, batch_size, skipped, *keys)
+    if o.data is not None:
+        codes, ids, captions = csv_codes(Path(o.data), model, cfg, o.batch_size, skipped, o.img_key, o.caption_key)
     else:
-        if images_dir is not None:
-            items = folder_items(Path(images_dir), skipped)
+        if o.images_dir is not None:
+            items = folder_items(Path(o.images_dir), skipped)
         else:
-            seed = cfg.data.val_seed if seed is None else seed
-            first = start if start is not None else (len(index) if index is not None else 0)
-            items = world_items(cfg, n, seed, first)
-        codes, ids, captions = encode_items(model, items, cfg.data.image_size, batch_size)
+            seed = cfg.data.val_seed if o.seed is None else o.seed
+            first = o.start if o.start is not None else (len(index) if index is not None else 0)
+            items = world_items(cfg, o.n, seed, first)
+        codes, ids, captions = encode_items(model, items, cfg.data.image_size, o.batch_size)
     if not ids:
         raise SparseIndexError("no image could be read; nothing indexed")
     captions = captions if any(c for c in captions) else None
     if index is None:
-        names_path = Path(feature_names) if feature_names else None
+        names_path = Path(o.feature_names) if o.feature_names else None
         for found in ("feature_names.json", "features.json"):  # every named feature, else the detailed few
             if names_path is None and (RunDir.of(ckpt).analysis / found).is_file():
                 names_path = RunDir.of(ckpt).analysis / found
-        index = SparseIndex.build(codes, ids, normalize=normalize, captions=captions,
+        index = SparseIndex.build(codes, ids, normalize=o.normalize, captions=captions,
                                   feature_names=load_feature_names(names_path),
                                   model=record)
         concepts = RunDir.of(ckpt).analysis / "feature_concepts.json"  # written by analyze on labelled data
@@ -214,10 +236,10 @@ def _build(checkpoint: Path, out: Path, *, images_dir, data, n, seed, start, app
             index.feature_concepts = load_feature_names(concepts)
     else:
         index.append(codes, ids, captions)
-        if feature_names:
-            index.feature_names.update(load_feature_names(feature_names))
-    if backend == "milvus" and (index.backend is None or milvus_uri or milvus_collection):
-        index.use_milvus(milvus_uri, milvus_collection)
+        if o.feature_names:
+            index.feature_names.update(load_feature_names(o.feature_names))
+    if o.backend is not None and (o.backend != index.backend or o.backend_options):  # else: the index's own kept
+        index.use_backend(o.backend, **o.backend_options)
     index.save(out)
     return BuildResult(index=index, out=out, n_new=len(ids), mean_active=codes.nnz / max(codes.shape[0], 1),
                        seconds=time.time() - t0, skipped=dict(skipped))

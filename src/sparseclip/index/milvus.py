@@ -9,22 +9,27 @@ index in Python: exact, but slow beyond tens of thousands of items (see docs/sea
 native.
 
 The index directory keeps its ``codes.npz`` and ``index.json`` as always: ids, captions, feature names,
-filters and explanations come from there, only the ranking comes from Milvus.
+filters and explanations come from there, only the ranking comes from Milvus. :class:`MilvusBackend` is the
+``milvus`` entry of :data:`sparseclip.index.backends.BACKENDS` (``index.use_backend("milvus", uri=None,
+collection=None)``, ``sparseclip index build --backend milvus [--milvus-uri URI] [--milvus-collection NAME]``);
+its ``index.json`` entry is ``{"kind": "milvus", "uri": ..., "collection": ...}``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from .backends import BACKENDS, BackendOption, SearchBackend
 from .codes import SparseIndexError
 
-try:
-    import pymilvus
-except ImportError:  # pragma: no cover - exercised where the package is absent
-    pymilvus = None
+if TYPE_CHECKING:
+    from .sparse_index import SparseIndex
+
 
 #: the embedded database's folder inside an index directory (the default URI)
 LITE_DB = "milvus.db"
@@ -35,9 +40,18 @@ INSERT_BATCH = 5000
 MAX_LIMIT = 16384
 
 
+def _pymilvus():
+    """The ``pymilvus`` module, or None when it is not installed (imported when first needed: it takes a while)."""
+    try:
+        import pymilvus
+    except ImportError:  # pragma: no cover - exercised where the package is absent
+        return None
+    return pymilvus
+
+
 def available() -> bool:
     """Whether ``pymilvus`` is installed (with ``milvus-lite`` for the embedded default)."""
-    return pymilvus is not None
+    return _pymilvus() is not None
 
 
 def is_server_uri(uri: str) -> bool:
@@ -57,6 +71,7 @@ class MilvusStore:
     """One collection of item codes in Milvus; rows are the index's row numbers."""
 
     def __init__(self, uri: str, collection: str):
+        pymilvus = _pymilvus()
         if pymilvus is None:
             raise SparseIndexError("the milvus backend needs pymilvus and milvus-lite "
                                    "(pip install 'sparseclip[milvus]')")
@@ -79,6 +94,7 @@ class MilvusStore:
             if not replace:
                 raise SparseIndexError(f"Milvus at {self.uri} already has a collection {self.collection!r}")
             self.client.drop_collection(self.collection)
+        pymilvus = _pymilvus()
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(PRIMARY, pymilvus.DataType.INT64, is_primary=True)
         schema.add_field(VECTOR, pymilvus.DataType.SPARSE_FLOAT_VECTOR)
@@ -136,6 +152,84 @@ class MilvusStore:
                 out_idx[i, r] = row
                 out_val[i, r] = score
         return out_idx, out_val
+
+
+@BACKENDS.register("milvus")
+class MilvusBackend(SearchBackend):
+    """Exact ranking by Milvus: a collection of the codes (embedded Milvus Lite in ``INDEX_DIR/milvus.db`` by
+    default, or a server), sent when the index is saved; filtered searches run locally (same result)."""
+
+    summary = "Milvus, exact (sparseclip[milvus]): Milvus Lite in INDEX_DIR/milvus.db, or a server (--milvus-uri)"
+    exact = True
+    filters = False
+    options = (BackendOption("uri", help="Milvus server (http://host:19530) or Milvus Lite database path (default: "
+                             "INDEX_DIR/milvus.db, embedded, no server)", metavar="URI"),
+               BackendOption("collection", help="collection name (default sparseclip_<INDEX_DIR name>)",
+                             metavar="NAME"))
+    own_files = (LITE_DB,)  # the embedded database stays with the index
+
+    def __init__(self, index: SparseIndex, uri: str | None = None, collection: str | None = None):
+        super().__init__(index, uri=uri, collection=collection)
+        self.store: MilvusStore | None = None
+
+    @classmethod
+    def check(cls, uri: str | None = None, collection: str | None = None) -> dict[str, Any]:
+        if not available():
+            raise SparseIndexError("the milvus backend needs pymilvus and milvus-lite "
+                                   "(pip install 'sparseclip[milvus]')")
+        if collection is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", collection):
+            raise SparseIndexError(f"Milvus collection name {collection!r}: use letters, digits and underscores")
+        return {"uri": uri, "collection": collection}
+
+    def collection_name(self) -> str:
+        """The collection's name: as given, else ``sparseclip_<index directory name>``."""
+        if self.params.get("collection"):
+            return self.params["collection"]
+        stem = re.sub(r"\W", "_", self.index.directory.name if self.index.directory else "index")
+        return f"sparseclip_{stem}"[:255]
+
+    def _open(self) -> MilvusStore:
+        return MilvusStore(resolve_uri(self.params.get("uri"), self.index.directory), self.collection_name())
+
+    def prepare(self) -> None:
+        """Open the collection of the saved index, checked to hold every item."""
+        if self.index.directory is None:
+            raise SparseIndexError("save the index before searching it through Milvus")
+        store = self._open()
+        have = store.count() if store.exists() else 0
+        if have != len(self.index):
+            store.close()
+            raise SparseIndexError(f"the Milvus collection {store.collection!r} at {store.uri} holds {have} items, "
+                                   f"the index {len(self.index)}: build the index again")
+        store.load()
+        self.store = store
+
+    def search(self, queries: sp.csr_matrix, k: int, allowed: np.ndarray | None = None,
+               **query: Any) -> tuple[np.ndarray, np.ndarray]:
+        if allowed is not None:
+            raise SparseIndexError("the milvus backend does not filter; filtered searches run locally")
+        return self.store.search(queries, min(k, len(self.index)))
+
+    def describe(self) -> str:
+        return f"ranked by Milvus ({self.params.get('uri') or LITE_DB}, collection {self.collection_name()})"
+
+    def saved(self) -> None:
+        """Send the rows Milvus does not have yet (all of them for a new collection)."""
+        store = self._open()
+        try:
+            have = store.count() if store.exists() else None
+            if have is None or have > len(self.index):  # new, or a stale collection from another index: start over
+                store.create(replace=have is not None)
+                have = 0
+            if have < len(self.index):
+                store.insert(self.index.codes[have:].tocsr(), first_row=have)
+        finally:
+            store.close()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
 
 def _one_line(e: Exception) -> str:

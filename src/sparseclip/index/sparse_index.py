@@ -8,16 +8,16 @@ On disk an index is a directory with two open files:
 - ``index.json``: format name and version, ``n_items``, ``n_features``, ``normalize``, the items' ``ids``
   (ids or paths, in row order), optional ``captions`` (a text shown with each item), ``feature_names``
   (``{"id": "name"}``) and ``model`` (where the codes came from: checkpoint path and config), so a query
-  can be embedded with the same model; optional ``backend`` (``{"kind": "milvus", "uri", "collection"}``) when
-  the ranking is done by Milvus (see :mod:`sparseclip.index.milvus`; its embedded database, ``milvus.db``, lives
-  in the same directory and is kept when the index is saved again).
+  can be embedded with the same model; ``backend``: who ranks its searches, ``{"kind": NAME, **params}`` of an
+  entry of :data:`sparseclip.index.backends.BACKENDS`, or null for the local inverted index (e.g. ``{"kind":
+  "milvus", "uri", "collection"}``, see :mod:`sparseclip.index.milvus`; a backend's own files in the directory,
+  such as Milvus Lite's ``milvus.db``, are kept when the index is saved again).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,9 +27,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..files.atomic import atomic_dir, commit_dir
-from . import _topk
-from . import milvus as _milvus
-from .approx import APPROX_ENGINES, PrunedSearch, SeismicSearch
+from .backends import (
+    BACKENDS,
+    DEFAULT_APPROXIMATE,
+    DEFAULT_BACKEND,
+    SearchBackend,
+    approximate_names,
+    backend_class,
+    open_backend,
+)
 from .codes import SparseIndexError, as_csr, check_nonnegative, l2_normalize_rows, row_scales, scale_columns_of_rows
 
 FORMAT = "sparseclip-index"
@@ -91,10 +97,12 @@ class SparseIndex:
         #: feature -> the concept it belongs to by evidence (``interpret.evidence``): explanations group by it
         self.feature_concepts: dict[int, str] = {int(k): str(v) for k, v in (feature_concepts or {}).items()}
         self.model = model
-        self._approx: PrunedSearch | SeismicSearch | None = None
-        self.backend: dict | None = None  # {"kind": "milvus", "uri": str | None, "collection": str}
+        #: who ranks plain searches: a name in ``backends.BACKENDS``, opened with ``backend_params``
+        self.backend: str = DEFAULT_BACKEND
+        self.backend_params: dict[str, Any] = {}
         self.directory: Path | None = None  # where it was last loaded from or saved to
-        self._store: _milvus.MilvusStore | None = None
+        self._opened: dict[str, SearchBackend] = {}  # backends opened on this index, by name
+        self._approx: SearchBackend | None = None  # what approximate=True searches with (build_approximate)
 
     # -- building --------------------------------------------------------------------------------
     @classmethod
@@ -135,7 +143,7 @@ class SparseIndex:
             old = self.captions if self.captions is not None else [""] * start
             self.captions = old + ([str(c) for c in captions] if captions is not None else [""] * len(new_ids))
         self.ids.extend(new_ids)
-        self._approx = None
+        self.close()  # opened backends do not know the new items: opened again on the next search
 
     # -- facts -----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -161,73 +169,42 @@ class SparseIndex:
     def feature_name(self, feature: int) -> str | None:
         return self.feature_names.get(int(feature))
 
-    # -- Milvus backend --------------------------------------------------------------------------
-    def use_milvus(self, uri: str | None = None, collection: str | None = None) -> None:
-        """Rank through Milvus from now on: ``uri`` a server (``http://host:19530``) or a Milvus Lite database
-        path (default: ``milvus.db`` in the index directory). The codes are sent on the next :meth:`save`."""
-        if not _milvus.available():
-            raise SparseIndexError("the milvus backend needs pymilvus and milvus-lite "
-                                   "(pip install 'sparseclip[milvus]')")
-        if collection is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", collection):
-            raise SparseIndexError(f"Milvus collection name {collection!r}: use letters, digits and underscores")
-        self._close_store()
-        self.backend = {"kind": "milvus", "uri": uri, "collection": collection}
+    # -- backends --------------------------------------------------------------------------------
+    def use_backend(self, name: str, **params: Any) -> None:
+        """Rank plain searches with the backend ``name`` of ``backends.BACKENDS`` from now on (``params``: its build
+        parameters, checked now, stored in ``index.json``); a backend that keeps a copy of the codes receives
+        them on the next :meth:`save`."""
+        params = backend_class(name).check(**params)
+        self.close()
+        self.backend, self.backend_params = name, params
 
-    def milvus(self) -> _milvus.MilvusStore:
-        """The open Milvus collection of a saved index with the milvus backend (checked to hold every item)."""
-        if not self.backend or self.backend.get("kind") != "milvus":
-            raise SparseIndexError("this index has no Milvus backend")
-        if self.directory is None:
-            raise SparseIndexError("save the index before searching it through Milvus")
-        if self._store is None:
-            store = _milvus.MilvusStore(_milvus.resolve_uri(self.backend.get("uri"), self.directory),
-                                        self._collection_name())
-            have = store.count() if store.exists() else 0
-            if have != len(self):
-                store.close()
-                raise SparseIndexError(f"the Milvus collection {store.collection!r} at {store.uri} holds {have} items, "
-                                       f"the index {len(self)}: build the index again")
-            store.load()
-            self._store = store
-        return self._store
+    def ranker(self, name: str | None = None) -> SearchBackend:
+        """The backend ``name`` (default: the index's own) opened on this index and prepared for searching."""
+        return self._open(name).ready()
 
-    def milvus_label(self) -> str:
-        """Where the Milvus backend ranks: ``URI, collection NAME`` (empty without one)."""
-        if not self.backend:
-            return ""
-        uri = self.backend.get("uri") or _milvus.LITE_DB
-        return f"{uri}, collection {self._collection_name()}"
+    def ranked_by(self) -> str:
+        """How plain searches are ranked, in words (``"ranked by Milvus (milvus.db, collection c)"``; empty for the
+        local default)."""
+        return self._open().describe()
 
-    def _collection_name(self) -> str:
-        name = self.backend.get("collection") if self.backend else None
-        if name:
-            return name
-        stem = re.sub(r"\W", "_", self.directory.name if self.directory else "index")
-        return f"sparseclip_{stem}"[:255]
+    def _open(self, name: str | None = None) -> SearchBackend:
+        name = self.backend if name is None else name
+        if name not in self._opened:
+            self._opened[name] = open_backend(self, name, self.backend_params if name == self.backend else None)
+        return self._opened[name]
 
-    def _close_store(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def _sync_milvus(self) -> None:
-        """Send the rows Milvus does not have yet (all of them for a new collection)."""
-        store = _milvus.MilvusStore(_milvus.resolve_uri(self.backend.get("uri"), self.directory),
-                                    self._collection_name())
-        try:
-            have = store.count() if store.exists() else None
-            if have is None or have > len(self):  # new, or a stale collection from another index: start over
-                store.create(replace=have is not None)
-                have = 0
-            if have < len(self):
-                store.insert(self.codes[have:].tocsr(), first_row=have)
-        finally:
-            store.close()
+    def close(self) -> None:
+        """Close the opened backends (connections, in-memory engines); they are opened again when needed."""
+        for backend in self._opened.values():
+            backend.close()
+        if self._approx is not None:
+            self._approx.close()
+        self._opened, self._approx = {}, None
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, directory: str | Path, compressed: bool = False) -> Path:
-        """Write ``codes.npz`` and ``index.json`` into ``directory`` (replaced atomically); with the milvus
-        backend, then send Milvus the items it lacks."""
+        """Write ``codes.npz`` and ``index.json`` into ``directory`` (replaced atomically); then the backend
+        catches up (the milvus backend sends Milvus the items it lacks)."""
         final = Path(directory)
         if final.exists() and not final.is_dir():
             raise SparseIndexError(f"{final} exists and is not a directory")
@@ -238,17 +215,20 @@ class SparseIndex:
             "format": FORMAT, "version": VERSION, "n_items": len(self), "n_features": self.n_features,
             "nnz": self.nnz, "normalize": self.normalize, "model": self.model,
             "feature_names": {str(k): v for k, v in sorted(self.feature_names.items())}, "ids": self.ids,
-            "captions": self.captions, "backend": self.backend,
+            "captions": self.captions, "backend": self._open().record(),
             "feature_concepts": {str(k): v for k, v in sorted(self.feature_concepts.items())},
         }
         (tmp / META_FILE).write_text(json.dumps(meta))
-        self._close_store()
-        if (final / _milvus.LITE_DB).exists():  # the embedded Milvus database stays with the index
-            os.replace(final / _milvus.LITE_DB, tmp / _milvus.LITE_DB)
+        own_files = self._open().own_files
+        for backend in self._opened.values():  # the folder is replaced: nothing may hold files in it
+            backend.close()
+        self._opened = {}
+        for name in own_files:  # the backend's own files (Milvus Lite's database) stay with the index
+            if (final / name).exists():
+                os.replace(final / name, tmp / name)
         commit_dir(tmp, final)
         self.directory = final
-        if self.backend and self.backend.get("kind") == "milvus":
-            self._sync_milvus()
+        self._open().saved()
         return final
 
     @classmethod
@@ -277,9 +257,12 @@ class SparseIndex:
                     feature_names={int(k): v for k, v in (meta.get("feature_names") or {}).items()},
                     feature_concepts={int(k): v for k, v in (meta.get("feature_concepts") or {}).items()})
         backend = meta.get("backend")
-        if backend is not None and (not isinstance(backend, dict) or backend.get("kind") != "milvus"):
-            raise SparseIndexError(f"{d / META_FILE}: unknown backend {backend!r}")
-        index.backend = backend
+        if backend is not None:
+            kind = backend.get("kind") if isinstance(backend, dict) else None
+            if not isinstance(kind, str) or kind not in BACKENDS:
+                raise SparseIndexError(f"{d / META_FILE}: unknown backend {backend!r} "
+                                       f"(registered: {', '.join(BACKENDS)})")
+            index.backend, index.backend_params = kind, {k: v for k, v in backend.items() if k != "kind"}
         index.directory = d
         return index
 
@@ -339,32 +322,44 @@ class SparseIndex:
                     engine: str | None = None, approximate: bool = False,
                     **approx_params) -> tuple[np.ndarray, np.ndarray]:
         """Low-level search over prepared queries: ``(rows, scores)`` shaped ``(n_queries, k)``, best first,
-        row -1 / score -inf where fewer than ``k`` items score above 0. With the milvus backend and no
-        ``engine`` named, Milvus ranks (filtered searches run locally, with the same result)."""
-        if self.backend and engine is None and not approximate and allowed is None and len(self):
-            if k < 1:
-                raise SparseIndexError(f"k must be >= 1, got {k}")
-            return self.milvus().search(queries, min(k, len(self)))
+        row -1 / score -inf where fewer than ``k`` items score above 0. Ranked by the index's backend, or with
+        ``engine`` (an exact kernel: numba, scipy) locally, or with ``approximate`` by the approximate backend
+        (``approx_params``: its query keywords). A filtered search that the backend cannot filter runs locally
+        when the backend is exact (the same result) and is refused when it is approximate."""
+        if k < 1:
+            raise SparseIndexError(f"k must be >= 1, got {k}")
         if approximate:
-            if self._approx is None:
-                self.build_approximate()
-            if isinstance(self._approx, SeismicSearch):
-                if allowed is not None:
-                    raise SparseIndexError("feature filters are not supported with the seismic engine")
-                return self._approx.search(queries, k, **approx_params)
-            return self._approx.search(queries, k, allowed=allowed, **approx_params)
-        return _topk.topk(queries, self.codes, k, allowed=allowed, engine=engine)
-
-    def build_approximate(self, engine: str = "pruned", **build_params) -> None:
-        """Build the engine that ``approximate=True`` searches with: ``pruned`` (:class:`PrunedSearch`, no extra
-        package; ``keep``, ``min_keep``) or ``seismic`` (``pip install pyseismic-lsr``). Built in memory from the
-        codes, never saved; appending items drops it."""
-        if engine == "pruned":
-            self._approx = PrunedSearch(self.codes, **build_params)
-        elif engine == "seismic":
-            self._approx = SeismicSearch(self.codes.tocsr(), **build_params)
+            backend = self._approximate()
+        elif engine is None and len(self):
+            backend, approx_params = self.ranker(), {}
         else:
-            raise SparseIndexError(f"unknown approximate engine {engine!r}; choose one of {', '.join(APPROX_ENGINES)}")
+            backend, approx_params = self.ranker(DEFAULT_BACKEND), {"engine": engine}
+        if allowed is not None and not backend.filters:
+            if not backend.exact:
+                raise SparseIndexError(f"feature filters are not supported with the {backend.name} search backend")
+            backend, approx_params = self.ranker(DEFAULT_BACKEND), {"engine": engine}
+        return backend.search(queries, k, allowed=allowed, **approx_params)
+
+    def _approximate(self) -> SearchBackend:
+        """What ``approximate=True`` searches with: the one :meth:`build_approximate` built, else the index's
+        backend when it is approximate, else the default approximate one (built now)."""
+        if self._approx is None and not backend_class(self.backend).exact:
+            return self.ranker()
+        if self._approx is None:
+            self.build_approximate()
+        return self._approx
+
+    def build_approximate(self, engine: str = DEFAULT_APPROXIMATE, **build_params) -> None:
+        """Build the approximate backend that ``approximate=True`` searches with: ``pruned``
+        (:class:`~sparseclip.index.approx.PrunedSearch`, no extra package; ``keep``, ``min_keep``), ``seismic``
+        (``pip install pyseismic-lsr``) or another registered one. Built in memory from the codes, never saved;
+        appending items drops it."""
+        choices = approximate_names()
+        if engine not in choices:
+            raise SparseIndexError(f"unknown approximate engine {engine!r}; choose one of {', '.join(choices)}")
+        if self._approx is not None:
+            self._approx.close()
+        self._approx = open_backend(self, engine, build_params).ready()
 
     def search(self, query: Any, k: int = 10, **kwargs) -> list[Hit]:
         """Top-``k`` hits for one query code (1-D, or one row); keywords as :meth:`search_batch`."""
