@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..eval.sparsity import l0 as mean_l0
 from .kinds import SAE_KINDS
 from .model import SAE
 from .train import train_sae
@@ -72,12 +73,12 @@ def train_at_l0(kind: str, x, width: int, l0: float, steps: int = 1000, lr: floa
     tried: list[tuple[float, float]] = []
     for i in range(probes):
         fit_sae(sae, sources, steps=probe_steps, batch_size=batch_size, lr=lr, seed=seed + i, threads=threads)
-        reached = float((sae.encode(sample) > 0).sum(1).float().mean())
+        reached = mean_l0(sae.encode(sample))
         tried.append((float(sae.cfg.l1), reached))
         sae.cfg.l1 = _next_l1(tried, l0)
     fit_sae(sae, sources, steps=steps, batch_size=batch_size, lr=lr, seed=seed + probes, log_every=log_every,
             threads=threads)
-    reached = float((sae.encode(sample) > 0).sum(1).float().mean())
+    reached = mean_l0(sae.encode(sample))
     sae.train_info["matched"] = {"target_l0": float(l0), "l1": float(sae.cfg.l1), "l0_reached": reached,
                                  "probes": [{"l1": a, "l0": b} for a, b in tried]}
     return sae
