@@ -70,10 +70,10 @@ def test_steer_example_block_must_use_the_setting_the_benchmark_chose(tmp_path):
                         "relative": True, "question": "caption", "model": "M", "vlm": "V", "image": "",
                         "world_index": 5})
     (tmp_path / "ex.json").write_text(json.dumps(out.to_dict()))
-    block = GENERATORS["steer-example"](tmp_path, ["ex.json", "steering.json"])
+    block = GENERATORS.get("steer-example")(tmp_path, ["ex.json", "steering.json"])
     assert "--method evidence \\\n    -k 8 --strength 4" in block and out.text() in block
     assert "       3 blue                   boost       0.000 ->    2.500" in block
     out.setting["k"] = 2
     (tmp_path / "ex.json").write_text(json.dumps(out.to_dict()))
     with pytest.raises(GeneratedError, match="not the setting steering.json chose for that method on the caption"):
-        GENERATORS["steer-example"](tmp_path, ["ex.json", "steering.json"])
+        GENERATORS.get("steer-example")(tmp_path, ["ex.json", "steering.json"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sparseclip.experiments import doc_blocks
+from sparseclip.registry import Registry
 from sparseclip.report import generated
 from sparseclip.report.generated import GeneratedError, check, find_blocks, update
 
@@ -39,7 +40,7 @@ def test_the_check_command_fails_on_a_doc_that_differs(tmp_path, capsys):
 @pytest.fixture
 def toy(tmp_path, monkeypatch):
     """A registry with one generator that reads {"n": ...} from a JSON file."""
-    monkeypatch.setattr(generated, "GENERATORS", {})
+    monkeypatch.setattr(generated, "GENERATORS", Registry("generator", "generated block"))
     generated.generator("count")(lambda root, args: f"n = {generated.read_json(root, args[0])['n']}")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "n.json").write_text('{"n": 3}')

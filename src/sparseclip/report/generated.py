@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files.atomic import write_text_atomic
+from ..registry import Registry
 
 Generator = Callable[[Path, list[str]], str]
 
 #: the registered generators, by id
-GENERATORS: dict[str, Generator] = {}
+GENERATORS: Registry[Generator] = Registry("generator", "<!-- generated: ID ... -->")
 
 START = re.compile(r"^<!-- generated: (.*?) -->$")
 END = "<!-- end generated -->"
@@ -48,10 +49,10 @@ def generator(name: str) -> Callable[[Generator], Generator]:
         raise ValueError(f"generator id {name!r}: lower case letters, digits, '-' and '_' only")
 
     def add(fn: Generator) -> Generator:
-        old = GENERATORS.get(name, fn)
+        old = GENERATORS.get(name) if name in GENERATORS else fn
         if old.__qualname__ != fn.__qualname__:  # the same function imported twice (``python -m``) is fine
             raise ValueError(f"generator {name!r} registered twice ({old.__qualname__}, {fn.__qualname__})")
-        GENERATORS[name] = fn
+        GENERATORS.register(name, fn, replace=True)
         return fn
 
     return add
@@ -114,7 +115,7 @@ def find_blocks(path: Path, text: str | None = None) -> tuple[list[Block], list[
 
 def render(block: Block, root: Path) -> str:
     """What ``block``'s generator makes of its arguments now."""
-    fn = GENERATORS.get(block.generator)
+    fn = GENERATORS.get(block.generator) if block.generator in GENERATORS else None
     if fn is None:
         known = ", ".join(sorted(GENERATORS)) or "none"
         raise GeneratedError(f"{block.where}: no generator {block.generator!r} is registered (known: {known})")
