@@ -3,6 +3,7 @@ regenerated from its committed JSON and compared with what the doc shows."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,47 @@ def test_experiment_generators_on_hand_values(tmp_path):
     assert "the sign changes" in doc_blocks.seed_pairs(tmp_path, ["r.json#d,r.json#s", "r.json#d,r.json#s2"])
     with pytest.raises(GeneratedError, match="no row for model 'x'"):
         doc_blocks.world_row(tmp_path, "r.json#x")
+
+
+#: a measured-looking figure: a decimal with two or more digits after the point, a decimal percentage or ratio
+_FIGURE = re.compile(r"(?<![\w.=/-])(\d+\.\d{2,}|\d+\.\d+\s?%|\d+\.\d+x)(?![\w])")
+#: values that are settings, thresholds or targets wherever they appear (not measurements)
+SETTINGS = {"0.001", "0.003", "0.005", "0.01", "0.03", "0.25", "0.95", "1.0x", "1.15x", "3.11"}
+#: figures outside generated blocks that are not this project's measurements, with the reason
+NOT_MEASURED = {
+    ("docs/sparsity.md", "0.47"): "the paper's reported range (PAPER.md)",
+    ("docs/search.md", "0.0421"): "the format of an --explain line, not a result",
+    ("docs/search.md", "0.210"): "the format of an --explain line, not a result",
+    ("docs/search.md", "0.200"): "the format of an --explain line, not a result",
+    ("docs/distributed.md", "0.24"): "memory computed from the tensor shapes in the sentence",
+}
+
+
+def prose_figures(text: str) -> list[tuple[int, str]]:
+    """(line, figure) of each measured-looking figure outside generated blocks, code fences and inline code."""
+    out, block, fence = [], False, False
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.startswith("<!-- generated:"):
+            block = True
+        elif line.startswith("<!-- end generated"):
+            block = False
+        elif line.strip().startswith("```"):
+            fence = not fence
+        elif not (block or fence):
+            out += [(i, m) for m in _FIGURE.findall(re.sub(r"`[^`]*`", "", line))]
+    return out
+
+
+def test_no_measured_figure_is_typed_in_prose():
+    bad = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        rel = str(doc.relative_to(ROOT))
+        bad += [f"{rel}:{i}: {v}" for i, v in prose_figures(doc.read_text())
+                if v not in SETTINGS and (rel, v) not in NOT_MEASURED]
+    assert not bad, "a figure outside a generated block (generate it from its JSON, or remove it):\n" + "\n".join(bad)
+
+
+def test_the_prose_scan_finds_a_typed_figure():
+    text = ("Sparse CLIP leads at 0.323 and runs 1.7x faster (88.0%).\n<!-- generated: x -->\n0.5555\n"
+            "<!-- end generated -->\n```\n0.444\n```\nuse `tau=0.001`\n")
+    assert prose_figures(text) == [(1, "0.323"), (1, "1.7x"), (1, "88.0%")]
