@@ -277,7 +277,8 @@ def test_steer_cli_only_parses_and_prints():
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {m for m in imported if m.split(".")[0] in ("torch", "open_clip", "transformers")}
-    assert {m for m in imported if m.startswith("steer")} <= {"steer.bench", "steer.pipeline", "steer.report"}
+    assert {m for m in imported if m.startswith("steer")} <= {"steer.bench", "steer.pipeline", "steer.report",
+                                                              "steer.methods"}  # the --method choices
 
 
 def test_steer_bench_refuses_bad_grids_and_methods_in_one_line(tmp_path, capsys):

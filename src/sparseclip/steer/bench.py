@@ -36,7 +36,7 @@ from ..data.world import World
 from ..model.embed import encode_images
 from .interventions import FeatureReference, class_embeddings, steered_zero_shot
 from .judge import ATTRIBUTE_VALUES, TextJudge, attributes, side_effects, unfaithful
-from .methods import ATTRIBUTE_QUESTION, ConceptEvidence, MethodEdits, evidence_split
+from .methods import ATTRIBUTE_QUESTION, STEER_METHODS, ConceptEvidence, MethodEdits, evidence_split
 from .methods import KINDS as VALUES
 from .scoring import names, well_formed
 from .text import QUESTIONS
@@ -226,7 +226,7 @@ def run_benchmark(vlm: AdapterVLM, model, tokenizer, image_size: int, cfg: Bench
                     f"(judge {t['judge_success']:.2f}) corrupt {t['corrupt']:.2f} side effects "
                     f"{t['side_effect']:.2f}")
         feats = None
-        if method in ("text-word", "evidence", "effect"):
+        if STEER_METHODS.get(method).named_features:
             feats = {f"{kind}:{v}": {role: edits.features(method, kind, v, role)[:max(cfg.ks)]
                                      for role in ("boost", "suppress")}
                      for kind, values in VALUES.items() if kind in cfg.kinds for v in values}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -39,13 +40,10 @@ from ..data.tasks import hash_seed
 from ..data.world import COLORS, SHAPES, World
 from ..interpret.evidence import MIN_SCORE, active_means, concept_scores, effect_ranking, top_features
 from ..model.embed import encode_images
+from ..registry import Registry
 from .interventions import FeatureReference, Intervention, apply_intervention, text_direction
 from .text import QUESTIONS, SteerError
 
-SPARSE_METHODS = ("text-word", "evidence", "effect", "means-topk")
-DENSE_METHODS = ("dense-text", "dense-means")
-#: methods whose strength multiplies each feature's own scale (the others: the mean image-code norm)
-RELATIVE = {"text-word": "x p99", "evidence": "x typical", "effect": "x typical"}
 KINDS = {"color": tuple(COLORS), "shape": tuple(SHAPES)}
 EFFECT_CANDIDATES = 32
 EFFECT_PROBE = 4.0  # x typical activation: the strength at which a candidate's effect is measured
@@ -152,7 +150,8 @@ def top_coordinates(v: torch.Tensor, k: int) -> torch.Tensor:
 
 class MethodEdits:
     """Builds each method's edits for one model: ``settings(method)`` lists (K, strength) pairs and
-    ``edit(method, k, strength)`` returns ``edit(code, item)`` (item: ``.kind``, ``.source``, ``.target``)."""
+    ``edit(method, k, strength)`` returns ``edit(code, item)`` (item: ``.kind``, ``.source``, ``.target``); the
+    work is the method's entry in :data:`STEER_METHODS` (this object holds what they share and cache)."""
 
     def __init__(self, model, tokenizer, ev: ConceptEvidence, reference: FeatureReference, vlm=None,
                  text_k: int = 16, log: Callable[[str], None] | None = None):
@@ -166,65 +165,169 @@ class MethodEdits:
 
     def features(self, method: str, kind: str, value: str, role: str) -> list[int]:
         """The ordered features ``method`` would edit for ``value`` in ``role`` ("boost"/"suppress")."""
-        if method == "text-word":
-            if value not in self._text:
-                from .interventions import concept_features_checked
-
-                self._text[value] = concept_features_checked(self.model, self.tok, value, self.text_k)
-            return self._text[value]
-        if method == "evidence":
-            return self.ev.ranked(value, EFFECT_CANDIDATES)
-        if method == "effect":
-            if self.vlm is None:
-                raise SteerError("effect-ranked features need the VLM whose answers they move")
-            key = (value, role)
-            if key not in self._effect:
-                self._effect[key] = effect_order(self.vlm, self.ev, kind, value, role)
-            return self._effect[key]
-        raise SteerError(f"method {method!r} edits no named features")
-
-    def direction(self, method: str, source: str, target: str) -> torch.Tensor:
-        key = (method, source, target)
-        if key not in self._dirs:
-            if method == "dense-text":
-                self._dirs[key] = text_direction(self.model, self.tok, source, target)
-            else:
-                self._dirs[key] = self.ev.means[self.ev.index(target)] - self.ev.means[self.ev.index(source)]
-        return self._dirs[key]
+        return self.method(method).features(self, kind, value, role)
 
     def edit(self, method: str, k: int, strength: float) -> Edit:
-        if method == "text-word":
-            def text_edit(c, it):
-                iv = Intervention(tuple(self.features(method, it.kind, it.source, "suppress")[:k]),
-                                  tuple(self.features(method, it.kind, it.target, "boost")[:k]), strength, True)
-                return apply_intervention(c, iv, self.reference)
-            return text_edit
-        if method in ("evidence", "effect"):
-            def clamp(c, it):
-                boost = self.features(method, it.kind, it.target, "boost")[:k]
-                return clamp_edit(c, self.features(method, it.kind, it.source, "suppress")[:k], boost,
-                                  strength * self.ev.typical_of(it.target))
-            return clamp
-        if method == "means-topk":
-            def cleaned(c, it):
-                d = _unit(top_coordinates(self.direction("means", it.source, it.target), k))
-                return F.relu(c + strength * self.mean_norm * d.to(c.dtype))
-            return cleaned
-        if method in DENSE_METHODS:
-            def shift(c, it):
-                d = self.direction(method, it.source, it.target)
-                if method == "dense-means":  # dense-text keeps the old baseline's scale: unit embeddings' difference
-                    d = _unit(d)
-                return c + strength * self.mean_norm * d.to(c.dtype)
-            return shift
-        raise SteerError(f"unknown steering method {method!r} (known: {', '.join(SPARSE_METHODS + DENSE_METHODS)})")
+        return self.method(method).edit(self, k, strength)
 
     def settings(self, method: str, ks: Sequence[int], strengths: Sequence[float],
                  dense_strengths: Sequence[float]) -> list[tuple[int, float]]:
-        if method in RELATIVE:
-            return [(k, s) for k in ks for s in strengths]
-        if method == "means-topk":
-            return [(k, s) for k in (*ks, self.width) for s in dense_strengths]
-        if method in DENSE_METHODS:
-            return [(0, s) for s in dense_strengths]
-        raise SteerError(f"unknown steering method {method!r} (known: {', '.join(SPARSE_METHODS + DENSE_METHODS)})")
+        return self.method(method).settings(self, ks, strengths, dense_strengths)
+
+    @staticmethod
+    def method(name: str) -> SteerMethod:
+        """The registered method ``name`` (an unknown name is one :class:`SteerError`)."""
+        if name not in STEER_METHODS:
+            raise SteerError(f"unknown steering method {name!r} (known: {', '.join(STEER_METHODS)})")
+        return STEER_METHODS.get(name)
+
+    def means_direction(self, source: str, target: str) -> torch.Tensor:
+        """The difference of the mean image codes of ``target`` and ``source`` images (cached)."""
+        key = ("means", source, target)
+        if key not in self._dirs:
+            self._dirs[key] = self.ev.means[self.ev.index(target)] - self.ev.means[self.ev.index(source)]
+        return self._dirs[key]
+
+
+class SteerMethod:
+    """A steering method (an entry of :data:`STEER_METHODS`): it declares which CLIP it edits (``edits``:
+    ``"sparse"`` or ``"dense"``), how its strength reads (``unit``, None: the mean image-code norm), whether it
+    edits named features (``named_features``: :meth:`features` works, and ``sparseclip steer`` can use it on one
+    image) and whether the benchmark's target is about it (``candidate``); it lists its settings and builds its
+    edits. Nothing outside an entry compares method names."""
+
+    edits: ClassVar[str] = "sparse"
+    unit: ClassVar[str | None] = None
+    named_features: ClassVar[bool] = False
+    candidate: ClassVar[bool] = False
+    #: its features are the text tower's reading of each word, at an absolute strength unless ``--relative``
+    from_text: ClassVar[bool] = False
+
+    def features(self, e: MethodEdits, kind: str, value: str, role: str) -> list[int]:
+        raise SteerError("this steering method edits no named features")
+
+    def settings(self, e: MethodEdits, ks: Sequence[int], strengths: Sequence[float],
+                 dense_strengths: Sequence[float]) -> list[tuple[int, float]]:
+        """(K, strength) pairs: K features at each per-feature strength by default."""
+        return [(k, s) for k in ks for s in strengths]
+
+    def edit(self, e: MethodEdits, k: int, strength: float) -> Edit:
+        raise NotImplementedError
+
+
+#: ``--method`` -> :class:`SteerMethod`; the sweep, the one-image command and the report ask these entries
+STEER_METHODS: Registry[SteerMethod] = Registry("steering method", "--method")
+
+
+class TextWord(SteerMethod):
+    """The old method (a baseline row): the text tower's top features of each word, boosted relative to p99."""
+
+    unit, named_features, from_text = "x p99", True, True
+
+    def features(self, e: MethodEdits, kind: str, value: str, role: str) -> list[int]:
+        if value not in e._text:
+            from .interventions import concept_features_checked
+
+            e._text[value] = concept_features_checked(e.model, e.tok, value, e.text_k)
+        return e._text[value]
+
+    def edit(self, e: MethodEdits, k: int, strength: float) -> Edit:
+        def text_edit(c, it):
+            iv = Intervention(tuple(self.features(e, it.kind, it.source, "suppress")[:k]),
+                              tuple(self.features(e, it.kind, it.target, "boost")[:k]), strength, True)
+            return apply_intervention(c, iv, e.reference)
+        return text_edit
+
+
+class Evidence(SteerMethod):
+    """The top features by evidence, clamped: the source's to 0, the target's to strength x typical."""
+
+    unit, named_features, candidate = "x typical", True, True
+
+    def features(self, e: MethodEdits, kind: str, value: str, role: str) -> list[int]:
+        return e.ev.ranked(value, EFFECT_CANDIDATES)
+
+    def edit(self, e: MethodEdits, k: int, strength: float) -> Edit:
+        def clamp(c, it):
+            boost = self.features(e, it.kind, it.target, "boost")[:k]
+            return clamp_edit(c, self.features(e, it.kind, it.source, "suppress")[:k], boost,
+                              strength * e.ev.typical_of(it.target))
+        return clamp
+
+
+class Effect(Evidence):
+    """Evidence candidates re-ranked by their measured effect on the VLM, clamped as ``evidence``."""
+
+    def features(self, e: MethodEdits, kind: str, value: str, role: str) -> list[int]:
+        if e.vlm is None:
+            raise SteerError("effect-ranked features need the VLM whose answers they move")
+        key = (value, role)
+        if key not in e._effect:
+            e._effect[key] = effect_order(e.vlm, e.ev, kind, value, role)
+        return e._effect[key]
+
+
+class MeansTopK(SteerMethod):
+    """The difference of mean codes restricted to its K largest coordinates, added, clipped at 0."""
+
+    candidate = True
+
+    def settings(self, e: MethodEdits, ks: Sequence[int], strengths: Sequence[float],
+                 dense_strengths: Sequence[float]) -> list[tuple[int, float]]:
+        return [(k, s) for k in (*ks, e.width) for s in dense_strengths]
+
+    def edit(self, e: MethodEdits, k: int, strength: float) -> Edit:
+        def cleaned(c, it):
+            d = _unit(top_coordinates(e.means_direction(it.source, it.target), k))
+            return F.relu(c + strength * e.mean_norm * d.to(c.dtype))
+        return cleaned
+
+
+class DenseShift(SteerMethod):
+    """Add a direction at strength x the mean image-code norm (a dense CLIP)."""
+
+    edits, unit = "dense", "x mean code norm"
+
+    def settings(self, e: MethodEdits, ks: Sequence[int], strengths: Sequence[float],
+                 dense_strengths: Sequence[float]) -> list[tuple[int, float]]:
+        return [(0, s) for s in dense_strengths]
+
+    def direction(self, e: MethodEdits, source: str, target: str) -> torch.Tensor:
+        return _unit(e.means_direction(source, target))
+
+    def edit(self, e: MethodEdits, k: int, strength: float) -> Edit:
+        def shift(c, it):
+            return c + strength * e.mean_norm * self.direction(e, it.source, it.target).to(c.dtype)
+        return shift
+
+
+class DenseText(DenseShift):
+    """The old dense baseline: the difference of the unit text embeddings of target and source (not rescaled)."""
+
+    def direction(self, e: MethodEdits, source: str, target: str) -> torch.Tensor:
+        key = ("dense-text", source, target)
+        if key not in e._dirs:
+            e._dirs[key] = text_direction(e.model, e.tok, source, target)
+        return e._dirs[key]
+
+
+STEER_METHODS.register("text-word", TextWord())
+STEER_METHODS.register("evidence", Evidence())
+STEER_METHODS.register("effect", Effect())
+STEER_METHODS.register("means-topk", MeansTopK())
+STEER_METHODS.register("dense-text", DenseText())
+STEER_METHODS.register("dense-means", DenseShift())
+
+
+def methods_for(edits: str) -> tuple[str, ...]:
+    """The registered methods that edit a ``"sparse"`` or a ``"dense"`` CLIP, in registration order."""
+    return tuple(n for n, m in STEER_METHODS.items() if m.edits == edits)
+
+
+def named_feature_methods() -> tuple[str, ...]:
+    """The registered methods that edit named features (usable on one image by ``sparseclip steer``)."""
+    return tuple(n for n, m in STEER_METHODS.items() if m.named_features)
+
+
+SPARSE_METHODS = methods_for("sparse")
+DENSE_METHODS = methods_for("dense")

@@ -35,6 +35,13 @@ def reference_codes(model, image_size: int, n: int = 1000) -> torch.Tensor:
     return image_codes(model, images, image_size)[0]
 
 
+def _from_text(method: str | None) -> bool:
+    """Whether ``method`` reads features off the text tower (its strength may be ``--relative``)."""
+    from .methods import STEER_METHODS
+
+    return method in STEER_METHODS and STEER_METHODS.get(method).from_text
+
+
 @dataclass
 class FeatureChange:
     feature: int
@@ -70,7 +77,7 @@ class SteerOutcome:
         parts = [f"sparseclip steer --model {st.get('model')} --vlm {st.get('vlm')} {where}",
                  f"--question {st.get('question', 'caption')} {' '.join(words)} --method {st.get('method')}",
                  f"-k {st.get('k')} --strength {st.get('strength'):g}"
-                 + (" --relative" if st.get("relative") and st.get("method") == "text-word" else "")]
+                 + (" --relative" if st.get("relative") and _from_text(st.get("method")) else "")]
         return " \\\n    ".join(parts)
 
     def text(self) -> str:
@@ -143,8 +150,10 @@ def steer_image(model_path: str | Path, vlm_path: str | Path, suppress: Sequence
 
     if not suppress and not boost:
         raise SteerError("give at least one --suppress or --boost concept")
-    if method not in ("text-word", "evidence", "effect"):
-        raise SteerError(f"unknown --method {method!r} (text-word, evidence or effect)")
+    from .methods import STEER_METHODS, named_feature_methods
+
+    if method not in named_feature_methods():
+        raise SteerError(f"unknown --method {method!r} ({', '.join(named_feature_methods())})")
     if k < 1:
         raise SteerError(f"k must be >= 1, got {k}")
     model, cfg, tok, vlm = load_pair(model_path, vlm_path)
@@ -154,7 +163,7 @@ def steer_image(model_path: str | Path, vlm_path: str | Path, suppress: Sequence
         unknown = vlm.tokenizer.unknown_words(word)
         if unknown:
             raise SteerError(f"unknown concept word {unknown[0]!r}: not in the model's vocabulary")
-    if method == "text-word":
+    if STEER_METHODS.get(method).from_text:  # the text tower's features of each word (the old method)
         iv = concept_intervention(model, tok, suppress, boost, k, strength, relative, vocabulary=vlm.tokenizer)
         reference = FeatureReference(reference_codes(model, size), percentile) if relative else None
         boosted = set(iv.boost)
@@ -207,16 +216,16 @@ def run_sweep(sparse: Sequence[str], dense: Sequence[str] | None, out: str | Pat
     ``out`` and returns the summary."""
     from .bench import pool_seeds, run_benchmark
     from .judge import TextJudge
-    from .methods import DENSE_METHODS, SPARSE_METHODS
+    from .methods import STEER_METHODS, methods_for
     from .report import write_results
 
-    known = (*SPARSE_METHODS, *DENSE_METHODS)
+    known = STEER_METHODS.names()
     unknown = [m for m in methods or () if m not in known]
     if unknown:
         raise SteerError(f"unknown steering method {unknown[0]!r} (known: {', '.join(known)})")
     judge = TextJudge()
     pooled = []
-    for pair, kinds in ((sparse, SPARSE_METHODS), (dense, DENSE_METHODS)):
+    for pair, kinds in ((sparse, methods_for("sparse")), (dense, methods_for("dense"))):
         if pair is None:
             continue
         chosen = [m for m in kinds if methods is None or m in methods]

@@ -14,11 +14,28 @@ QUESTION_TEXT = {"caption": "caption question (\"what is in the picture?\")",
 FINDINGS_MARK = "findings of docs/steering/steering.md"
 BY_KIND_MARK = "chosen settings per kind of docs/steering/steering.md"
 HEADLINE_MARK = "headline of docs/steering/steering.md"
-#: methods on a dense CLIP (the baselines); every other method edits a Sparse CLIP's features
-DENSE = ("dense-text", "dense-means", "dense")
-#: the sparse methods the target is about (the text-word method is the old baseline)
-CANDIDATES = ("evidence", "effect", "means-topk")
-UNITS = {"text-word": "x p99", "sparse": "x p99", "evidence": "x typical", "effect": "x typical"}
+#: method names in results written before the methods were registered (the first sweep's two rows)
+LEGACY = {"sparse": "text-word", "dense": "dense-text"}
+
+
+def _entry(method: str):  # -> SteerMethod | None
+    """The registered entry of a method named in results (None for a name no longer registered)."""
+    from .methods import STEER_METHODS
+
+    name = LEGACY.get(method, method)
+    return STEER_METHODS.get(name) if name in STEER_METHODS else None
+
+
+def is_dense(method: str) -> bool:
+    """Whether ``method`` edits a dense CLIP (the baselines); every other method edits a Sparse CLIP's features."""
+    e = _entry(method)
+    return e is not None and e.edits == "dense"
+
+
+def is_candidate(method: str) -> bool:
+    """Whether the benchmark's target is about ``method`` (the text-word method is the old baseline)."""
+    e = _entry(method)
+    return e is not None and e.candidate
 
 
 def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -44,7 +61,7 @@ def _n(res: dict, per_kind: bool = False) -> int:
 
 
 def _k(res: dict, k: int) -> str:
-    if res["method"] in DENSE:
+    if is_dense(res["method"]):
         return "-"
     return f"all {k}" if k >= res.get("code_width", 10 ** 9) else str(k)
 
@@ -130,10 +147,11 @@ def _overlap(a: tuple[float, int], b: tuple[float, int]) -> bool:
 
 
 def _setting(method: str, s: dict, width: int = 10 ** 9) -> str:
-    if method in UNITS:
-        return f"K={s['k']} at {s['strength']:g} {UNITS[method]}"
-    if method in DENSE:
-        return f"strength {s['strength']:g} x mean code norm"
+    e = _entry(method)
+    if is_dense(method):
+        return f"strength {s['strength']:g} {e.unit}"
+    if e is not None and e.unit:  # a per-feature scale
+        return f"K={s['k']} at {s['strength']:g} {e.unit}"
     k = f"all {s['k']}" if s["k"] >= width else str(s["k"])
     return f"K={k} at {s['strength']:g} x mean code norm"
 
@@ -153,7 +171,7 @@ def headline_table(results: list[dict]) -> str:
         for res in results:
             s = summ[f"{res['method']}/{question}"]
             t, u, n = s["test"], s["unedited_test"], s["n"]
-            model = "dense CLIP" if res["method"] in DENSE else "Sparse CLIP"
+            model = "dense CLIP" if is_dense(res["method"]) else "Sparse CLIP"
             lines.append(f"| {question} | {res['method']} | {model} | "
                          f"{_setting(res['method'], s, res.get('code_width', 10 ** 9))} | {ci(t['success'], n)} | "
                          f"{_per_seed(s) or '-'} | {ci(t['corrupt'], n)} ({u['corrupt']:.1%}) | "
@@ -168,8 +186,8 @@ def target_verdicts(results: list[dict]) -> list[str]:
     the success intervals overlap is said)?"""
     summ = summary(results)
     methods = [r["method"] for r in results]
-    dense = [m for m in methods if m in DENSE]
-    cands = [m for m in methods if m in CANDIDATES]
+    dense = [m for m in methods if is_dense(m)]
+    cands = [m for m in methods if is_candidate(m)]
     lines = []
     for question in ("caption", "attribute"):
         for d in dense:
@@ -204,10 +222,10 @@ def matched_cost(results: list[dict]) -> list[str]:
     by = {r["method"]: r for r in results}
     lines = []
     for question in ("caption", "attribute"):
-        for d in (m for m in by if m in DENSE):
+        for d in (m for m in by if is_dense(m)):
             ds = summ[f"{d}/{question}"]
             dsel, dt, n = ds["select"], ds["test"], ds["n"]
-            for m in (m for m in by if m in CANDIDATES):
+            for m in (m for m in by if is_candidate(m)):
                 ok = [r for r in by[m]["rows"] if r["strength"] > 0
                       and r["select"][question]["corrupt"] <= dsel["corrupt"] + 1e-12
                       and r["select"][question]["side_effect"] <= dsel["side_effect"] + 1e-12]
@@ -293,13 +311,13 @@ def plot(results: list[dict], path: str | Path) -> None:
             for res in results:
                 te = [r["test"][question] for r in res["rows"] if r["strength"] > 0]
                 pts = [(t[metric], t["success"]) for t in te]
-                style = "--" if res["method"] in DENSE else "-"
+                style = "--" if is_dense(res["method"]) else "-"
                 line, = ax.plot(*zip(*_frontier(pts), strict=True), style, lw=1.4, label=res["method"])
                 ax.scatter(*zip(*pts, strict=True), s=8, color=line.get_color(), alpha=0.35)
                 b = choose(res["rows"], question, res["config"]["max_corruption"])["test"][question]
                 ax.scatter([b[metric]], [b["success"]], s=70, facecolors="none", edgecolors=line.get_color(), lw=1.5)
             for model, marker in (("Sparse CLIP", "x"), ("dense CLIP", "+")):
-                res = next((r for r in results if (r["method"] in DENSE) == (model == "dense CLIP")), None)
+                res = next((r for r in results if (is_dense(r["method"])) == (model == "dense CLIP")), None)
                 if res is not None:
                     base = res["rows"][0]["test"][question]
                     ax.scatter([base[metric]], [base["success"]], s=50, marker=marker, color="black",
