@@ -166,11 +166,12 @@ class DataConfig:
     bad_min_samples: int = 100  # ... judged only once this many samples were attempted
 
     def validate(self) -> None:
-        from .data.sources import DATA_KINDS  # the registry (imported here: data imports config)
+        from .data.sources import DATA_FORMATS  # the registry (imported here: data imports config)
 
-        _choice("data.kind", self.kind, tuple(DATA_KINDS))
-        if self.kind in ("csv", "wds") and not self.train_data:
-            raise ConfigError(f"data.train_data: required for data.kind={self.kind} (a CSV file or shards)")
+        _choice("data.kind", self.kind, DATA_FORMATS.names())
+        fmt = DATA_FORMATS.get(self.kind)
+        if fmt.needs_path and not self.train_data:
+            raise ConfigError(f"data.train_data: required for data.kind={self.kind} ({fmt.path_help})")
         if len(self.csv_separator) != 1:
             raise ConfigError(f"data.csv_separator: must be one character, got {self.csv_separator!r}")
         if self.train_num_samples < 0 or self.shuffle_buffer < 0:

@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="checkpoint dir (model.safetensors + config.json) or run dir")
     p.add_argument("--out", help="write the results JSON here (default: print it)")
     p.add_argument("--data", metavar="PATH",
-                   help="evaluate on your data instead of the procedural world: a CSV of image-caption pairs "
-                        "(retrieval; with --label-key also zero-shot and a linear probe), an image folder (one "
+                   help="evaluate on your data instead of the procedural world: a CSV of image-caption pairs, "
+                        "or a file of another registered data format (retrieval; with --label-key also zero-shot "
+                        "and a linear probe), an image folder (one "
                         "subfolder per class) or CLIP_benchmark's layout (zero-shot and a linear probe)")
     p.add_argument("--label-key", default="", metavar="COL", help="CSV column holding each image's class")
     p.add_argument("--templates", metavar="FILE", help="prompt templates, one per line with {} for the class")

@@ -1,106 +1,66 @@
-"""Image-caption pairs from a CSV file, with OpenCLIP's conventions.
+"""The one CSV reader: image-caption pairs from a CSV/TSV file with a header row, with OpenCLIP's conventions.
 
 One row per pair; ``data.csv_img_key`` (default ``filepath``) names the image-path column and
 ``data.csv_caption_key`` (default ``title``) the caption column; ``data.csv_separator`` is ``,`` by default
-(``"\\t"`` for OpenCLIP's usual TSV files). Relative image paths are relative to the CSV's folder.
+(``"\\t"`` for OpenCLIP's usual TSV files). Relative image paths are relative to the CSV's folder. Several rows
+may share an image (evaluation groups them).
 
-Order: each epoch is a permutation of the rows seeded by ``(data.train_seed, epoch)``; global position ``p``
-is row ``perm_{p // N}[p % N]``, and step ``s`` of rank ``r`` on ``W`` ranks takes positions
-``(s*W + r)*B ... + B - 1``. A bad row (missing file, unreadable or truncated image, empty caption) is
-skipped, counted, and replaced by rows drawn from a stream seeded by ``(seed, position)``, so batches stay
-full, every step is reproducible, and the ranks' shares concatenate to the single-process batch.
+The trainer (``data.kind=csv``, through :class:`~sparseclip.data.sources.CsvFormat`) and the commands that read
+the user's pairs (``eval --data``, ``analyze --data``, ``index build --data``) read a CSV here, and nowhere
+else; ``option`` names what the user passed the file as (``data.train_data``, ``--data``), so a message points
+at the setting to fix. Training order and bad-row handling: :mod:`sparseclip.data.pairs`.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
-import random
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import torch
+from .base import DataError
+from .pairs import PairRows, resolve_image
 
-from ..config import DataConfig
-from .base import (
-    Batch,
-    DataError,
-    EpochPermutation,
-    SkipSample,
-    StepSource,
-    Tokenizer,
-    Transform,
-    check_caption,
-    collect,
-    decode_image,
-)
+#: where each column's name is set, for messages
+_COLUMN_SETTING = {"image": "data.csv_img_key", "caption": "data.csv_caption_key", "label": "--label-key"}
 
 
 def _field_limit() -> None:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-def read_pairs(path: str | Path, img_key: str = "filepath", caption_key: str = "title",
-               separator: str = ",") -> tuple[list[str], list[str]]:
-    """(image paths resolved against the CSV's folder, captions) of a CSV file with a header row."""
+def read_csv(path: str | Path, img_key: str = "filepath", caption_key: str = "title", separator: str = ",",
+             label_keys: tuple[str, ...] | list[str] = (), option: str = "data.train_data") -> PairRows:
+    """The rows of a CSV file with a header row: images resolved against the CSV's folder, captions, and the
+    values of the columns ``label_keys``. A file that cannot be read as such is one :class:`DataError` line
+    starting with ``option``."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{option}: {path} is a folder, not a CSV file")
     if not path.is_file():
-        raise DataError(f"data.train_data: CSV file not found: {path}")
+        raise DataError(f"{option}: CSV file not found: {path}")
     _field_limit()
-    root = path.parent
-    images, captions = [], []
+    label_keys = tuple(dict.fromkeys(label_keys))
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f, delimiter=separator)
             cols = reader.fieldnames or []
-            for key, label in ((img_key, "data.csv_img_key"), (caption_key, "data.csv_caption_key")):
+            for key, what in ((img_key, "image"), (caption_key, "caption"), *((k, "label") for k in label_keys)):
                 if key not in cols:
-                    raise DataError(f"{label}: column {key!r} not in {path} (columns: {', '.join(cols) or 'none'}; "
-                                    f"separator {separator!r})")
-            for row in reader:
-                rel = (row.get(img_key) or "").strip()
-                images.append(str(root / rel) if rel else "")
-                captions.append(row.get(caption_key) or "")
+                    raise DataError(f"{option}: no {what} column {key!r} in {path} ({_COLUMN_SETTING[what]}; "
+                                    f"columns: {', '.join(cols) or 'none'}; separator {separator!r})")
+            rows = list(reader)
     except UnicodeDecodeError as e:
-        raise DataError(f"data.train_data: {path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+        raise DataError(f"{option}: {path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
     except csv.Error as e:
-        raise DataError(f"data.train_data: {path} is not a readable CSV ({e})") from None
-    if not images:
-        raise DataError(f"data.train_data: {path} has no rows")
-    return images, captions
+        raise DataError(f"{option}: {path} is not a readable CSV ({e})") from None
+    except OSError as e:
+        raise DataError(f"{option}: cannot read {path} ({e.strerror or type(e).__name__})") from None
+    if not rows:
+        raise DataError(f"{option}: {path} has no rows")
+    ids = [(row.get(img_key) or "").strip() for row in rows]
+    return PairRows(images=[resolve_image(path.parent, i) for i in ids], ids=ids,
+                    captions=[row.get(caption_key) or "" for row in rows],
+                    labels={k: [row.get(k) or "" for row in rows] for k in label_keys}, source=str(path))
 
 
-class CsvSource(StepSource):
-    """Training batches from a CSV of image paths and captions (see the module docstring)."""
-
-    def __init__(self, cfg: DataConfig, tokenizer: Tokenizer, transform: Transform, rank: int = 0,
-                 world_size: int = 1):
-        super().__init__(cfg, rank, world_size)
-        self.images, self.captions = read_pairs(cfg.train_data, cfg.csv_img_key, cfg.csv_caption_key,
-                                                cfg.csv_separator)
-        self.tokenizer, self.transform = tokenizer, transform
-        self.seed = cfg.train_seed
-        self.row_at = EpochPermutation(len(self.images), self.seed)  # the row at a global position
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def load(self, row: int) -> tuple[torch.Tensor, str]:
-        """(image tensor, caption) of a row; raises ``SkipSample`` for a bad row."""
-        caption = check_caption(self.captions[row])
-        if not self.images[row]:
-            raise SkipSample("missing_file", f"row {row} has no image path")
-        return decode_image(self.images[row], self.transform), caption
-
-    def _candidates(self, position: int) -> Iterator[int]:
-        """Rows for one batch slot: the slot's own row, then replacements seeded by the slot's position
-        (so a rank's share equals the same slots of the single-process batch, bad rows or not)."""
-        yield self.row_at(position)
-        rng = random.Random(f"csv-replace:{self.seed}:{position}")
-        yield from (rng.randrange(len(self.images)) for _ in itertools.count())
-
-    def make_batch(self, step: int, batch_size: int) -> Batch:
-        slots = [collect(self._candidates(p), self.load, 1, None, max_attempts=100)
-                 for p in self.global_indices(step, batch_size)]
-        return Batch.merge(slots, self.tokenizer)  # type: ignore[arg-type] - the candidates never run out
+__all__ = ["read_csv"]

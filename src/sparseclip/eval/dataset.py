@@ -1,9 +1,11 @@
-"""Evaluation on the user's own data: a CSV of image-caption pairs, an image folder, CLIP_benchmark's layout.
+"""Evaluation on the user's own data: a file of image-caption pairs, an image folder, CLIP_benchmark's layout.
 
-- **CSV** (the training format: ``filepath``/``title`` columns by default, paths relative to the CSV; several rows
-  may share an image): retrieval both ways over the CSV's images and captions (CLIP_benchmark's recall@k, see
-  :mod:`sparseclip.eval.retrieval`). With ``label_key`` (a column, e.g. ``category``): zero-shot classification
-  over that column's values with prompt templates, and a linear probe on a deterministic split.
+- **A file of pairs**, read by its data format's entry (:func:`sparseclip.data.sources.read_data_pairs`): a CSV
+  (the training format: ``filepath``/``title`` columns by default, paths relative to the CSV; several rows may
+  share an image) or a file of another registered format: retrieval both ways over its images and captions
+  (CLIP_benchmark's recall@k, see :mod:`sparseclip.eval.retrieval`). With ``label_key`` (a label column, e.g.
+  ``category``): zero-shot classification over that column's values with prompt templates, and a linear probe on
+  a deterministic split.
 - **Image folder** / **CLIP_benchmark webdataset** (:func:`sparseclip.data.folder.load_eval_set`): zero-shot and a
   linear probe.
 
@@ -13,19 +15,17 @@ index) and alternate train / test, so every class with >= 2 images is on both si
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from PIL import Image
 
-from ..data.base import DataError, SkipSample
+from ..data.base import DataError
 from ..data.folder import DEFAULT_TEMPLATES, read_template_file
+from ..data.pairs import PairSet
+from ..data.sources import read_data_pairs
 from ..model import get_tokenizer
 from ..model.embed import encode_images, encode_texts
 from .linear_probe import linear_probe
@@ -37,98 +37,17 @@ from .zeroshot import classifier_weights, zero_shot_eval
 LABEL_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "{}")
 
 
-@dataclass
-class PairSet:
-    """Unique images (PIL) of a CSV, their captions and which image each caption belongs to."""
-
-    images: list = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)
-    captions: list[str] = field(default_factory=list)
-    caption_image: list[int] = field(default_factory=list)
-    labels: dict[str, list[str]] = field(default_factory=dict)  # label column -> per image value ("" = none)
-    skipped: Counter = field(default_factory=Counter)
-    codes: Any = None  # with ``encode``: the images' codes, chunks joined (the images themselves are not kept)
-
-
 def load_csv_pairs(path: str | Path, img_key: str = "filepath", caption_key: str = "title", separator: str = ",",
                    label_keys: tuple[str, ...] | list[str] = (), limit: int = 0,
                    encode: Callable[[list], torch.Tensor] | None = None, chunk: int = 256,
                    shrink_to: int = 0) -> PairSet:
-    """Read a CSV of image-caption pairs for evaluation; bad rows are skipped and counted.
-
-    ``label_keys``: columns whose per-image values are kept (an image's value is taken from its first row); a
-    column named twice is taken once.
-    ``limit``: keep only the first ``limit`` distinct images (0: all) and their captions.
-    ``encode``: images are encoded ``chunk`` at a time as they are read and only their codes are kept
-    (``PairSet.codes``), so memory does not grow with the number of full-size photos.
-    ``shrink_to``: images kept in memory whose shorter side exceeds it are resized (Lanczos) to that shorter side
-    as they are read (the analysis keeps its images; 1,000 12-megapixel photos would need 36 GB).
-    """
-    from ..data.base import check_caption, decode_image
-
-    path = Path(path)
-    label_keys = tuple(dict.fromkeys(label_keys))
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f, delimiter=separator)
-            header = reader.fieldnames or []
-            rows = list(reader)
-    except FileNotFoundError:
-        raise DataError(f"--data {path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"--data {path}: is a folder; analyse and index take a CSV file") from None
-    except OSError as e:
-        raise DataError(f"--data {path}: cannot read it ({e.strerror or type(e).__name__})") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"--data {path}: not a readable UTF-8 CSV ({type(e).__name__})") from None
-    for key, what in ((img_key, "image"), (caption_key, "caption"), *((k, "label") for k in label_keys)):
-        if key and key not in header:
-            raise DataError(f"--data {path}: no {what} column {key!r} (columns: {', '.join(header)})")
-    out = PairSet(labels={k: [] for k in label_keys})
-    at: dict[str, int] = {}
-    pending: list = []
-    coded: list[torch.Tensor] = []
-    for row in rows:
-        src = (row.get(img_key) or "").strip()
-        try:
-            caption = check_caption(row.get(caption_key))
-            if src not in at:
-                if limit and len(out.ids) >= limit:
-                    continue
-                full = Path(src) if Path(src).is_absolute() else path.parent / src
-                image = decode_image(full, lambda im: im)  # PIL RGB, fully read, or SkipSample
-                if shrink_to and min(image.size) > shrink_to:
-                    f = shrink_to / min(image.size)
-                    image = image.resize((max(1, round(image.width * f)), max(1, round(image.height * f))),
-                                         resample=Image.LANCZOS)
-                if encode is None:
-                    out.images.append(image)
-                else:
-                    pending.append(image)
-                    if len(pending) >= chunk:
-                        coded.append(encode(pending))
-                        pending = []
-                out.ids.append(src)
-                for k in label_keys:
-                    out.labels[k].append((row.get(k) or "").strip())
-                at[src] = len(out.ids) - 1
-        except SkipSample as e:
-            out.skipped[e.reason] += 1
-            continue
-        out.captions.append(caption)
-        out.caption_image.append(at[src])
-    if encode is not None:
-        if pending:
-            coded.append(encode(pending))
-        if coded and isinstance(coded[0], torch.Tensor):
-            out.codes = torch.cat(coded)
-        elif coded:  # e.g. scipy.sparse chunks (an index's codes)
-            import scipy.sparse as sp
-
-            out.codes = sp.vstack(coded, format="csr")
-    if not out.ids or not out.captions:
-        raise DataError(f"--data {path}: no usable image-caption pairs ({dict(out.skipped)})")
-    return out
+    """The pairs of a data file for evaluation, with these CSV columns: :func:`~sparseclip.data.sources.
+    read_data_pairs` (the file's format entry reads it; a CSV through the one CSV reader); bad rows are skipped
+    and counted. ``label_keys``, ``limit``, ``encode``, ``chunk``, ``shrink_to``: see
+    :func:`~sparseclip.data.pairs.collect_pairs`."""
+    return read_data_pairs(path, option="--data", label_keys=label_keys, limit=limit, encode=encode, chunk=chunk,
+                           shrink_to=shrink_to, csv_img_key=img_key, csv_caption_key=caption_key,
+                           csv_separator=separator)
 
 
 def probe_split(ids: list[str], targets: list[int]) -> tuple[list[int], list[int]]:
@@ -166,9 +85,10 @@ def evaluate_data(model, cfg, data: str | Path, label_key: str = "", templates: 
     data = Path(data)
     out: dict = {"dataset": {"path": str(data), "name": data.stem if data.is_file() else data.name}}
     if data.is_file():
-        pairs = load_csv_pairs(data, img_key or cfg.data.csv_img_key, caption_key or cfg.data.csv_caption_key,
-                               cfg.data.csv_separator, (label_key,) if label_key else (),
-                               encode=lambda ims: encode_images(model, ims, size))
+        pairs = read_data_pairs(data, cfg.data, label_keys=(label_key,) if label_key else (),
+                                encode=lambda ims: encode_images(model, ims, size),
+                                csv_img_key=img_key or cfg.data.csv_img_key,
+                                csv_caption_key=caption_key or cfg.data.csv_caption_key)
         img = pairs.codes
         txt = encode_texts(model, tokenizer, pairs.captions)
         out["dataset"] |= {"images": len(pairs.ids), "captions": len(pairs.captions),

@@ -99,13 +99,13 @@ def build_csv_analysis_data(path: str | Path, image_size: int, img_key: str = "f
     Returns the data and a description (``{"path", "images", "captions", "skipped", "label_keys"}``).
     """
     from ..data.base import DataError
-    from ..eval.dataset import load_csv_pairs
+    from ..data.sources import read_data_pairs
 
     label_keys = tuple(dict.fromkeys(label_keys))
     # images are held for every model's encoding, the report and the heatmaps: large photos are shrunk as they are
     # read to twice the model's input side (at least 256 px), which the models' own resize then brings down
-    pairs = load_csv_pairs(path, img_key, caption_key, separator, tuple(label_keys), limit=n,
-                           shrink_to=max(2 * image_size, 256))
+    pairs = read_data_pairs(path, label_keys=label_keys, limit=n, shrink_to=max(2 * image_size, 256),
+                            csv_img_key=img_key, csv_caption_key=caption_key, csv_separator=separator)
     if len(pairs.images) < 2:
         raise DataError(f"--data {path}: need at least 2 usable images, got {len(pairs.images)}")
     captions = first_captions(pairs)

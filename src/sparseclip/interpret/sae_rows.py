@@ -47,14 +47,14 @@ def training_csv_pairs(dcfg, n: int, data: AnalysisData) -> tuple[list, list[str
     what the SAEs were trained on, in words. Without a readable training CSV (a webdataset run, a moved file)
     the SAEs fall back to the analysed images themselves, and the words say their FVU is then not held out."""
     from ..data.base import DataError
-    from ..eval.dataset import load_csv_pairs
+    from ..data.sources import DATA_FORMATS
 
     d = dcfg.data
-    path = d.train_data if d.kind == "csv" else ""
-    if path:
+    fmt = DATA_FORMATS.get(d.kind) if d.kind in DATA_FORMATS else None  # a format registered by the dense run
+    path = d.train_data if fmt is not None and fmt.reads_files else ""
+    if fmt is not None and path:
         try:
-            pairs = load_csv_pairs(path, d.csv_img_key, d.csv_caption_key, d.csv_separator, limit=n,
-                                   shrink_to=max(2 * d.image_size, 256))
+            pairs = fmt.pairs(path, d, option="data.train_data", limit=n, shrink_to=max(2 * d.image_size, 256))
         except (DataError, OSError):
             pairs = None
         if pairs is not None and len(pairs.images) >= 2:

@@ -7,9 +7,9 @@ same) and train the heads on the cached features (:class:`HeadOnly`): a step cos
 of two tower forward passes.
 
 The trainer (``sparseclip.train``, the one trainer) does it by itself when :func:`uses_feature_cache` (both
-towers frozen, a finite data set: a CSV or the world with ``data.num_train``, and ``train.feature_cache``):
-:func:`cache_train_pairs` once, then every step runs :class:`HeadOnly` on a batch of
-:class:`CachedPairsSource` (the same rows in the same order as the tower path's source, split by rank), with
+towers frozen, a finite data set: a CSV or another file format, the world with ``data.num_train``, and
+``train.feature_cache``): :func:`cache_train_pairs` once, then every step runs :class:`HeadOnly` on a batch
+of :class:`CachedPairsSource` (the same rows in the same order as the tower path's source, split by rank), with
 the trainer's optimiser, schedule, seed, checkpoints, resume and logging unchanged. For analysis code::
 
     cache = cache_pairs(model, tokenizer, transform, image_paths, captions, path="feats.safetensors")
@@ -180,50 +180,28 @@ def cache_pairs(model: SparseCLIP, tokenizer: Callable, transform: Callable,
     return cache
 
 
-class WorldImages(Sequence):
-    """The world's images ``0..n-1``, drawn on access (a cache key needs only their type: ``key_token``)."""
-
-    key_token = "<Image>"
-
-    def __init__(self, world: Any, n: int):
-        self.world, self.n = world, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> Image.Image:  # type: ignore[override]
-        if not 0 <= i < self.n:
-            raise IndexError(i)
-        return self.world.render(self.world.scene(i), i)
-
-
 def uses_feature_cache(cfg: Config) -> bool:
-    """Whether the trainer trains on cached tower features: both towers frozen, a finite data set (a CSV, or
-    the world with ``data.num_train``) and ``train.feature_cache`` on."""
-    finite = cfg.data.kind == "csv" or (cfg.data.kind == "world" and cfg.data.num_train > 0)
+    """Whether the trainer trains on cached tower features: both towers frozen, a finite data set (its format's
+    entry can list it: a CSV or another file format, the world with ``data.num_train``; not a stream of shards)
+    and ``train.feature_cache`` on."""
+    from ..data.sources import DATA_FORMATS
+
+    finite = DATA_FORMATS.get(cfg.data.kind).finite(cfg.data)
     return cfg.model.freeze_image and cfg.model.freeze_text and finite and cfg.train.feature_cache
 
 
 def cache_train_pairs(cfg: Config, model: SparseCLIP, tokenizer: Callable, transform: Callable,
                       path: str | Path, progress: bool = False) -> FeatureCache:
-    """:func:`cache_pairs` of the training set (``cfg.data.train_data``, a CSV, or the world's
+    """:func:`cache_pairs` of the training set as its format's entry lists it
+    (:meth:`~sparseclip.data.sources.DataFormat.train_pairs`: the rows of ``data.train_data``, or the world's
     ``data.num_train`` scenes), reused from ``path`` when it matches; stops with one line (``DataError``) when
     more than ``data.max_bad_fraction`` of the rows were unusable."""
     from tqdm.auto import tqdm
 
+    from ..data.sources import DATA_FORMATS
+
     d = cfg.data
-    extra = ""
-    if d.kind == "world":
-        from ..data.world import World
-
-        world = World(seed=d.train_seed, image_size=d.image_size, max_objects=d.max_objects)
-        images = WorldImages(world, d.num_train)  # drawn when encoded, not all held at once
-        captions = [world.scene(i).caption for i in range(d.num_train)]
-        extra = f"world:{d.train_seed}:{d.image_size}:{d.max_objects}:{d.num_train}"
-    else:
-        from ..data.csv_data import read_pairs
-
-        images, captions = read_pairs(d.train_data, d.csv_img_key, d.csv_caption_key, d.csv_separator)
+    images, captions, extra = DATA_FORMATS.get(d.kind).train_pairs(d)
     bar = tqdm(total=len(images), desc="cache tower features", unit="img", disable=not progress, leave=False)
 
     def tick(done: int, total: int) -> None:
