@@ -131,16 +131,17 @@ def folder_items(root: Path, skipped: Counter) -> Iterator[tuple[str, None, Imag
 
 def csv_codes(path: Path, model, cfg, batch_size: int, skipped: Counter, img_key: str | None = None,
               caption_key: str | None = None) -> tuple[sp.csr_matrix, list[str], list[str]]:
-    """(codes CSR, ids, first caption of each) of a CSV's images, encoded in chunks as they are read; its
-    columns are ``img_key`` / ``caption_key`` (default: the run's ``data.csv_img_key`` / ``csv_caption_key``)."""
-    from ..eval.dataset import load_csv_pairs
+    """(codes CSR, ids, first caption of each) of a data file's images (a CSV, or any registered format that
+    reads files: :func:`~sparseclip.data.sources.read_data_pairs` with the run's data settings), encoded in
+    chunks as they are read; a CSV's columns are ``img_key`` / ``caption_key`` (default: the run's)."""
+    from ..data.sources import read_data_pairs
     from ..model.embed import encode_images
     from .codes import as_csr
 
-    pairs = load_csv_pairs(path, img_key or cfg.data.csv_img_key, caption_key or cfg.data.csv_caption_key,
-                           cfg.data.csv_separator,
-                           encode=lambda ims: as_csr(encode_images(model, ims, cfg.data.image_size, batch_size)),
-                           chunk=batch_size)
+    pairs = read_data_pairs(path, cfg.data, csv_img_key=img_key or cfg.data.csv_img_key,
+                            csv_caption_key=caption_key or cfg.data.csv_caption_key,
+                            encode=lambda ims: as_csr(encode_images(model, ims, cfg.data.image_size, batch_size)),
+                            chunk=batch_size)
     skipped.update(pairs.skipped)
     first: dict[int, str] = {}
     for cap, i in zip(pairs.captions, pairs.caption_image, strict=True):
