@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,14 +48,13 @@ class FeatureCache:
         return int(self.image.shape[0])
 
     def save(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
+        from ..files.atomic import save_safetensors
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: ranks without a shared run dir may race
-        save_file({"image": self.image.contiguous(), "text": self.text.contiguous()}, str(tmp),
-                  metadata={"meta": json.dumps(self.meta)})
-        tmp.replace(path)
+        # atomic, through a per-process temporary file: ranks without a shared run dir may race
+        save_safetensors({"image": self.image.contiguous(), "text": self.text.contiguous()}, path,
+                         metadata={"meta": json.dumps(self.meta)})
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureCache:
