@@ -16,6 +16,7 @@ names. A new kind: subclass :class:`SAEKind` (or a shipped kind) and ``SAE_KINDS
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -90,8 +91,9 @@ class SAEKind:
         """The loss from the reconstruction error and the kept latents (the error itself by default)."""
         return err
 
-    def finish(self, sae: SAE, sample: torch.Tensor) -> None:
-        """After training, with a sample of prepared training rows (nothing by default)."""
+    def finish(self, sae: SAE, sample: Callable[[], torch.Tensor]) -> None:
+        """After training; ``sample()`` draws prepared training rows, for a kind that needs them (nothing by
+        default, and nothing is drawn)."""
 
 
 class ReluSAE(SAEKind):
@@ -130,8 +132,8 @@ class BatchTopKSAE(SAEKind):
         rows, cols = (a > sae.threshold).nonzero(as_tuple=True)
         return rows, cols, a[rows, cols]
 
-    def finish(self, sae: SAE, sample: torch.Tensor) -> None:
-        calibrate_threshold(sae, sample)
+    def finish(self, sae: SAE, sample: Callable[[], torch.Tensor]) -> None:
+        calibrate_threshold(sae, sample())
 
 
 class MatryoshkaSAE(BatchTopKSAE):

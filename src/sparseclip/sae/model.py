@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..files.atomic import save_safetensors, write_text_atomic
-from .kinds import SAE_KINDS
+from .kinds import SAE_KINDS, SAEKind
 
 #: the registered SAE kinds' names (at import)
 KINDS = SAE_KINDS.names()
@@ -64,7 +64,7 @@ class SAEConfig:
         SAE_KINDS.get(self.kind).check(self)
 
     @property
-    def entry(self):  # -> SAEKind
+    def entry(self) -> SAEKind:
         """The kind's registry entry."""
         return SAE_KINDS.get(self.kind)
 

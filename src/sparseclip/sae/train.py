@@ -103,8 +103,8 @@ def _fit(sae: SAE, sources: Sequence, steps: int, batch_size: int, lr: float, se
             fired_ago[fired] = 0
         if log_every and (step % log_every == 0 or step == steps):
             history.append({"step": step, **{k: round(v, 6) for k, v in parts.items()}})
-    # the kind's last step (e.g. calibrating a batch-top-k threshold) on a sample of the training rows
-    sae.cfg.entry.finish(sae, _sample(data, min(CALIBRATION_ROWS, sum(len(s) for s in data)), gen))
+    # the kind's last step (e.g. calibrating a batch-top-k threshold on a sample of the training rows)
+    sae.cfg.entry.finish(sae, lambda: _sample(data, min(CALIBRATION_ROWS, sum(len(s) for s in data)), gen))
     sae.eval()
     sae.train_info = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
                       "n_train": [len(s) for s in data], "seconds": round(time.perf_counter() - t0, 2),
