@@ -12,8 +12,6 @@ from . import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..steer.methods import named_feature_methods
-
     p = sub.add_parser(
         "steer", help="steer a VLM by editing named features of an image's sparse code",
         description="Answer a question about one image with the adapter VLM, before and after suppressing "
@@ -32,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="strength is a multiple of each feature's reference percentile (--percentile)")
     p.add_argument("--percentile", type=float, default=99.0, help="reference percentile for --relative")
     p.add_argument("--question", default="caption", help="caption, color, shape, or a question text")
-    p.add_argument("--method", default="text-word", choices=named_feature_methods(),
+    # no argparse choices: they would import the steering methods (and scikit-learn) for every sparseclip command;
+    # the library refuses an unknown method in one line, listing the registered ones
+    p.add_argument("--method", default="text-word", metavar="METHOD",
                    help="which features a concept edits: the top-K its word gives the text tower (text-word, the "
                         "default), the top-K with most evidence on labelled world images (evidence), or those with "
                         "most effect on the VLM's answer (effect); evidence/effect clamp boosted features to "
