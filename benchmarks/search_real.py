@@ -19,7 +19,7 @@ def _cached_heads(run_dir: Path):
     import torch
 
     from sparseclip.model.checkpoint import load_model
-    from sparseclip.train.feature_cache import FeatureCache
+    from sparseclip.model.feature_cache import FeatureCache
 
     cache_path = Path(run_dir) / "features.safetensors"
     if not cache_path.is_file():

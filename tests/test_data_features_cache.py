@@ -6,7 +6,8 @@ import torch
 from sparseclip.config import load_config
 from sparseclip.data.world import World
 from sparseclip.model import create_model, get_tokenizer, image_transform
-from sparseclip.train.feature_cache import FeatureCache, cache_pairs, cached_batches, head_codes
+from sparseclip.model.feature_cache import FeatureCache, cache_pairs, head_codes
+from sparseclip.train.feature_cache import cached_batches
 
 
 def _model(**flags):

@@ -154,6 +154,10 @@ class DataConfig:
     num_train: int = 0
     num_val: int = 1000  # validation images for evaluation
     num_probe_train: int = 2000  # training images for the linear probe
+    # training inputs on which evaluation counts the dictionary's health (features active / dead per modality):
+    # a finite training set whole, or a seeded sample of this many; a stream's first this many. 0 = a finite set
+    # whole
+    num_health: int = 20000
     workers: int = 0
     # real data (kind csv / wds), with OpenCLIP's conventions (see docs/data.md)
     train_data: str = ""  # CSV file, or shard pattern(s) joined with '::' ("a/{00000..00099}.tar::b/x.tar")
@@ -185,6 +189,8 @@ class DataConfig:
         if not 1 <= self.max_objects <= 3:
             raise ConfigError(f"data.max_objects: must be 1, 2 or 3, got {self.max_objects}")
         _positive("data.num_val", self.num_val)
+        if not isinstance(self.num_health, int) or self.num_health < 0:
+            raise ConfigError(f"data.num_health: must be >= 0, got {self.num_health!r}")
         if not isinstance(self.num_train, int) or self.num_train < 0:
             raise ConfigError(f"data.num_train: must be >= 0, got {self.num_train!r}")
         if self.workers < 0:

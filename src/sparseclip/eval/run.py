@@ -22,7 +22,8 @@ def evaluate_run(target: str | Path, out: str | Path | None = None, *, data: str
     ``extra`` entries (e.g. ``train_seconds``) are added to the result. ``model``: the ``(model, config)`` of
     ``target`` when the caller has it loaded already. The checkpoint dir evaluated is recorded as
     ``checkpoint_dir``; a run without ``final/`` is evaluated at its newest step checkpoint, and ``note`` (e.g. a
-    print to stderr) is told so before the work starts.
+    print to stderr) is told so before the work starts. ``dictionary`` holds the dictionary's health on the
+    run's training inputs (:func:`sparseclip.eval.health.training_health`), or why it could not be counted.
     """
     from ..model.checkpoint import load_model, resolve_checkpoint
     from ..model.rundir import RunDir
@@ -43,7 +44,25 @@ def evaluate_run(target: str | Path, out: str | Path | None = None, *, data: str
     else:
         result |= evaluate_data(model, cfg, data, label_key=label_key, templates=templates, probe=probe,
                                 img_key=img_key, caption_key=caption_key)
+    result["dictionary"] = _health(model, cfg, target, note)
     result |= extra or {}
     if out is not None:
         write_json_atomic(out, result)
     return result
+
+
+def _health(model, cfg, target: str | Path, note: Callable[[str], None] | None) -> dict:
+    """The dictionary's health on the training inputs, or ``{"error": ...}`` when they cannot be read (a
+    training CSV moved away since): the evaluation itself does not depend on them."""
+    from ..data.base import DataError
+    from ..model.rundir import RunDir
+    from .health import training_health
+
+    try:
+        run = RunDir.of(target)  # a run folder keeps the feature cache; a bare checkpoint dir is not written to
+        return training_health(model, cfg, run.path if run.log.is_file() else None)
+    except (DataError, OSError, ValueError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if note is not None:
+            note(f"the dictionary's health on the training inputs was not counted: {msg}")
+        return {"error": msg}

@@ -93,3 +93,31 @@ def batch_stats(code: Any) -> dict:
     value = l0(x)
     return {"l0": value, "l0_pct": 100 * value / x.shape[1],
             "alive_pct": 100 * active_fraction(x, tau=0.0, n_min=1)}
+
+
+class FiringWindow:
+    """Per feature, whether it fired (``> tau``) on any input seen since the window was last taken: the training
+    log's view of dead features over training (SAE training calls a feature dead when it has not fired for a
+    window of inputs). :meth:`add` each batch's codes; :meth:`take` returns the window's shares and starts a new
+    one. Counting stays on the codes' device; only the (D,) mask is kept."""
+
+    def __init__(self, tau: float = TAU):
+        self.tau = tau
+        self.fired: Any = None
+        self.inputs = 0
+
+    def add(self, codes: Any) -> None:
+        x = _matrix(codes)
+        fired = (x > self.tau).any(0)
+        self.fired = fired if self.fired is None else (self.fired | fired)
+        self.inputs += int(x.shape[0])
+
+    def take(self) -> dict:
+        """``unfired_pct``: % of features that fired on none of the window's inputs; ``window_inputs``: how many
+        inputs the window held. Empty dict for an empty window."""
+        if self.fired is None:
+            return {}
+        fired = self.fired.float().mean() if hasattr(self.fired, "float") else self.fired.mean()
+        out = {"unfired_pct": 100.0 * (1.0 - float(fired)), "window_inputs": self.inputs}
+        self.fired, self.inputs = None, 0
+        return out

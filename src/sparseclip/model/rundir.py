@@ -11,6 +11,7 @@
       final/                 the trained model: a checkpoint dir
       checkpoints/step_XXXXXX/   checkpoint dirs taken during training (+ trainer_state.pt to resume)
       tb/                    TensorBoard events
+      plots/training.png     loss, L0 and features unfired over training (written when training ends)
       analysis/              ``sparseclip analyze`` output
       .lock                  held while a process writes the run
 
@@ -39,7 +40,7 @@ class RunDir:
 
     #: what a run folder holds that a new run without --resume would replace (the feature cache is kept: it is
     #: keyed by its content and reused)
-    RUN_FILES = (CONFIG, LOG, DATA_STATS, EVAL, "final", "checkpoints", "tb")
+    RUN_FILES = (CONFIG, LOG, DATA_STATS, EVAL, "final", "checkpoints", "tb", "plots")
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -84,6 +85,10 @@ class RunDir:
     @property
     def tb(self) -> Path:
         return self.path / "tb"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
 
     @property
     def analysis(self) -> Path:

@@ -16,18 +16,20 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data.sources import build_train_source
-from ..eval.sparsity import batch_stats
+from ..eval.sparsity import FiringWindow, batch_stats
 from ..files.atomic import write_text_atomic
 from ..loss import l1_penalty
 from ..model import create_model, get_tokenizer, image_transform
 from ..model.checkpoint import load_weights, save_model
+from ..model.feature_cache import cache_train_pairs
 from ..model.rundir import CONFIG, RunDir
 from .accumulate import accumulate_gradients, split_batch
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
-from .feature_cache import CachedPairsSource, HeadOnly, cache_train_pairs, uses_feature_cache
-from .logger import RunLogger
+from .feature_cache import CachedPairsSource, HeadOnly, uses_feature_cache
+from .logger import RunLogger, read_log
 from .memory import check_memory, explain_oom
 from .optim import make_optimizer, make_scheduler
+from .plots import plot_training_curves
 from .state import find_resume, load_training_state, prune_checkpoints, save_training_checkpoint
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -334,6 +336,8 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
     step, skipped = start, 0
     finite_at: int | None = None  # the weights after this many steps gave a finite loss (in the step after them)
     t_last, n_last = time.time(), 0
+    # features that fired on no training input since the last log record, per modality (rank 0's share)
+    windows = {"image": FiringWindow(), "text": FiringWindow()}
     try:
         for step in range(start, tc.steps):
             images, tokens = next(batches)
@@ -367,6 +371,9 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
             model.clamp_logit_scale(logit_scale_max_at(cfg, step + 1))
             n_last += images.shape[0] * info.world_size
             done = step + 1
+            if info.is_main:
+                for side, window in windows.items():
+                    window.add(res.outputs[f"{side}_code"].detach())
             if done % tc.log_every == 0 or done == tc.steps:
                 # each rank holds its local loss; their mean is the full-batch loss (collective: all ranks)
                 terms = {k: all_reduce_mean(v) for k, v in res.loss.items()}
@@ -378,6 +385,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
                           "lr": scheduler.get_last_lr()[0], "logit_scale": float(model.logit_scale.detach().exp()),
                           **{f"image_{k}": v for k, v in img.items()},
                           **{f"text_{k}": v for k, v in txt.items()},
+                          **{f"{side}_{k}": v for side, w in windows.items() for k, v in w.take().items()},
                           "samples_per_s": n_last / max(now - t_last, 1e-9), "skipped_steps": skipped}
                 logger.log(record)
                 t_last, n_last = now, 0
@@ -408,6 +416,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
     if info.is_main:
         save_model(unwrap(model), cfg, run.final)
         write_text_atomic(run.data_stats, json.dumps(source.stats(), indent=2))
+        plot_training_curves(run_dir, read_log(run_dir))
         if skipped:
             print(f"sparseclip: warning: {skipped} of the {tc.steps - start} steps run were skipped (non-finite loss "
                   "or gradient, train.nonfinite=skip_step; skipped_steps in log.jsonl)", file=sys.stderr)
