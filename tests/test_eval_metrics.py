@@ -59,3 +59,25 @@ def test_sparsity_stats_by_hand_and_degenerate():
     assert dead["L0"] == 0 and dead["active_pct"] == 0
     dense = sparsity_stats(torch.ones(5, 8))
     assert dense["L0_pct"] == 100 and dense["active_pct"] == 100
+
+
+def test_zero_shot_weights_normalise_each_prompt_then_the_mean(monkeypatch):
+    """CLIP_benchmark's classifier: each prompt's text code L2-normalised, averaged, the mean renormalised. Hand-made
+    codes where skipping either normalisation changes the prediction (issue 39: a planted un-normalised average
+    passed every eval test). Class "a" has a long prompt code (10, 0) and a short one (0, 1): normalised first, they
+    weigh the same and the class points at 45 degrees; averaged raw, the long one wins and it points along x."""
+    import math
+
+    import sparseclip.eval.zeroshot as zs
+
+    codes = {"a photo of a": [10.0, 0.0], "a drawing of a": [0.0, 1.0],
+             "a photo of b": [0.6, 0.8], "a drawing of b": [0.3, 0.4]}
+    monkeypatch.setattr(zs, "encode_texts", lambda model, tok, texts: torch.tensor([codes[t] for t in texts]))
+    w = zs.classifier_weights(None, None, ["a", "b"], ["a photo of {}", "a drawing of {}"])
+    h = 1 / math.sqrt(2)
+    assert torch.allclose(w, torch.tensor([[h, 0.6], [h, 0.8]]), atol=1e-6)  # (code_dim, classes), unit columns
+    # an image at 45 degrees: cosine 1.0 with "a", 0.990 with "b" (raw mean: 0.774 with "a"; no renormalisation:
+    # 0.707 with "a"); an image along y: "b" either way
+    images = torch.tensor([[2.0, 2.0], [0.0, 3.0]])
+    m = zs.zero_shot_eval(images, w, [0, 1])
+    assert m["acc1"] == 1.0 and m["mean_per_class_recall"] == 1.0

