@@ -41,6 +41,11 @@ class HeadConfig:
     # running mean) | standardize (also divide by its running std). The statistics are buffers learned from the
     # training batches (saved with the head, frozen at evaluation); see docs/pretrained.md (sparsity levers)
     input_norm: str = "none"
+    # the wide heads' starting weights: normal (OpenCLIP's, std in_dim**-0.5) | data (each unit aimed at one
+    # random training pair in both heads, firing on init_rate of the training inputs; frozen towers on cached
+    # features only; see sparseclip.train.dictionary)
+    init: str = "normal"
+    init_rate: float = 0.01  # model.head.init=data and train.resample_every: each aimed unit's firing rate
     # settings of a head kind of one's own (e.g. a JumpReLU head's initial threshold), validated by the kind
     options: dict = field(default_factory=dict)
 
@@ -53,6 +58,11 @@ class HeadConfig:
         _choice("model.head.placement", self.placement, ("replace", "append"))
         _positive("model.head.expansion", self.expansion)
         _positive("model.head.topk", self.topk)
+        _choice("model.head.init", self.init, ("normal", "data"))
+        if not 0 < self.init_rate < 1:
+            raise ConfigError(f"model.head.init_rate: must be in (0, 1), got {self.init_rate}")
+        if self.init == "data" and self.input_norm != "none":
+            raise ConfigError("model.head.init=data: aims units at raw tower features; use model.head.input_norm=none")
 
 
 @dataclass
@@ -233,6 +243,11 @@ class TrainConfig:
     # fine-tune only each tower's last N blocks (and the norms after them; embeddings and earlier blocks frozen),
     # at train.lr x tower_lr_scale; needs model.freeze_image=false and model.freeze_text=false. 0 = off
     tower_last_blocks: int = 0
+    # dead-unit resampling (a departure from the paper's recipe, as SAE training does it): every this many steps,
+    # until resample_until of the run, units firing on no cached training input of a modality are aimed afresh
+    # at random training pairs (model.head.init_rate); frozen towers on cached features only. 0 = off
+    resample_every: int = 0
+    resample_until: float = 0.5
     compile: bool = False  # torch.compile the model
     # both towers frozen + CSV data: compute tower features once (run_dir/features.safetensors), train heads only
     feature_cache: bool = True
@@ -257,6 +272,9 @@ class TrainConfig:
         _positive("train.log_every", self.log_every)
         _positive("train.accum_steps", self.accum_steps)
         _positive("train.keep_last", self.keep_last)
+        if self.resample_every < 0 or not 0 <= self.resample_until <= 1:
+            raise ConfigError(f"train.resample_every must be >= 0 and train.resample_until in [0, 1], got "
+                              f"{self.resample_every}, {self.resample_until}")
         if self.ckpt_every < 0:
             raise ConfigError(f"train.ckpt_every: must be >= 0 (0: no periodic checkpoints), got {self.ckpt_every}")
         if self.grad_clip < 0 or self.eps < 0 or self.threads < 0:

@@ -24,6 +24,7 @@ from ..model.checkpoint import load_weights, save_model
 from ..model.feature_cache import cache_train_pairs
 from ..model.rundir import CONFIG, RunDir
 from .accumulate import accumulate_gradients, split_batch
+from .dictionary import DictionaryKeeper, check_levers
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, make_clip_loss, unwrap, wrap_ddp
 from .feature_cache import CachedPairsSource, HeadOnly, uses_feature_cache
 from .logger import RunLogger, read_log
@@ -301,8 +302,13 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
             cache = cache_train_pairs(cfg, model, tokenizer, transform, path)
         source = CachedPairsSource(cache, cfg.data.train_seed, info.rank, info.world_size)
         step_model = HeadOnly(model)
+        keeper = DictionaryKeeper(cfg, cache.image, cache.text)
     else:
+        check_levers(cfg, cached=False)
         source = build_train_source(cfg, tokenizer, transform, rank=info.rank, world_size=info.world_size)
+        keeper = None
+    if keeper is not None:
+        keeper.start(model)  # a resumed run loads its weights over these below
     optimizer = make_optimizer(model, tc)
     scheduler = make_scheduler(optimizer, tc)
     scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
@@ -338,6 +344,7 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
     t_last, n_last = time.time(), 0
     # features that fired on no training input since the last log record, per modality (rank 0's share)
     windows = {"image": FiringWindow(), "text": FiringWindow()}
+    resampled = 0  # units re-aimed by train.resample_every since the last log record
     try:
         for step in range(start, tc.steps):
             images, tokens = next(batches)
@@ -369,6 +376,8 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
                 optimizer.step()
             scheduler.step()
             model.clamp_logit_scale(logit_scale_max_at(cfg, step + 1))
+            if keeper is not None:
+                resampled += keeper.after_step(step + 1, model, optimizer)
             n_last += images.shape[0] * info.world_size
             done = step + 1
             if info.is_main:
@@ -386,9 +395,10 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
                           **{f"image_{k}": v for k, v in img.items()},
                           **{f"text_{k}": v for k, v in txt.items()},
                           **{f"{side}_{k}": v for side, w in windows.items() for k, v in w.take().items()},
-                          "samples_per_s": n_last / max(now - t_last, 1e-9), "skipped_steps": skipped}
+                          "samples_per_s": n_last / max(now - t_last, 1e-9), "skipped_steps": skipped,
+                          **({"resampled_units": resampled} if tc.resample_every else {})}
                 logger.log(record)
-                t_last, n_last = now, 0
+                t_last, n_last, resampled = now, 0, 0
                 bar.set_postfix(loss=f"{terms['contrastive']:.3f}", L0=f"{img['l0_pct']:.1f}%")
             bar.update(1)
             if done == tc.steps:  # a skipped last step or non-finite codes: the run failed, no final/

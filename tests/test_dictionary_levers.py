@@ -1,0 +1,124 @@
+"""The levers that keep the dictionary alive (train.dictionary): data-aware initialisation and dead-unit
+resampling, on synthetic tower features with a common component (as the lite towers have)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparseclip.config import ConfigError, load_config
+from sparseclip.model.heads import create_head
+from sparseclip.train.dictionary import DictionaryKeeper, aim_units, check_levers
+
+
+def _feats(n: int = 3000, d: int = 24, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    common = torch.zeros(d)
+    common[0] = 4.0  # a strong common component: every input has a large positive mean-direction part
+    return common + torch.randn(n, d, generator=g)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_aimed_units_fire_on_the_rate_asked(bias):
+    x = _feats()
+    head = create_head("relu", 24, 64, bias=bias)
+    gen = torch.Generator().manual_seed(1)
+    units = torch.arange(64)
+    anchors = torch.randint(x.shape[0], (64,), generator=gen)
+    aim_units(head, x, anchors, units, rate=0.05, gen=gen)
+    with torch.no_grad():
+        rate = (head(x) > 1e-3).float().mean(0)
+    assert rate.min() > 0.02 and rate.max() < 0.09  # each unit near 5% (a 4,096-row sample sets the threshold)
+    assert abs(float(rate.mean()) - 0.05) < 0.01
+    # each unit fires most on inputs like its anchor: the anchor scores above the unit's threshold
+    with torch.no_grad():
+        assert (head(x[anchors]).diagonal() > 0).float().mean() > 0.9
+
+
+def test_aim_touches_only_the_units_asked():
+    x = _feats()
+    head = create_head("relu", 24, 16)
+    before = head.proj.weight.detach().clone()
+    aim_units(head, x, torch.tensor([5, 7]), torch.tensor([2, 9]), 0.1, torch.Generator().manual_seed(0))
+    changed = (head.proj.weight != before).any(1)
+    assert changed.nonzero().flatten().tolist() == [2, 9]
+
+
+def _keeper_cfg(**over):
+    cfg = load_config("micro", [f"{k}={v}" for k, v in over.items()])
+    return cfg
+
+
+class _Model(torch.nn.Module):
+    def __init__(self, d_img: int, d_txt: int, out: int):
+        super().__init__()
+        self.image_head = create_head("relu", d_img, out)
+        self.text_head = create_head("relu", d_txt, out)
+
+
+def test_resampling_revives_dead_units_and_zeroes_their_moments():
+    img, txt = _feats(2000, 24, 0), _feats(2000, 16, 1)
+    cfg = _keeper_cfg(**{"train.resample_every": 5, "train.resample_until": 1.0, "train.steps": 20,
+                         "model.head.init_rate": 0.05})
+    model = _Model(24, 16, 32)
+    with torch.no_grad():  # kill units 0-9 on images and 20-24 on texts: pointing against the common component
+        model.image_head.proj.weight[:10] = 0.0
+        model.image_head.proj.weight[:10, 0] = -1.0
+        model.text_head.proj.weight[20:25] = 0.0
+        model.text_head.proj.weight[20:25, 0] = -1.0
+    opt = torch.optim.AdamW(list(model.parameters()), lr=1e-3)
+    loss = model.image_head(img[:64]).sum() + model.text_head(txt[:64]).sum()
+    loss.backward()
+    opt.step()
+    keeper = DictionaryKeeper(cfg, img, txt)
+    dead = keeper.dead_units(model).tolist()
+    assert set(range(10)) | set(range(20, 25)) <= set(dead)
+    assert keeper.after_step(3, model, opt) == 0  # not a resampling step
+    n = keeper.after_step(5, model, opt)
+    assert n == len(dead)
+    assert keeper.dead_units(model).numel() == 0
+    state = opt.state[model.image_head.proj.weight]
+    assert state["exp_avg"][:10].abs().sum() == 0 and state["exp_avg_sq"][:10].abs().sum() == 0
+    assert keeper.after_step(20, model, opt) == 0  # never at the last step
+
+
+def test_levers_refused_without_cached_features():
+    cfg = load_config("micro", ["model.head.init=data"])
+    with pytest.raises(ConfigError, match="model.head.init=data: needs both towers frozen"):
+        check_levers(cfg, cached=False)
+    check_levers(cfg, cached=True)
+    with pytest.raises(ConfigError, match="model.head.init:"):
+        load_config("micro", ["model.head.init=orthogonal"])
+    with pytest.raises(ConfigError, match="init_rate"):
+        load_config("micro", ["model.head.init_rate=1.5"])
+
+
+def test_trainer_levers_log_resampling_and_resume_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    from sparseclip.data.export import import_world
+    from sparseclip.train import train
+    from sparseclip.train.logger import read_log
+
+    import_world(tmp_path / "data", n_train=60, n_test=1, captions=1)
+    base = ["data.kind=csv", f"data.train_data={tmp_path / 'data' / 'train.csv'}", "model.freeze_image=true",
+            "model.freeze_text=true", "model.allow_random_frozen=true", "train.steps=12", "train.batch_size=16",
+            "train.log_every=3", "train.lr=3e-2", "train.warmup=0", "train.tensorboard=false",
+            "train.progress=false", "train.ckpt_fractions=[]", "train.ckpt_every=6", "model.head.init=data",
+            "model.head.init_rate=0.05", "train.resample_every=3", "train.resample_until=1.0",
+            f"train.output_dir={tmp_path / 'run'}"]
+    cfg = load_config("micro", base)
+    run = train(cfg)
+    log = read_log(run)
+    assert [r["resampled_units"] for r in log][-1] == 0  # the last step never resamples
+    assert all("resampled_units" in r for r in log)
+    first = log[0]  # data-aware start: both modalities sparse from the first steps (micro: 8 x 64 units)
+    assert first["image_l0_pct"] < 20 and first["text_l0_pct"] < 20
+    wa = load_file(str(run / "final" / "model.safetensors"))
+    import shutil
+
+    shutil.rmtree(run / "final")
+    train(cfg, resume=str(run / "checkpoints" / "step_000006"))
+    wr = load_file(str(run / "final" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wr[k]) for k in wa)
+    assert read_log(run) == [{**r, "samples_per_s": r2["samples_per_s"]} for r, r2 in zip(log, read_log(run))]
