@@ -121,4 +121,5 @@ def test_trainer_levers_log_resampling_and_resume_exactly(tmp_path):
     train(cfg, resume=str(run / "checkpoints" / "step_000006"))
     wr = load_file(str(run / "final" / "model.safetensors"))
     assert all(torch.equal(wa[k], wr[k]) for k in wa)
-    assert read_log(run) == [{**r, "samples_per_s": r2["samples_per_s"]} for r, r2 in zip(log, read_log(run))]
+    again = read_log(run)
+    assert again == [{**r, "samples_per_s": r2["samples_per_s"]} for r, r2 in zip(log, again, strict=True)]
