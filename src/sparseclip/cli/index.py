@@ -28,16 +28,29 @@ def _backend_dest(backend: str, option: str) -> str:
     return f"backend_option:{backend}:{option}"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def _add_backend_arguments(b: argparse.ArgumentParser) -> None:
+    """``index build``'s part that asks the search backend registry (importing the backends, numpy and scipy): the
+    backends' summaries, ``--backend``'s registered choices and each backend's ``--<backend>-<option>`` flags. Run
+    only when ``index build`` is parsed or its help shown (:class:`~sparseclip.cli.LazyParser`)."""
     from ..index.backends import BACKENDS, DEFAULT_BACKEND
 
+    backends = "\n".join(f"  {name}: {cls.summary}" for name, cls in BACKENDS.items())
+    b.description = f"{BUILD_HELP}\n{backends}"
+    b.add_argument("--backend", choices=BACKENDS.names(),
+                   help=f"the search backend that ranks (default: {DEFAULT_BACKEND}, or the index's own with --append)")
+    for name, cls in BACKENDS.items():  # each backend's build parameters: --<backend>-<option>
+        for opt in cls.options:
+            b.add_argument(_backend_flag(name, opt.name), dest=_backend_dest(name, opt.name), type=opt.type,
+                           metavar=opt.metavar or opt.name.upper(), help=f"--backend {name}: {opt.help}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="sparse search: build an inverted index of codes, search it with reasons",
                        description="Sparse search over Sparse CLIP codes (see docs/search.md).")
     isub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
 
-    backends = "\n".join(f"  {name}: {cls.summary}" for name, cls in BACKENDS.items())
-    b = isub.add_parser("build", help="embed images to codes and store them as an index",
-                        description=f"{BUILD_HELP}\n{backends}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    b = isub.add_parser("build", help="embed images to codes and store them as an index", description=BUILD_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter, complete=_add_backend_arguments)
     b.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="run dir or checkpoint dir of a Sparse CLIP model")
     b.add_argument("--out", required=True, metavar="INDEX_DIR", help="index directory to write")
     src = b.add_mutually_exclusive_group()
@@ -55,12 +68,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "features.json (default: RUN/analysis/features.json when present)")
     b.add_argument("--no-normalize", action="store_true", help="score raw dot products instead of cosine")
     b.add_argument("--batch-size", type=int, default=256)
-    b.add_argument("--backend", choices=BACKENDS.names(),
-                   help=f"the search backend that ranks (default: {DEFAULT_BACKEND}, or the index's own with --append)")
-    for name, cls in BACKENDS.items():  # each backend's build parameters: --<backend>-<option>
-        for opt in cls.options:
-            b.add_argument(_backend_flag(name, opt.name), dest=_backend_dest(name, opt.name), type=opt.type,
-                           metavar=opt.metavar or opt.name.upper(), help=f"--backend {name}: {opt.help}")
     b.set_defaults(func=run_build)
 
     s = isub.add_parser("search", help="search an index with a text or image query", description=SEARCH_HELP)

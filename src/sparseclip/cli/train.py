@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import load_config, preset_names
-
 HELP = """Train a (Sparse) CLIP model.
 
 CONFIG is a preset name ({presets}) or a YAML file. Any field can be overridden with key=value, e.g.
@@ -15,9 +13,15 @@ checkpoints/step_XXXXXX/ (safetensors + optimiser state; kept at 1/3/10/30/100%%
 """
 
 
+def _describe(p: argparse.ArgumentParser) -> None:
+    """The description names the presets: read when ``train`` is parsed or its help shown, not on every command."""
+    from ..config import preset_names
+
+    p.description = HELP.format(presets=", ".join(preset_names()))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model from a config",
-                       description=HELP.format(presets=", ".join(preset_names())),
+    p = sub.add_parser("train", help="train a model from a config", complete=_describe,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="preset name or YAML file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -32,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import load_config
+
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"train.output_dir={args.out}")
