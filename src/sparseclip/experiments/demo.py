@@ -67,8 +67,20 @@ def result_row(name: str, cfg: Config, res: dict, seconds: float) -> dict:
         "image_L0": s["image"]["L0"], "image_L0_pct": s["image"]["L0_pct"],
         "text_L0": s["text"]["L0"], "text_L0_pct": s["text"]["L0_pct"],
         "image_active_pct": s["image"]["active_pct"], "text_active_pct": s["text"]["active_pct"],
+        **health_columns(res.get("dictionary", {})),
         "train_seconds": seconds,
     }
+
+
+def health_columns(health: dict) -> dict:
+    """The dictionary's health on the training inputs as result columns (empty when it was not counted)."""
+    if "image" not in health:
+        return {}
+    cols = {f"{side}_{k}_train_pct": health[side][f"{k}_pct"] for side in ("image", "text") if side in health
+            for k in ("active", "dead")}
+    if "active_both_pct" in health:
+        cols["active_both_train_pct"] = health["active_both_pct"]
+    return cols
 
 
 def _fmt(v) -> str:
@@ -84,7 +96,8 @@ def results_markdown(rows: list[dict]) -> str:
              "Within each group the models share towers, data, seed and steps; all are evaluated on the same "
              "held-out procedural-world images (zero-shot and linear-probe accuracy, retrieval recall, and sparsity "
              "of the codes: L0 = mean non-zero dims per input, active = % of dims firing (> 0.001) on at least 2 "
-             "inputs).", ""]
+             "inputs). The `*_train_pct` rows count the dictionary on the training inputs instead (active: fires "
+             "on >= 2 of them; dead: on none), as the paper counts its active share.", ""]
     lines += [f"- **{r['model']}**: {r['name']}" for r in rows]
     lines += ["", "| metric | " + " | ".join(r["model"] for r in rows) + " |", "|---|" + "---|" * len(rows)]
     for k in keys:

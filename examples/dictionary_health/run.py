@@ -1,0 +1,295 @@
+"""Sparse AND alive? Every lever of the lite pair with the dictionary's health on the training inputs next to L0.
+
+The sparsity levers (``examples/sparsity_levers``) reached ~1% L0 by letting most features die. This sweep
+counts, for every setting, the share of features active (fire > 0.001 on >= 2 inputs) and dead (never fire) on the
+training inputs (:func:`sparseclip.eval.health.training_health`: all cached training pairs, or a seeded sample
+of ``data.num_health``), per modality and on both, next to L0 and accuracy on two splits that share no image
+(the splits, presets and evaluation are those of ``examples/sparsity_levers/run.py``):
+
+- controls: the dense head and ``linear_wide`` over the same learning-rate grid as the ReLU head
+  (1e-3, 3e-3, 1e-2, 3e-2), each with the preset's temperature treatment;
+- the paper's recipe: the ReLU head over the learning-rate grid (normal init), and data-aware initialisation
+  (``model.head.init=data``: each unit aimed at one training pair in both heads, firing on
+  ``model.head.init_rate`` of the inputs) over rates and learning rates;
+- departures: dead-unit resampling (``train.resample_every``), with and without the data-aware start.
+
+The rule (select split, seed 0): the best dense head over the grid by mean(zero-shot, t2i R@1, i2t R@1) is the
+bar (and the best ``linear_wide`` its wide control); among the ReLU settings whose zero-shot and both R@1 reach
+the bar, the sparsest (max of image and text L0) whose training-set active share is >= 85% on both modalities
+("alive"); if none is alive, the sparsest that reaches the bar; if none reaches it, the one nearest the bar
+within 2 points of mean accuracy; per pool (paper recipe; departures). The picks and both controls are trained
+with seeds 1 and 2 too; the test split gives the mean and a 95% t-interval. Writes ``OUT/health_<dataset>.json``
+and renders ``.md`` / ``.png`` from it::
+
+    python examples/dictionary_health/run.py world --out docs/sparsity
+    python examples/dictionary_health/run.py emoji --emoji-dir data/emoji --out docs/sparsity
+    python examples/dictionary_health/run.py world --out docs/sparsity --render-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("sparsity_levers", HERE.parent / "sparsity_levers" / "run.py")
+levers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(levers)
+
+SEEDS = (0, 1, 2)
+ALIVE = 85.0  # % of features active on the training inputs, both modalities (the paper: 85-89%)
+LRS = ("1e-3", "3e-3", "1e-2", "3e-2")
+PICKS = ("sparse", "departure", "dense", "wide")
+METRICS = ("zs", "t2i", "i2t", "image_L0_pct", "text_L0_pct", "image_active_train", "text_active_train",
+           "image_dead_train", "text_dead_train", "active_both_train")
+
+# (lever, label, kind, overrides); kind: paper | departure | dense | wide. Overrides apply on the preset of the
+# kind (lite_sparse / lite_dense / lite_wide on the world, the emoji presets on the emoji set) at lr 1e-3.
+SETTINGS: list[tuple[str, str, str, list[str]]] = [
+    *[("dense head", f"dense, lr {lr}", "dense", [f"train.lr={lr}"]) for lr in LRS],
+    *[("linear_wide", f"wide, lr {lr}", "wide", [f"train.lr={lr}"]) for lr in LRS],
+    *[("lr (normal init)", f"relu, lr {lr}", "paper", [f"train.lr={lr}"]) for lr in LRS],
+    *[("data-aware init, rate 1%", f"data init 1%, lr {lr}", "paper",
+       ["model.head.init=data", "model.head.init_rate=0.01", f"train.lr={lr}"]) for lr in LRS[:3]],
+    *[("data-aware init, lr 1e-3", f"data init {r}, lr 1e-3", "paper",
+       ["model.head.init=data", f"model.head.init_rate={r}", "train.lr=1e-3"]) for r in ("0.003", "0.03")],
+    *[("resampling (departure)", f"resample, lr {lr}", "departure",
+       ["train.resample_every=25", "train.resample_until=0.7", f"train.lr={lr}"]) for lr in ("1e-2", "3e-2")],
+    ("resampling + data init (departure)", "resample + data init 1%, lr 1e-2", "departure",
+     ["model.head.init=data", "model.head.init_rate=0.01", "train.resample_every=25", "train.resample_until=0.7",
+      "train.lr=1e-2"]),
+]
+
+
+def _base(dataset: str, kind: str) -> tuple[str, list[str]]:
+    return levers._preset(dataset, {"paper": "sparse", "departure": "sparse"}.get(kind, kind))
+
+
+def run_one(out: Path, dataset: str, entry: tuple, seed: int, splits: dict) -> dict:
+    """Train one setting (skipped when its row is on disk), evaluate it on both splits and count its dictionary on
+    the training inputs."""
+    from sparseclip.config import load_config
+    from sparseclip.eval import evaluate
+    from sparseclip.eval.health import training_health
+    from sparseclip.eval.run import evaluate_run
+    from sparseclip.files.atomic import write_json_atomic
+    from sparseclip.model.checkpoint import load_model
+    from sparseclip.train import train
+
+    lever, label, kind, overrides = entry
+    slug = "".join(c if c.isalnum() else "_" for c in label).strip("_") + f"_s{seed}"
+    run = out / "runs" / f"health_{dataset}" / slug
+    row_path = run / "row.json"
+    if row_path.is_file():
+        return json.loads(row_path.read_text())
+    data = [f"data.train_data={splits['fit']}"] if dataset == "emoji" else []
+    preset, kind_overrides = _base(dataset, kind)
+    cfg = load_config(preset, [f"train.output_dir={run}", "train.progress=false", "train.tensorboard=false",
+                               "train.ckpt_fractions=[]", *data, *kind_overrides, *overrides, f"train.seed={seed}"])
+    shared = out / "runs" / f"health_{dataset}" / "features.safetensors"  # one feature cache for every run
+    run.mkdir(parents=True, exist_ok=True)
+    if shared.is_file() and not (run / "features.safetensors").exists():
+        os.link(shared, run / "features.safetensors")
+    t0 = time.time()
+    train(cfg, overwrite=True)
+    seconds = time.time() - t0
+    if not shared.is_file():
+        os.link(run / "features.safetensors", shared)
+    model, cfg = load_model(run)
+    levers._memoise_towers(model)
+    row = {"lever": lever, "label": label, "kind": kind, "overrides": overrides, "seed": seed,
+           "logit_scale": float(model.logit_scale.detach().exp()), "train_seconds": seconds}
+    for split in ("select", "test"):
+        if dataset == "world":
+            cfg.data.val_seed = levers.SELECT_SEED if split == "select" else 1
+            res = evaluate(model, cfg, progress=False, probe=False)
+        else:
+            templates = (HERE.parent / "pretrained_emoji" / "templates.txt").read_text().splitlines()
+            res = evaluate_run(run, data=splits[split], label_key="group", templates=templates, probe=False,
+                               progress=False, model=(model, cfg))
+        row[split] = levers._metrics(res)
+    health = training_health(model, cfg, run)
+    row["train_health"] = health
+    for split in ("select", "test"):
+        row[split] |= {f"{side}_{k}_train": health[side][f"{k}_pct"] for side in ("image", "text")
+                       for k in ("active", "dead")} | {"active_both_train": health["active_both_pct"]}
+    write_json_atomic(row_path, row)
+    print(json.dumps({"label": label, "seed": seed, **{k: round(v, 4) for k, v in row["test"].items()
+                                                        if k in METRICS}}), flush=True)
+    return row
+
+
+def _alive(m: dict) -> bool:
+    return m["image_active_train"] >= ALIVE and m["text_active_train"] >= ALIVE
+
+
+def _l0(m: dict) -> float:
+    return max(m["image_L0_pct"], m["text_L0_pct"])
+
+
+def choose(rows: list[dict]) -> dict:
+    """The rule of the module docstring, on the select split of the seed-0 rows."""
+    pool = [r for r in rows if r["seed"] == 0]
+    score = levers._score
+    best = {k: max((r for r in pool if r["kind"] == k), key=lambda r: score(r["select"]))["label"]
+            for k in ("dense", "wide")}
+    bar = next(r for r in pool if r["label"] == best["dense"])["select"]
+    chosen: dict = {"dense": best["dense"], "wide": best["wide"]}
+    for kind in ("paper", "departure"):
+        mine = [r for r in pool if r["kind"] == kind]
+        level = [r for r in mine if all(r["select"][m] >= bar[m] for m in ("zs", "t2i", "i2t"))]
+        alive = [r for r in level if _alive(r["select"])]
+        near = [r for r in mine if score(r["select"]) >= score(bar) - levers.NEAR]
+        for rule, cands in (("level and alive", alive), ("level", level), ("near", near)):
+            if cands:
+                chosen[kind] = min(cands, key=lambda r: _l0(r["select"]))["label"]
+                chosen[f"{kind}_rule"] = rule
+                break
+        else:
+            chosen[kind], chosen[f"{kind}_rule"] = None, "none near"
+    return chosen
+
+
+def render(out: Path, dataset: str) -> str:
+    """``OUT/health_<dataset>.md`` and ``.png`` from ``OUT/health_<dataset>.json``; returns the Markdown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name = f"health_{dataset}"
+    data = json.loads((out / f"{name}.json").read_text())
+    rows, chosen = data["rows"], data["chosen"]
+    fmt = {m: ("{:.3f}" if m in ("zs", "t2i", "i2t") else "{:.2f}" if m.endswith("L0_pct") else "{:.1f}")
+           for m in METRICS}
+    head = {"zs": "zero-shot", "t2i": "t2i R@1", "i2t": "i2t R@1", "image_L0_pct": "image L0 %",
+            "text_L0_pct": "text L0 %", "image_active_train": "image active % (train)",
+            "text_active_train": "text active % (train)", "image_dead_train": "image dead % (train)",
+            "text_dead_train": "text dead % (train)", "active_both_train": "active on both % (train)"}
+    cmd = f"python examples/dictionary_health/run.py {dataset} --out {out} --render-only"
+    picked = {chosen.get(k) for k in PICKS} - {None}
+    lines = [f"<!-- generated by `{cmd}` from {name}.json; do not edit -->", "",
+             f"**{dataset}**, seed 0: accuracy and L0 on the test split; active / dead on the training inputs "
+             f"({_sample(rows)}); `*` = chosen on the select split.", "",
+             "| lever | setting | kind | select mean acc | " + " | ".join(head[m] for m in METRICS) + " |",
+             "|---|---|---|---|" + "---|" * len(METRICS)]
+    for r in (r for r in rows if r["seed"] == 0):
+        star = " *" if r["label"] in picked else ""
+        cells = " | ".join(fmt[m].format(r["test"][m]) for m in METRICS)
+        lines.append(f"| {r['lever']} | {r['label']}{star} | {r['kind']} | {levers._score(r['select']):.3f} | "
+                     f"{cells} |")
+    lines += ["", f"Chosen on the select split: dense control **{chosen['dense']}**, linear_wide **{chosen['wide']}**; "
+              + "; ".join(f"{k} **{chosen[k]}** (rule: {chosen[f'{k}_rule']})" for k in ("paper", "departure"))
+              + f". Alive = >= {ALIVE:g}% of features active on the training inputs of both modalities.", ""]
+    by: dict = {}
+    for r in rows:
+        by.setdefault(r["label"], {})[r["seed"]] = r
+    seeded = [k for k in PICKS if chosen.get(k) and len(by.get(chosen[k], {})) == len(SEEDS)]
+    if seeded:
+        lines += [f"Test split, seeds {list(SEEDS)}: mean ± 95% t-interval half-width.", "",
+                  "| row | setting | " + " | ".join(head[m] for m in METRICS) + " |",
+                  "|---|---|" + "---|" * len(METRICS)]
+        for k in seeded:
+            cells = []
+            for m in METRICS:
+                mean, half = levers._interval([by[chosen[k]][s]["test"][m] for s in SEEDS])
+                cells.append(f"{fmt[m].format(mean)} ± {fmt[m].format(half)}")
+            lines.append(f"| {k} | {chosen[k]} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for mine in ("paper", "departure"):
+            if mine not in seeded:
+                continue
+            for other in ("dense", "wide"):
+                if other not in seeded:
+                    continue
+                for m in ("zs", "t2i", "i2t"):
+                    d = [100 * (by[chosen[mine]][s]["test"][m] - by[chosen[other]][s]["test"][m]) for s in SEEDS]
+                    mean, half = levers._interval(d)
+                    lines.append(f"- {chosen[mine]} - {chosen[other]}, {m}: {mean:+.1f} ± {half:.1f} points "
+                                 f"(paired by seed: {', '.join(f'{x:+.1f}' for x in d)})")
+        lines.append("")
+    md = "\n".join(lines) + "\n"
+    (out / f"{name}.md").write_text(md)
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    seed0 = [r for r in rows if r["seed"] == 0 and r["kind"] in ("paper", "departure")]
+    for lever in dict.fromkeys(r["lever"] for r in seed0):
+        pts = sorted((r for r in seed0 if r["lever"] == lever), key=lambda r: _l0(r["test"]))
+        style = "x--" if pts[0]["kind"] == "departure" else "o-"
+        axes[0].plot([_l0(r["test"]) for r in pts],
+                     [min(r["test"]["image_active_train"], r["test"]["text_active_train"]) for r in pts],
+                     style, label=lever)
+        axes[1].plot([_l0(r["test"]) for r in pts], [r["test"]["zs"] for r in pts], style, label=lever)
+    dense = next(r for r in rows if r["seed"] == 0 and r["label"] == chosen["dense"])
+    axes[1].axhline(dense["test"]["zs"], color="k", lw=0.8, ls="--", label=f"best dense ({chosen['dense']})")
+    axes[0].axhline(ALIVE, color="grey", lw=0.8, ls=":", label=f"alive ({ALIVE:g}% active)")
+    for ax, ylabel in zip(axes, ("min(image, text) % features active on the training inputs",
+                                 "zero-shot (test split)"), strict=True):
+        ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("max(image, text) L0, % of dims (test split)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    axes[0].set_title("is the dictionary alive?", fontsize=10)
+    axes[1].set_title("does accuracy hold?", fontsize=10)
+    fig.suptitle(f"{dataset}: L0 x dictionary health x accuracy, every lever (seed 0)")
+    fig.tight_layout()
+    fig.savefig(out / f"{name}.png", dpi=110)
+    plt.close(fig)
+    return md
+
+
+def _sample(rows: list[dict]) -> str:
+    s = next((r["train_health"]["sample"] for r in rows if "train_health" in r), {})
+    return f"{s.get('n', '?'):,} of {s.get('of', '?'):,} training pairs" if s.get("of") else "training inputs"
+
+
+def _disk_rows(out: Path, dataset: str) -> list[dict]:
+    order = {e[1]: i for i, e in enumerate(SETTINGS)}
+    found = [json.loads(f.read_text()) for f in (out / "runs" / f"health_{dataset}").glob("*/row.json")]
+    return sorted((r for r in found if r["label"] in order), key=lambda r: (r["seed"], order[r["label"]]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dataset", choices=("world", "emoji"))
+    p.add_argument("--out", type=Path, default=Path("runs/dictionary_health"))
+    p.add_argument("--emoji-dir", type=Path, default=Path("data/emoji"))
+    p.add_argument("--only", default="", help="labels to run, separated by ';' (default: every setting)")
+    p.add_argument("--no-seeds", action="store_true", help="skip seeds 1 and 2 of the picks")
+    p.add_argument("--render-only", action="store_true")
+    a = p.parse_args(argv)
+    if not a.render_only:
+        splits = levers._split_emoji(a.emoji_dir) if a.dataset == "emoji" else {}
+        print(f"load average before: {os.getloadavg()}", flush=True)
+        only = {s.strip() for s in a.only.split(";") if s.strip()}
+        if only - {e[1] for e in SETTINGS}:
+            p.error(f"--only: no such setting {sorted(only - {e[1] for e in SETTINGS})}")
+        for e in SETTINGS:
+            if not only or e[1] in only:
+                run_one(a.out, a.dataset, e, 0, splits)
+        if not a.no_seeds:
+            chosen = choose(_disk_rows(a.out, a.dataset))
+            for label in dict.fromkeys(chosen[k] for k in PICKS if chosen.get(k)):
+                entry = next(e for e in SETTINGS if e[1] == label)
+                for s in SEEDS[1:]:
+                    run_one(a.out, a.dataset, entry, s, splits)
+        print(f"load average after: {os.getloadavg()}", flush=True)
+        from sparseclip.files.atomic import write_json_atomic
+
+        rows = _disk_rows(a.out, a.dataset)
+        write_json_atomic(a.out / f"health_{a.dataset}.json",
+                          {"command": " ".join(sys.argv), "dataset": a.dataset, "alive_pct": ALIVE,
+                           "select_seed": levers.SELECT_SEED, "chosen": choose(rows), "rows": rows})
+    print(render(a.out, a.dataset))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
