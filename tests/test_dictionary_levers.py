@@ -123,3 +123,44 @@ def test_trainer_levers_log_resampling_and_resume_exactly(tmp_path):
     assert all(torch.equal(wa[k], wr[k]) for k in wa)
     again = read_log(run)
     assert again == [{**r, "samples_per_s": r2["samples_per_s"]} for r, r2 in zip(log, again, strict=True)]
+
+
+def _health_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "dictionary_health" / "run.py"
+    spec = importlib.util.spec_from_file_location("dictionary_health_run", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _hrow(label, kind, sel, test=None, seed=0):
+    def m(zs, t2i, i2t, l0, active):
+        return {"zs": zs, "t2i": t2i, "i2t": i2t, "image_L0_pct": l0, "text_L0_pct": l0,
+                "image_active_train": active, "text_active_train": active, "image_dead_train": 100 - active,
+                "text_dead_train": 100 - active, "active_both_train": active}
+    return {"label": label, "kind": kind, "lever": kind, "seed": seed, "overrides": [], "select": m(*sel),
+            "test": m(*(test or sel))}
+
+
+def test_health_rule_prefers_level_and_alive_and_reads_the_select_split_only():
+    g = _health_script()
+    rows = [_hrow("dense a", "dense", (0.80, 0.30, 0.30, 100, 100)),
+            _hrow("dense b", "dense", (0.70, 0.20, 0.20, 100, 100)),
+            _hrow("wide", "wide", (0.82, 0.31, 0.31, 100, 100)),
+            # sparsest and alive on test, but below the dense head on select: test figures must not count
+            _hrow("flattered", "paper", (0.70, 0.29, 0.20, 0.5, 90), test=(0.99, 0.99, 0.99, 0.5, 90)),
+            _hrow("dead but sparse", "paper", (0.81, 0.31, 0.31, 0.8, 30)),
+            _hrow("alive", "paper", (0.81, 0.31, 0.30, 1.5, 90)),
+            _hrow("alive, denser", "paper", (0.85, 0.35, 0.35, 4.0, 95)),
+            _hrow("resample", "departure", (0.70, 0.29, 0.20, 0.5, 95))]
+    chosen = g.choose(rows)
+    assert chosen["dense"] == "dense a" and chosen["wide"] == "wide"
+    assert chosen["paper"] == "alive" and chosen["paper_rule"] == "level and alive"
+    assert chosen["departure"] is None and chosen["departure_rule"] == "none near"
+    # nothing alive reaches the bar: the sparsest that reaches it, said so
+    rows = [r for r in rows if r["label"] not in ("alive", "alive, denser")]
+    chosen = g.choose(rows)
+    assert chosen["paper"] == "dead but sparse" and chosen["paper_rule"] == "level"
