@@ -51,8 +51,11 @@ def test_known_rates_rare_and_both():
     assert h["active_both_pct"] == pytest.approx(100 * 2 / 8)  # 0 and 1; 7 is dead on images
     assert h["active_either_pct"] == pytest.approx(100 * 7 / 8)  # all but 5
     assert h["dead_both_pct"] == 0.0  # 7 dead on images fires on texts; 2-6 dead on texts fire on images
-    line = health_line({"sample": {"n": 1000, "source": "training set", "of": 5000}, **h})
-    assert "image L0 10.79%, active 75.0%, dead 12.5%" in line and "of 5,000" in line and "on both 25.0%" in line
+    line = health_line({"sample": {"n": 1000, "source": "training pairs", "of": 5000}, **h})
+    assert line.startswith("dictionary on a sample of 1,000 of 5,000 training pairs: image L0 10.79%, active 75.0%, "
+                           "dead 12.5%; text L0") and line.endswith("active on both 25.0%")
+    assert health_line({"sample": {"n": 7, "source": "training pairs", "of": 7}, **h}).startswith(
+        "dictionary on all 7 training pairs:")
 
 
 def test_widths_must_agree():
@@ -112,3 +115,14 @@ def test_evaluation_and_training_log_carry_the_health(micro_run):
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert all("image_unfired_pct" in r and "text_window_inputs" in r for r in records)
     assert (run / "plots" / "training.png").is_file()
+
+
+def test_eval_cli_prints_the_health_line(micro_run, tmp_path, capsys):
+    from sparseclip.cli import main
+
+    assert main(["eval", str(micro_run), "--out", str(tmp_path / "e.json"), "--no-probe", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("dictionary on "))
+    saved = json.loads((tmp_path / "e.json").read_text())["dictionary"]
+    assert line.startswith("dictionary on the first 96 inputs of the training stream: image L0 ")
+    assert f"active {saved['image']['active_pct']:.1f}%, dead {saved['image']['dead_pct']:.1f}%" in line

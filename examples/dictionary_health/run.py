@@ -8,9 +8,9 @@ of ``data.num_health``), per modality and on both, next to L0 and accuracy on tw
 
 - controls: the dense head and ``linear_wide`` over the same learning-rate grid as the ReLU head
   (1e-3, 3e-3, 1e-2, 3e-2), each with the preset's temperature treatment;
-- the paper's recipe: the ReLU head over the learning-rate grid (normal init), and data-aware initialisation
+- the paper's recipe: the ReLU head over the learning-rate grid (normal init), data-aware initialisation
   (``model.head.init=data``: each unit aimed at one training pair in both heads, firing on
-  ``model.head.init_rate`` of the inputs) over rates and learning rates;
+  ``model.head.init_rate`` of the inputs) over rates and learning rates, and NCL's RepReLU;
 - departures: dead-unit resampling (``train.resample_every``), with and without the data-aware start.
 
 The rule (select split, seed 0): the best dense head over the grid by mean(zero-shot, t2i R@1, i2t R@1) is the
@@ -56,8 +56,10 @@ SETTINGS: list[tuple[str, str, str, list[str]]] = [
     *[("lr (normal init)", f"relu, lr {lr}", "paper", [f"train.lr={lr}"]) for lr in LRS],
     *[("data-aware init, rate 1%", f"data init 1%, lr {lr}", "paper",
        ["model.head.init=data", "model.head.init_rate=0.01", f"train.lr={lr}"]) for lr in LRS[:3]],
-    *[("data-aware init, lr 1e-3", f"data init {r}, lr 1e-3", "paper",
-       ["model.head.init=data", f"model.head.init_rate={r}", "train.lr=1e-3"]) for r in ("0.003", "0.03")],
+    *[("data-aware init, lr 3e-3", f"data init {r}, lr 3e-3", "paper",
+       ["model.head.init=data", f"model.head.init_rate={r}", "train.lr=3e-3"]) for r in ("0.003", "0.03")],
+    # NCL's RepReLU (ReLU forward, GELU gradient: a dead unit near its threshold still gets a gradient)
+    ("RepReLU", "RepReLU, lr 1e-2", "paper", ["model.head.rep_relu=true", "train.lr=1e-2"]),
     *[("resampling (departure)", f"resample, lr {lr}", "departure",
        ["train.resample_every=25", "train.resample_until=0.7", f"train.lr={lr}"]) for lr in ("1e-2", "3e-2")],
     ("resampling + data init (departure)", "resample + data init 1%, lr 1e-2", "departure",

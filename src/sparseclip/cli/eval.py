@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"zero-shot {k}: acc1 {v['acc1']:.3f} over {len(d['classes'])} classes")
         print(f"image L0: {result['sparsity']['image']['L0']:.1f} ({result['sparsity']['image']['L0_pct']:.2f}% "
               f"of {result['sparsity']['image']['dim']} dims)")
+        _print_health(result)
         print(f"wrote {args.out}")
         return 0
     if args.out:
@@ -88,7 +89,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"retrieval R@1: text->image {r['text_to_image_R@1']:.3f}, image->text {r['image_to_text_R@1']:.3f}")
         print(f"image L0: {result['sparsity']['image']['L0']:.1f} ({result['sparsity']['image']['L0_pct']:.2f}% "
               f"of {result['sparsity']['image']['dim']} dims)")
+        _print_health(result)
         print(f"wrote {args.out}")
     else:
         print(json.dumps(result, indent=2))
     return 0
+
+
+def _print_health(result: dict) -> None:
+    """The dictionary's health on the training inputs, one line (or why it was not counted)."""
+    from ..eval.health import health_line
+
+    health = result.get("dictionary") or {}
+    if "error" in health:
+        print(f"dictionary on the training inputs: not counted ({health['error']})")
+    elif health:
+        print(health_line(health))

@@ -84,14 +84,14 @@ def training_codes(model: Any, cfg: Any, n: int, run_dir: Any = None) -> tuple[t
         rows = torch.as_tensor(sample_rows(len(cache), n))
         dev = next(model.parameters()).device
         img, txt = head_codes(model, cache.image[rows].to(dev), cache.text[rows].to(dev))
-        return img.float().cpu(), txt.float().cpu(), {"source": "training set (cached tower features)",
+        return img.float().cpu(), txt.float().cpu(), {"source": "training pairs (cached tower features)",
                                                        "n": len(rows), "of": len(cache)}
     if fmt.finite(d):
         images, captions, _ = fmt.train_pairs(d)
         rows = sample_rows(len(captions), n)
         img, txt = _encode_pairs(model, tokenizer, transform, [images[i] for i in rows],
                                  [captions[i] for i in rows])
-        return img, txt, {"source": "training set", "n": int(img.shape[0]), "of": len(captions)}
+        return img, txt, {"source": "training pairs", "n": int(img.shape[0]), "of": len(captions)}
     if n <= 0:
         raise ValueError("data.num_health: a stream of training inputs has no end; give a number of inputs (> 0)")
     source = build_train_source(cfg, tokenizer, transform)
@@ -103,7 +103,7 @@ def training_codes(model: Any, cfg: Any, n: int, run_dir: Any = None) -> tuple[t
         if seen >= n:
             break
     img, txt = torch.cat(imgs)[:n], torch.cat(txts)[:n]
-    return img, txt, {"source": "first training inputs (a stream)", "n": int(img.shape[0]), "of": None}
+    return img, txt, {"source": "inputs of the training stream", "n": int(img.shape[0]), "of": None}
 
 
 def _device(model: Any) -> torch.device:
@@ -150,6 +150,8 @@ def health_line(health: dict) -> str:
     parts = [f"{side} L0 {h['L0_pct']:.2f}%, active {h['active_pct']:.1f}%, dead {h['dead_pct']:.1f}%"
              for side in ("image", "text") if (h := health.get(side))]
     s = health.get("sample", {})
-    where = f"{s.get('n', '?'):,} {s.get('source', 'inputs')}" + (f" of {s['of']:,}" if s.get("of") else "")
+    n, of, what = s.get("n", 0), s.get("of"), s.get("source", "inputs")
+    where = (f"all {n:,} {what}" if of == n else f"a sample of {n:,} of {of:,} {what}" if of
+             else f"the first {n:,} {what}")
     both = f"; active on both {health['active_both_pct']:.1f}%" if "active_both_pct" in health else ""
-    return f"dictionary on the training inputs ({where}): " + "; ".join(parts) + both
+    return f"dictionary on {where}: " + "; ".join(parts) + both
