@@ -165,3 +165,21 @@ def _text_code(ckpt):
 
     model, cfg = load_model(ckpt)
     return encode_texts(model, get_tokenizer(cfg.model), ["a red circle"])[0].numpy()
+
+
+def test_a_finished_build_leaves_no_lock_file(ckpt, tmp_path, capsys):
+    """The lock beside the index (``.idx.lock``) is held during a build and removed when it ends, also on an error;
+    a writer that holds it meanwhile still refuses a second one."""
+    from sparseclip.files.lock import LockedError
+    from sparseclip.index.build import _IndexLock
+
+    idx = tmp_path / "idx"
+    code, _, _ = _run(capsys, "index", "build", ckpt, "--out", idx, "--n", 4)
+    assert code == 0 and not (tmp_path / ".idx.lock").exists()
+    code, _, err = _run(capsys, "index", "build", ckpt, "--out", idx, "--n", 4)  # refused: no --append
+    assert code == 2 and "--append" in err and not (tmp_path / ".idx.lock").exists()
+    with _IndexLock(idx, "index build", beside=True):
+        assert (tmp_path / ".idx.lock").exists()
+        with pytest.raises(LockedError, match="is in use"):
+            _IndexLock(idx, "index build", beside=True).acquire()
+    assert not (tmp_path / ".idx.lock").exists()

@@ -411,7 +411,11 @@ def _build(cls: type, data: dict, prefix: str) -> Any:
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(f"{full}: unknown key (known: {', '.join(sorted(names))})")
+            import difflib
+
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"did you mean {prefix}{close[0]}? " if close else ""
+            raise ConfigError(f"{full}: unknown key ({hint}known: {', '.join(sorted(names))})")
         typ = hints[key]
         if dataclasses.is_dataclass(typ):
             kwargs[key] = _build(typ, value, full + ".")

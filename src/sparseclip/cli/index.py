@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=run_build)
 
     s = isub.add_parser("search", help="search an index with a text or image query", description=SEARCH_HELP)
-    s.add_argument("index", metavar="INDEX_DIR")
+    s.add_argument("index", metavar="INDEX_DIR", help="an index folder written by `sparseclip index build`")
     q = s.add_mutually_exclusive_group(required=True)
     q.add_argument("--text", help="text query")
     q.add_argument("--image", metavar="PATH", help="image query")
@@ -83,8 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep items with at least one of PHRASE's features (repeatable: all phrases)")
     s.add_argument("--exclude", action="append", default=[], metavar="PHRASE",
                    help="drop items with any of PHRASE's features (repeatable)")
-    s.add_argument("--require-feature", action="append", type=int, default=[], metavar="ID")
-    s.add_argument("--exclude-feature", action="append", type=int, default=[], metavar="ID")
+    s.add_argument("--require-feature", action="append", type=int, default=[], metavar="ID",
+                   help="keep only items on which feature ID is active (repeatable: all of them)")
+    s.add_argument("--exclude-feature", action="append", type=int, default=[], metavar="ID",
+                   help="drop items on which feature ID is active (repeatable)")
     s.add_argument("--boost", action="append", default=[], metavar="FEATURE=WEIGHT",
                    help="add WEIGHT to the query's FEATURE (negative to penalise; repeatable)")
     s.add_argument("--concept-k", type=int, default=3, help="features per filter phrase (default 3)")
@@ -97,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_search)
 
     i = isub.add_parser("info", help="describe an index")
-    i.add_argument("index", metavar="INDEX_DIR")
+    i.add_argument("index", metavar="INDEX_DIR", help="an index folder written by `sparseclip index build`")
     i.set_defaults(func=run_info)
 
 

@@ -9,7 +9,7 @@ HELP = """Train a (Sparse) CLIP model.
 CONFIG is a preset name ({presets}) or a YAML file. Any field can be overridden with key=value, e.g.
   sparseclip train tiny_sparse train.steps=200 model.head.expansion=16 model.logit_scale_max=50
 Writes RUN_DIR (train.output_dir, or --out) with config.json, log.jsonl (JSON lines), tb/ (TensorBoard),
-checkpoints/step_XXXXXX/ (safetensors + optimiser state; kept at 1/3/10/30/100%% of training) and final/.
+checkpoints/step_XXXXXX/ (safetensors + optimiser state; kept at 1/3/10/30/100% of training) and final/.
 """
 
 

@@ -8,6 +8,7 @@ model into sparse codes, stored as a :class:`SparseIndex` (ranked by the search 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import scipy.sparse as sp
 from PIL import Image
 
+from ..files.lock import FolderLock
 from ..model.rundir import RunDir
 from .backends import backend_class
 from .codes import SparseIndexError
@@ -158,12 +160,33 @@ def build_index_from_run(checkpoint: str | Path, out: str | Path, options: Build
     ``model``: the ``(model, config)`` of ``checkpoint`` when the caller has it loaded already. ``append`` is
     refused unless the model is the one the index was built with (same weights, else same checkpoint path).
     """
-    from ..files.lock import FolderLock
-
     options = options or BuildOptions()
     options.check()
-    with FolderLock(out, "index build", beside=True):
+    with _IndexLock(out, "index build", beside=True):
         return _build(Path(checkpoint), Path(out), options, loaded=model)
+
+
+class _IndexLock(FolderLock):
+    """The index folder's lock (``.INDEX.lock`` beside it), removed when released: a finished build leaves no
+    lock file behind. The file is unlinked while still held, and a lock taken on a file that was unlinked
+    meanwhile (opened just before another holder removed it) is dropped and taken again on the new file."""
+
+    def acquire(self) -> _IndexLock:
+        for _ in range(100):
+            super().acquire()
+            try:
+                same = os.path.samestat(os.fstat(self._fd), os.stat(self.path))  # type: ignore[arg-type]
+            except FileNotFoundError:
+                same = False
+            if same:
+                return self
+            super().release()
+        raise SparseIndexError(f"{self.path}: the lock file keeps being replaced; try again")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+        super().release()
 
 
 def model_record(ckpt: Path, model, cfg) -> dict:
