@@ -183,3 +183,70 @@ def test_a_finished_build_leaves_no_lock_file(ckpt, tmp_path, capsys):
         with pytest.raises(LockedError, match="is in use"):
             _IndexLock(idx, "index build", beside=True).acquire()
     assert not (tmp_path / ".idx.lock").exists()
+
+
+@pytest.fixture(scope="module")
+def named_index(ckpt, tmp_path_factory):
+    """A 12-item world index whose features carry names and concepts (as an analysis would give them)."""
+    idx = tmp_path_factory.mktemp("named") / "idx"
+    assert main(["index", "build", str(ckpt), "--out", str(idx), "--n", "12"]) == 0
+    index = SparseIndex.load(idx)
+    index.feature_names = {f: ("round circle" if f % 2 else "two things") for f in range(512)}
+    index.feature_concepts = {f: ("shape:circle" if f % 3 == 0 else "color:red") for f in range(512) if f % 7}
+    index.save(idx)
+    return idx
+
+
+def test_search_prints_what_a_person_can_follow(named_index, capsys):
+    """Issue 40: a header saying what was searched and what the score is; each hit with its caption; the share of
+    the score the listed features and the concept groups hold; each exclusion with the items it removed."""
+    index = SparseIndex.load(named_index)
+    code, out, _ = _run(capsys, "index", "search", named_index, "--text", "a red circle", "-k", 3, "--explain", 3)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "searched 12 items for text 'a red circle': 3 hits"
+    assert lines[1].startswith("score = cosine similarity of the query's and the item's codes")
+    _, js, _ = _run(capsys, "index", "search", named_index, "--text", "a red circle", "-k", 3, "--explain", 3, "--json")
+    res = json.loads(js)
+    assert res["score"] == lines[1] and res["searched"] == 12
+    for h in res["hits"]:
+        head = next(i for i, ln in enumerate(lines) if ln.startswith(f"{h['rank']:3d}  "))
+        assert lines[head].endswith(index.captions[h["row"]])  # the caption, not only the id
+        held = sum(c["contribution"] for c in h["contributions"]) / h["score"]
+        groups = sorted((g for g in h["concept_groups"] if g["concept"] != "(no concept)"),
+                        key=lambda g: -g["contribution"])
+        assert sum(len(g["features"]) for g in h["concept_groups"]) == h["shared_features"]
+        assert lines[head + 1].strip() == (
+            f"the 3 features listed hold {100 * held:.0f}% of the score (of {h['shared_features']} shared); "
+            f"the 2 largest concept groups hold {100 * sum(g['share'] for g in groups[:3]):.0f}%")
+        assert lines[head + 2].strip().startswith(f"f{h['contributions'][0]['feature']} ")
+        assert any(ln.strip().startswith("by concept: ") for ln in lines[head:head + 8])
+
+    code, out, _ = _run(capsys, "index", "search", named_index, "--text", "a red circle", "-k", 3, "--exclude",
+                        "circle", "--concept-k", 2, "--json")
+    effect = json.loads(out)["filter_effects"][0]
+    banned = effect["features"]
+    having = (index.item_values(range(len(index)), banned) > 0)
+    assert effect["removed"] == int(having.any(axis=1).sum()) and effect["of"] == 12
+    assert effect["items_per_feature"] == {str(f): int(n) for f, n in zip(banned, having.sum(axis=0), strict=True)}
+    assert effect["names_off_topic"] == [f for f in banned if f % 2 == 0]  # "two things" says nothing of circles
+    code, out, _ = _run(capsys, "index", "search", named_index, "--text", "a red circle", "-k", 3, "--exclude",
+                        "circle", "--concept-k", 2)
+    assert f"[exclude 'circle' removed {effect['removed']} of 12 items; active on: f{banned[0]} (" in out
+
+
+def test_search_html_page_has_thumbnails(named_index, tmp_path, capsys):
+    page = tmp_path / "out" / "hits.html"
+    code, out, _ = _run(capsys, "index", "search", named_index, "--text", "a <b>red</b> circle", "-k", 4,
+                        "--explain", 2, "--html", page)
+    assert code == 0 and out.strip().endswith(f"results page: {page}")
+    html = page.read_text()
+    assert html.count('<article class="hit">') == 4 and html.count('src="data:image/png;base64,') == 4
+    assert "a &lt;b&gt;red&lt;/b&gt; circle" in html and "<b>red</b>" not in html
+    assert "score = cosine similarity" in html and "the score by concept" in html
+    import base64
+    import io
+
+    first = html.split('src="data:image/png;base64,')[1].split('"')[0]
+    with Image.open(io.BytesIO(base64.b64decode(first))) as im:  # the scene itself, enlarged by whole pixels
+        assert im.size == (96, 96) and len(im.getcolors(1 << 16)) > 1

@@ -79,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--explain", type=int, nargs="?", const=5, default=0, metavar="N",
                    help="show the N features that contributed most to each hit (default N=5)")
     s.add_argument("--json", action="store_true", help="print the hits as JSON")
+    s.add_argument("--html", metavar="PATH", help="also write the results as one HTML page with thumbnails")
+    s.add_argument("--open", action="store_true", help="open the --html page (or a temporary one) in a browser")
     s.add_argument("--require", action="append", default=[], metavar="PHRASE",
                    help="keep items with at least one of PHRASE's features (repeatable: all phrases)")
     s.add_argument("--exclude", action="append", default=[], metavar="PHRASE",
@@ -152,12 +154,31 @@ def run_search(args: argparse.Namespace) -> int:
                      boost=_parse_boost(args.boost), concept_k=args.concept_k, baseline=args.baseline,
                      min_activation=args.min_activation, model=args.model, approximate=args.approximate)
     if args.json:
-        print(json.dumps({"query": {"text": args.text, "image": args.image}, "filters": r.filters,
-                          "hits": [h.to_dict() for h in r.hits]}, indent=2))
-        return 0
-    for line in format_result(r):
-        print(line)
+        print(json.dumps({"query": {"text": args.text, "image": args.image}, **r.to_dict()}, indent=2))
+    else:
+        for line in format_result(r):
+            print(line)
+    if args.html or args.open:
+        _write_page(r, args.html, args.open, quiet=args.json)
     return 0
+
+
+def _write_page(result, path: str | None, show: bool, quiet: bool) -> None:
+    """Write the results page (to ``path``, or a temporary file when only ``--open`` is given) and open it."""
+    import tempfile
+
+    from ..report.search_page import write_search_page
+
+    if path is None:
+        path = tempfile.mkstemp(prefix="sparseclip-search-", suffix=".html")[1]
+    page = write_search_page(result, path)
+    if not quiet:
+        print(f"results page: {page}")
+    if show:
+        import webbrowser
+
+        if not webbrowser.open(page.resolve().as_uri()):
+            print(f"no browser could be started; open {page} yourself")
 
 
 def run_info(args: argparse.Namespace) -> int:
