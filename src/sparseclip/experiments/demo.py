@@ -115,26 +115,38 @@ def results_markdown(rows: list[dict]) -> str:
 
 
 def plot_training(runs: dict[str, Path], out: Path, batch: dict[str, int] | None = None) -> list[Path]:
-    """Loss and image-L0 curves against training samples seen (steps x global batch) for each run."""
+    """Loss and image-L0 curves against training samples seen (steps x global batch) for each run: titled,
+    both axes labelled, compact tick labels on the log axes, the legend beside the plot."""
+    from ..report.figures import legend_beside, log_axis
+
     paths = []
-    for key, ylabel, fname in (("loss", "contrastive loss", "loss.png"),
-                               ("image_l0_pct", "image L0 (% of dims, training batch)", "l0.png")):
-        fig, ax = plt.subplots(figsize=(6, 3.8))
+    for key, ylabel, title, fname in (
+            ("loss", "contrastive loss", "Training loss", "loss.png"),
+            ("image_l0_pct", "image L0 (% of dims)", "Image L0 during training (training batches)", "l0.png")):
+        fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+        xs_all, ys_all = [], []
         for name, run in runs.items():
             if key == "image_l0_pct" and not _nonnegative(run):
                 continue  # a signed code's "non-zero" count says nothing about sparsity
-            log = read_log(run)
+            log = [r for r in read_log(run) if r.get(key) is not None]
             b = (batch or {}).get(name, 1)
-            ax.plot([r["step"] * b for r in log], [r[key] for r in log], label=name)
-        ax.set_xlabel("samples seen" if batch else "step")
+            xs, ys = [max(r["step"], 1) * b for r in log], [r[key] for r in log]
+            ax.plot(xs, ys, label=name, marker="o" if len(xs) < 12 else None, markersize=3)
+            xs_all += xs
+            ys_all += ys
+        ax.set_title(title)
+        ax.set_xlabel("training samples seen (log scale)" if batch else "step (log scale)")
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        if xs_all:
+            log_axis(ax.xaxis, (min(xs_all), max(xs_all)))
         ax.set_ylabel(ylabel)
-        if key == "image_l0_pct":
+        positive = [y for y in ys_all if y > 0]
+        if key == "image_l0_pct" and positive and max(positive) / min(positive) > 10:
             ax.set_yscale("log")
+            ax.set_ylabel(ylabel + ", log scale")
+            log_axis(ax.yaxis, (min(positive), max(positive)))
         ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
+        legend_beside(ax, "run")
         save_figure(fig, out / fname, dpi=120)
         paths.append(out / fname)
     return paths
@@ -150,20 +162,27 @@ def _nonnegative(run: Path) -> bool:
 
 
 def plot_accuracy(rows: list[dict], out: Path) -> Path:
-    """Grouped bars: zero-shot per task, mean, and retrieval R@1 for each model."""
+    """Grouped bars: zero-shot per task, mean, retrieval R@1 and the linear probe's mean for each model, on the
+    held-out images: titled, labelled in words, percentages on the y axis, the legend beside the bars."""
+    from ..report.figures import legend_beside
+
     metrics = [k for k in rows[0] if k.startswith("zs_")] + ["t2i_R@1", "i2t_R@1", "probe_mean"]
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    words = {"zs_mean": "zero-shot\n(mean)", "t2i_R@1": "R@1\ntext\u2192image", "i2t_R@1": "R@1\nimage\u2192text",
+             "probe_mean": "probe\n(mean)"}
+    labels = [words.get(m, f"zero-shot\n{m[3:]}") for m in metrics]
+    fig, ax = plt.subplots(figsize=(11, 4.2), layout="constrained")
     width = 0.8 / len(rows)
     for i, r in enumerate(rows):
         xs = [j + i * width for j in range(len(metrics))]
-        ax.bar(xs, [r[m] for m in metrics], width=width, label=r["model"])
+        ax.bar(xs, [r.get(m, 0.0) for m in metrics], width=width, label=r["model"])
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(metrics))])
-    ax.set_xticklabels(metrics, rotation=30, ha="right")
+    ax.set_xticklabels(labels, fontsize=9)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy / recall")
-    ax.legend()
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.set_ylabel("accuracy / recall (held-out images)")
+    ax.set_title("Accuracy and retrieval per model")
+    legend_beside(ax, "model")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     save_figure(fig, out / "accuracy.png", dpi=120)
     return out / "accuracy.png"
 
