@@ -16,6 +16,11 @@ def register(subparsers) -> None:
     p.add_argument("--title", help="page title")
     p.add_argument("--screenshot", metavar="PNG",
                    help="also save a screenshot of the page taken with headless Chromium")
+    p.add_argument("--width", type=int, default=1400, metavar="PX",
+                   help="--screenshot: viewport width in CSS pixels (default 1400; 400 shows a phone)")
+    p.add_argument("--height", type=int, default=900, metavar="PX",
+                   help="--screenshot: viewport height (default 900: the first screen)")
+    p.add_argument("--full-page", action="store_true", help="--screenshot: the whole page, not the first screen")
     p.set_defaults(func=run)
 
 
@@ -24,11 +29,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_features is not None and args.max_features < 1:
         raise ValueError("--max-features must be at least 1")
+    if args.width < 100 or args.height < 100:
+        raise ValueError("--width and --height must be at least 100 pixels")
     index = write_report(args.run_dir, out=args.out, max_features=args.max_features, title=args.title)
     print(index)
     if args.screenshot:
         try:
-            print(screenshot(index, args.screenshot))
+            print(screenshot(index, args.screenshot, width=args.width, height=args.height,
+                             full_page=args.full_page))
         except BrowserError as e:
             raise ValueError(f"screenshot: {e}") from None
     return 0

@@ -179,6 +179,7 @@ def plot_accuracy(rows: list[dict], out: Path) -> Path:
     ax.set_xticklabels(labels, fontsize=9)
     ax.set_ylim(0, 1)
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.set_xlabel("task: zero-shot classification, retrieval (R@1), linear probe")
     ax.set_ylabel("accuracy / recall (held-out images)")
     ax.set_title("Accuracy and retrieval per model")
     legend_beside(ax, "model")

@@ -8,6 +8,7 @@ it shows copied under ``RUN_DIR/report/assets/``, so the folder can be moved or 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -46,6 +47,29 @@ def _assets(data: RunData, out_dir: Path) -> dict[Path, str]:
     return urls
 
 
+#: the source tree's docs folder (present in a checkout, absent from an installed wheel)
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+
+def _docs(out_dir: Path) -> Callable[[str], str | None]:
+    """Copy each doc the glossary names (``docs/interpret.md``) under ``assets/docs/`` when the source tree has it,
+    so the page links to it offline; returns doc -> URL relative to the page (None when not there)."""
+    cache: dict[str, str | None] = {}
+
+    def url(doc: str) -> str | None:
+        if doc not in cache:
+            src = DOCS / Path(doc).name
+            cache[doc] = None
+            if doc.startswith("docs/") and src.is_file():
+                dest = out_dir / ASSETS / "docs" / src.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
+                cache[doc] = quote(f"{ASSETS}/docs/{src.name}")
+        return cache[doc]
+
+    return url
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None, max_features: int | None = None,
                  title: str | None = None) -> Path:
     """Write the report of ``run_dir`` and return the path of its ``index.html``.
@@ -58,7 +82,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, max_feature
     out_dir = Path(out) if out is not None else data.run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     urls = _assets(data, out_dir)
-    page = render_page(data, urls.__getitem__, title or f"sparseclip report: {data.run_dir.resolve().name}")
+    page = render_page(data, urls.__getitem__, title or f"sparseclip report: {data.run_dir.resolve().name}",
+                       doc_url=_docs(out_dir))
     index = out_dir / "index.html"
     write_text_atomic(index, page)
     return index

@@ -1,4 +1,5 @@
-"""Headless Chromium helpers: load a page and return its DOM after scripts ran, or take a screenshot.
+"""Headless Chromium helpers: load a page and return its DOM after scripts ran, take a screenshot at an exact
+viewport, or drive the page (:class:`DevTools`: measure it, run scripts in it).
 
 Used by the report's tests and by ``sparseclip report --screenshot``. Chromium runs with no network
 access of its own (no first-run, sync, component updates or background networking) and a throw-away
@@ -7,6 +8,7 @@ profile directory.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -61,12 +63,140 @@ def dump_dom(page: str | Path, timeout: float = 90.0) -> str:
 
 
 def screenshot(page: str | Path, png: str | Path, width: int = 1280, height: int = 1600,
-               timeout: float = 90.0) -> Path:
-    """Save a PNG screenshot of a local HTML file; returns the PNG's path."""
-    out = Path(png).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _run([f"--screenshot={out}", f"--window-size={width},{height}", "--virtual-time-budget=3000",
-          _url(page)], timeout)
+               timeout: float = 90.0, full_page: bool = False) -> Path:
+    """Save a PNG screenshot of a local HTML file in a ``width`` x ``height`` viewport (exactly: phone widths
+    too), or of the whole page; returns the PNG's path."""
+    with DevTools(timeout=timeout) as dt:
+        dt.open(page, width=width, height=height)
+        out = dt.screenshot(png, full_page=full_page)
     if not out.is_file():
         raise BrowserError(f"Chromium wrote no screenshot to {out}")
-    return out
+    return out.resolve()
+
+
+class DevTools:
+    """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: JSON messages
+    ending in a NUL byte on file descriptors 3 and 4; no network port, no client library). Emulates an exact
+    viewport (a plain ``--window-size`` is not narrower than 500 px), evaluates scripts and takes screenshots.
+
+    >>> with DevTools() as dt:
+    ...     dt.open("report/index.html", width=400, height=900)
+    ...     dt.evaluate("document.documentElement.scrollWidth")
+    """
+
+    def __init__(self, timeout: float = 60.0):
+        self.timeout = timeout
+        self._id = 0
+        self._session: str | None = None
+        self._events: list[dict] = []
+
+    def __enter__(self) -> DevTools:
+        import fcntl
+
+        exe = find_chromium()
+        if exe is None:
+            raise BrowserError("no Chromium found (install Debian's 'chromium' package or set SPARSECLIP_CHROMIUM)")
+        self._profile = tempfile.TemporaryDirectory(prefix="sparseclip-chromium-")
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child_r, from_child_w)]
+
+        def fds() -> None:  # in the child: its end of each pipe as descriptors 3 and 4
+            os.dup2(high[0], 3)
+            os.dup2(high[1], 4)
+
+        cmd = [exe, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}", "about:blank"]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, preexec_fn=fds, close_fds=False,
+                                      env={**os.environ, "HOME": self._profile.name})
+        for fd in (to_child_r, from_child_w, *high):
+            os.close(fd)
+        self._buf = b""
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        self._session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.send("Page.enable")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._session = None
+            self.send("Browser.close")
+        except BrowserError:
+            pass
+        finally:
+            os.close(self._to_child)
+            os.close(self._from_child)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._profile.cleanup()
+
+    def _read(self) -> dict:
+        import select
+        import time
+
+        deadline = time.monotonic() + self.timeout
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_child], [], [], left)[0]:
+                raise BrowserError(f"Chromium did not answer within {self.timeout:.0f} s")
+            chunk = os.read(self._from_child, 1 << 20)
+            if not chunk:
+                raise BrowserError("Chromium closed its DevTools pipe")
+            self._buf += chunk
+        msg, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(msg)
+
+    def send(self, method: str, **params) -> dict:
+        """Send one command and return its result (events that arrive meanwhile are kept for :meth:`wait_for`)."""
+        self._id += 1
+        msg: dict = {"id": self._id, "method": method, "params": params}
+        if self._session and not method.startswith(("Target.", "Browser.")):
+            msg["sessionId"] = self._session
+        os.write(self._to_child, json.dumps(msg).encode() + b"\0")
+        while True:
+            reply = self._read()
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise BrowserError(f"{method}: {reply['error'].get('message')}")
+                return reply.get("result", {})
+            self._events.append(reply)
+
+    def wait_for(self, event: str) -> dict:
+        """The next event named ``event``."""
+        while True:
+            for i, e in enumerate(self._events):
+                if e.get("method") == event:
+                    return self._events.pop(i)
+            self._events.append(self._read())
+
+    def open(self, page: str | Path, width: int = 1280, height: int = 900) -> None:
+        """Load a local page in a ``width`` x ``height`` CSS-pixel viewport and wait for its load event."""
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                  mobile=False)
+        self._events.clear()
+        self.send("Page.navigate", url=_url(page))
+        self.wait_for("Page.loadEventFired")
+
+    def evaluate(self, expression: str):
+        """The value of a JavaScript expression in the page (a promise is awaited)."""
+        res = self.send("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in res:
+            raise BrowserError(f"script failed: {res['exceptionDetails'].get('text')}")
+        return res.get("result", {}).get("value")
+
+    def screenshot(self, png: str | Path, full_page: bool = False) -> Path:
+        """A PNG of the viewport (or of the whole page)."""
+        import base64
+
+        params: dict = {"format": "png"}
+        if full_page:
+            size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            params |= {"captureBeyondViewport": True,
+                       "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}}
+        out = Path(png)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", **params)["data"]))
+        return out

@@ -9,6 +9,12 @@ Input layout (all optional except ``analysis/``)::
     RUN_DIR/analysis/plots/*.png    frequency histogram, modality scatter, L0 over training, clarity, ...
     RUN_DIR/results.json            the demo's table {"rows": [...]} (else results.md), and RUN_DIR/plots/*.png
 
+Also read when present: ``summary.json``'s ``verdicts`` (the interpretability verdicts the docs render),
+``features.json``'s ``selection`` (``{"by", "rule", "live", "dim"}``: how its features were chosen) and ``views``
+(``{"most active": [ids], "most selective": [ids], "random live": [ids], ...}``: other sets of features, each
+with its entry in ``features``), and the evaluations ``RUN_DIR/eval.json`` and ``RUN_DIR/<model>/eval.json``
+(the dictionary's health on the training inputs and the sample it was counted on).
+
 RUN_DIR may also be an analysis folder itself (one written with ``sparseclip analyze --out DIR``).
 Image paths inside ``features.json`` are relative to the analysis folder (or to ``RUN_DIR``); only image
 files inside those two folders are used.
@@ -64,6 +70,13 @@ class RunData:
     demo_markdown: str = ""
     demo_plots: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: the analysis' verdicts (``summary.json``), as the docs render them
+    verdicts: list[dict] = field(default_factory=list)
+    #: how ``features.json``'s features were chosen, and other sets of them (feature ids by view name)
+    selection: dict = field(default_factory=dict)
+    views: dict[str, list[int]] = field(default_factory=dict)
+    #: ``eval.json`` of each evaluated model: ``""`` for RUN_DIR's own, else the results row's model name
+    evals: dict[str, dict] = field(default_factory=dict)
 
 
 def read_json(path: Path) -> object | None:
@@ -181,6 +194,8 @@ def load_run(run_dir: str | Path, max_features: int | None = None) -> RunData:
     data.summary_rows = _rows(summary, "summary table", summary_path, data.skipped)
     if isinstance(summary, dict) and isinstance(summary.get("notes"), list):
         data.notes = [text(n) for n in summary["notes"]]
+    if isinstance(summary, dict) and isinstance(summary.get("verdicts"), list):
+        data.verdicts = [v for v in summary["verdicts"] if isinstance(v, dict) and isinstance(v.get("metric"), str)]
 
     features_path = analysis / FEATURES_JSON
     feats = read_json(features_path)
@@ -191,6 +206,10 @@ def load_run(run_dir: str | Path, max_features: int | None = None) -> RunData:
         if not isinstance(raw, list):
             raise ReportError(f"{features_path}: expected an object with a 'features' list")
         data.n_features_total = len(raw)
+        data.selection = feats.get("selection") if isinstance(feats.get("selection"), dict) else {}
+        views = feats.get("views") if isinstance(feats.get("views"), dict) else {}
+        data.views = {text(k): [int(i) for i in v if isinstance(i, int) and not isinstance(i, bool)]
+                      for k, v in views.items() if isinstance(v, list)}
         bad, missing = 0, [0]
         for item in raw[:max_features] if max_features is not None else raw:
             try:
@@ -212,4 +231,19 @@ def load_run(run_dir: str | Path, max_features: int | None = None) -> RunData:
     elif (run / RESULTS_MD).is_file():
         data.demo_markdown = (run / RESULTS_MD).read_text(encoding="utf-8", errors="replace")
     data.demo_plots = _plots(run / "plots")
+    data.evals = _evals(run, [text(r.get("model")) for r in data.demo_rows])
     return data
+
+
+def _evals(run: Path, models: list[str]) -> dict[str, dict]:
+    """The ``eval.json`` of RUN_DIR (key ``""``) and of each results row's run folder ``RUN_DIR/<model>``; one that
+    cannot be read is left out (the page then says less, it does not fail)."""
+    out = {}
+    for key, folder in [("", run)] + [(m, run / m) for m in models if m and "/" not in m and m not in (".", "..")]:
+        try:
+            res = read_json(RunDir(folder).eval_json)
+        except ReportError:
+            continue
+        if isinstance(res, dict):
+            out[key] = res
+    return out

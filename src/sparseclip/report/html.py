@@ -1,5 +1,9 @@
 """The report page as one HTML string: inline CSS and JS, no external resources, every user string escaped.
 
+The page leads with the answer (:mod:`.answer`): how sparse and how accurate the sparse model is against the dense
+one and what the interpretability verdicts say, in sentences; then a table of every model with plain labels, the
+plots, the feature browser (:mod:`.cards`), the raw tables folded, and a glossary of every metric shown.
+
 Rule of this module: text from the run (model names, feature names, captions, words, concepts, notes, file
 names) reaches the page only through :func:`esc` (or :func:`attr`); numbers only through :func:`fmt` or
 after ``float()``.
@@ -7,50 +11,68 @@ after ``float()``.
 
 from __future__ import annotations
 
-import html
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 from .. import __version__
-from .columns import COLUMNS
-from .data import Feature, RunData, number
+from .answer import Answer, Model, answer, row_l0_pct, sparsity_tag
+from .cards import JS, browser_section, feature_card, hist_svg
+from .columns import COLUMNS, EVAL_COLUMNS, Column, column
+from .data import RunData
+from .html_base import attr, esc, fmt
 
-#: a demo table wider than this is shown transposed (one column per model)
+#: a raw table wider than this is shown transposed (one column per model)
 TRANSPOSE_ABOVE = 10
-CAPTIONS_SHOWN = 5
+#: captions of the plots the analysis and the demo write, by file stem
+PLOT_CAPTIONS = {
+    "frequency_hist": "How often each feature fires, per model",
+    "modality_scatter": "Image share of each live feature's activation against its mean activation",
+    "clarity_bars": "Clarity per model, against random sets of inputs",
+    "l0_over_training": "Non-zeros per input (L0) over training",
+    "modality_over_training": "Image share of the features over training",
+    "accuracy": "Zero-shot accuracy, retrieval R@1 and linear-probe accuracy per model",
+    "loss": "Training loss against samples seen",
+    "l0": "Image L0 (% of dims) against samples seen",
+    "training": "Training curves",
+}
 
-
-def esc(s) -> str:
-    """HTML-escape any value's text (quotes included)."""
-    return html.escape("" if s is None else str(s), quote=True)
-
-
-def attr(s) -> str:
-    """A quoted attribute value."""
-    return f'"{esc(s)}"'
-
-
-def fmt(v) -> str:
-    """A table cell: numbers compactly, strings escaped, anything else empty."""
-    if isinstance(v, bool):
-        return esc(v)
-    f = number(v)
-    if f is None:
-        return esc(v) if isinstance(v, str) else ("&ndash;" if v is None else "")
-    if isinstance(v, int):
-        return str(v)
-    a = abs(f)
-    return f"{f:.3f}" if a < 10 else f"{f:.1f}" if a < 1000 else f"{f:.0f}"
+__all__ = ["attr", "esc", "feature_card", "fmt", "hist_svg", "model_kind", "render_page", "table"]
 
 
 def model_kind(row: dict) -> str:
-    """``sae`` / ``dense`` / ``sparse``, from an explicit ``kind`` column or the model name."""
-    name = str(row.get("kind") or row.get("model") or "").lower()
-    return "sae" if "sae" in name else "dense" if "dense" in name else "sparse"
+    """The row's tag from its code, not its name: ``sparse`` only when its image L0 is under 10% of its dims
+    (:func:`~.answer.sparsity_tag`), ``dense`` from 90%, else ``not sparse``; empty when no L0 is known."""
+    return sparsity_tag(row_l0_pct(row))
 
 
-def _columns(rows: list[dict], known: dict[str, tuple[str, str]]) -> list[str]:
+def _role(row: dict) -> str:
+    name = str(row.get("model", "")).lower()
+    return "SAE" if "sae" in name else "baseline" if name.startswith("baseline") else ""
+
+
+def tags(row: dict) -> str:
+    """The row's tags: its sparsity (from its L0) and its role (SAE, baseline)."""
+    out = ""
+    kind = model_kind(row)
+    if kind:
+        pct = row_l0_pct(row)
+        out += (f'<span class="tag tag-{kind.replace(" ", "")}" title="image L0 {pct:.2f}% of dims; sparse means '
+                f'under 10%">{kind}</span>')
+    role = _role(row)
+    if role:
+        out += f'<span class="tag tag-{role.lower()}">{role}</span>'
+    return out
+
+
+def _label(key: str, known: dict[str, Column]) -> str:
+    col = known.get(key) or column(key)
+    if col is None:
+        return f"<code>{esc(key)}</code>"
+    return (f'<a class="term" href="#def-{esc(key)}" title={attr(col.tip)}>{esc(col.header)}</a>'
+            f'<code class="key">{esc(key)}</code>')
+
+
+def _columns(rows: list[dict], known: dict[str, Column]) -> list[str]:
     seen: list[str] = []
     for r in rows:
         seen += [k for k in r if k not in seen]
@@ -58,167 +80,159 @@ def _columns(rows: list[dict], known: dict[str, tuple[str, str]]) -> list[str]:
     return ["model"] + [k for k in known if k in scalar] + [k for k in scalar if k not in known]
 
 
-def table(rows: list[dict], known: dict[str, tuple[str, str]] | None = None, css: str = "") -> str:
-    """A table of rows (one per model); transposed (one column per model) when it has many columns."""
+def table(rows: list[dict], known: dict[str, Column] | None = None, css: str = "") -> str:
+    """A table of rows (one per model) with plain labels (definition on hover, a link to the glossary); transposed
+    (one column per model) when it has many columns; inside a box that scrolls on its own on a narrow screen."""
     if not rows:
         return ""
     known = known or {}
     cols = _columns(rows, known)
 
-    def head(k: str) -> str:
-        label, tip = known.get(k, (k, ""))
-        return f"<th title={attr(tip)}>{esc(label)}</th>" if tip else f"<th>{esc(label)}</th>"
+    def model_cell(r: dict, sep: str) -> str:
+        return f'<th class="model">{tags(r)}{sep}{esc(r.get("model", ""))}</th>'
 
     if len(cols) > TRANSPOSE_ABOVE:
         out = [f'<table class="data transposed {esc(css)}"><thead><tr><th>metric</th>']
-        out += [f'<th class="model"><span class="tag tag-{model_kind(r)}">{model_kind(r)}</span><br>'
-                f'{esc(r.get("model", ""))}</th>' for r in rows]
+        out += [model_cell(r, "<br>") for r in rows]
         out.append("</tr></thead><tbody>")
         for k in cols[1:]:
-            out.append("<tr>" + head(k) + "".join(f'<td class="num">{fmt(r.get(k))}</td>' for r in rows)
-                       + "</tr>")
-        return "".join(out) + "</tbody></table>"
-    out = [f'<table class="data {esc(css)}"><thead><tr>' + "".join(head(k) for k in cols) + "</tr></thead><tbody>"]
-    for r in rows:
-        kind = model_kind(r)
-        cells = [f'<th class="model"><span class="tag tag-{kind}">{kind}</span> {esc(r.get("model", ""))}</th>']
-        cells += [f'<td class="num">{fmt(r.get(k))}</td>' for k in cols[1:]]
-        out.append(f'<tr class="kind-{kind}">' + "".join(cells) + "</tr>")
-    return "".join(out) + "</tbody></table>"
+            out.append(f"<tr><th>{_label(k, known)}</th>" + "".join(f'<td class="num">{fmt(r.get(k))}</td>'
+                                                                       for r in rows) + "</tr>")
+        body = "".join(out) + "</tbody></table>"
+    else:
+        out = [f'<table class="data {esc(css)}"><thead><tr><th>model</th>'
+               + "".join(f"<th>{_label(k, known)}</th>" for k in cols[1:]) + "</tr></thead><tbody>"]
+        for r in rows:
+            out.append("<tr>" + model_cell(r, " ") + "".join(f'<td class="num">{fmt(r.get(k))}</td>'
+                                                              for k in cols[1:]) + "</tr>")
+        body = "".join(out) + "</tbody></table>"
+    return f'<div class="scroll">{body}</div>'
 
 
-def hist_svg(bins: list[float], counts: list[float], width: int = 300, height: int = 64) -> str:
-    """An inline SVG bar chart of an activation histogram (log-scaled bars when counts span > 100x)."""
-    if not counts:
+#: the models table's columns: key, what the cell shows
+MODEL_COLUMNS = (("image_L0_pct", "image L0 % of dims"), ("image_active_train_pct", "active on training images %"),
+                 ("zs_mean", "zero-shot accuracy"), ("t2i_R@1", "text-to-image R@1"),
+                 ("i2t_R@1", "image-to-text R@1"))
+
+
+def _cell(m: Model, key: str) -> str:
+    st = m.stat(key)
+    if st is None:
+        return "&ndash;"
+    scale, digits = (100.0, 1) if key in ("zs_mean", "t2i_R@1", "i2t_R@1") else \
+        (1.0, 2 if "L0" in key and st.mean < 10 else 1)
+    return esc(st.pct(digits, scale))
+
+
+def models_table(models: list[Model]) -> str:
+    """Every model of the results, one row each: its tags, what it is, sparsity and accuracy with plain labels (a
+    narrow screen shows each row as a block of label: value lines)."""
+    cols = [(k, h) for k, h in MODEL_COLUMNS if any(m.stat(k) is not None for m in models)]
+    head = "".join(f'<th>{_label(k, EVAL_COLUMNS)}</th>' for k, _ in cols)
+    rows = []
+    for m in models:
+        first = m.rows[0]
+        what = f'<div class="what">{esc(first.get("name"))}</div>' if first.get("name") else ""
+        cells = "".join(f'<td class="num" data-label={attr(h)}>{_cell(m, k)}</td>' for k, h in cols)
+        rows.append(f'<tr><th class="model">{tags(first)} {esc(m.name)}{what}</th>{cells}</tr>')
+    return (f'<table class="data models"><thead><tr><th>model</th>{head}</tr></thead><tbody>{"".join(rows)}'
+            "</tbody></table>")
+
+
+def answer_section(a: Answer, models: list[Model]) -> str:
+    """The first screen: three verdict cards, what each number counts, and the models table."""
+    cards = []
+    for key, title, text in (("sparsity", "How sparse", a.sparsity), ("accuracy", "How accurate", a.accuracy),
+                             ("interpretability", "How interpretable", a.interpretability)):
+        if not text:
+            continue
+        extra = ""
+        if key == "interpretability" and a.verdicts:
+            items = "".join(f'<li class="{"holds" if ok else "fails" if ok is False else "none"}">{esc(s)}</li>'
+                            for ok, s in a.verdicts)
+            extra = (f"<details><summary>each measure in one sentence ({len(a.verdicts)})</summary>"
+                     f'<ul class="verdicts">{items}</ul></details>')
+        cards.append(f'<div class="verdict-card"><h3>{title}</h3><p class="verdict" id="verdict-{key}">'
+                     f"{esc(text)}</p>{extra}</div>")
+    if not cards:
         return ""
-    top = max(counts)
-    positive = [c for c in counts if c > 0]
-    log = bool(positive) and top / min(positive) > 100
-    scale: Callable[[float], float] = (lambda c: math.log1p(c) / math.log1p(top)) if log else \
-        (lambda c: c / top if top > 0 else 0.0)
-    n, plot_h = len(counts), height - 14
-    bw = width / n
-    bars = []
-    for i, c in enumerate(counts):
-        h = max(0.0, scale(max(c, 0.0))) * plot_h
-        if len(bins) == n + 1:
-            tip = f"{bins[i]:.3g} to {bins[i + 1]:.3g}: {c:g}"
-        else:
-            tip = f"{c:g}"
-        bars.append(f'<rect x="{i * bw:.2f}" y="{plot_h - h:.2f}" width="{max(bw - 1, 0.5):.2f}" '
-                    f'height="{h:.2f}"><title>{esc(tip)}</title></rect>')
-    lo = f"{bins[0]:.3g}" if bins else ""
-    hi = f"{bins[-1]:.3g}" if bins else ""
-    label = "count (log)" if log else "count"
-    return (f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-            f'aria-label="activation histogram">{"".join(bars)}'
-            f'<text x="0" y="{height - 2}">{esc(lo)}</text>'
-            f'<text x="{width}" y="{height - 2}" text-anchor="end">{esc(hi)}</text>'
-            f'<text x="{width / 2}" y="{height - 2}" text-anchor="middle">{label}</text></svg>')
-
-
-def _modality(share: float | None) -> str:
-    if share is None:
-        return ""
-    s = min(1.0, max(0.0, share))
-    return (f'<div class="modality" title="share of activation mass from images">'
-            f'<div class="bar"><span class="img" style="width:{100 * s:.1f}%"></span></div>'
-            f'<div class="legend"><span>image {100 * s:.0f}%</span><span>text {100 * (1 - s):.0f}%</span></div>'
-            "</div>")
-
-
-def feature_card(f: Feature, url: Callable[[Path], str]) -> str:
-    """One card of the feature browser."""
-    search = " ".join([str(f.id), f.name, f.best_concept, *(w for w, _ in f.top_words), *f.top_captions]).lower()
-    data = {"id": f.id, "score": f.name_score, "density": f.density, "auroc": f.best_auroc,
-            "share": f.modality_share}
-    data_attrs = " ".join(f"data-{k}={attr('' if v is None else v)}" for k, v in data.items())
-    score = (f'<span class="score" title="name quality score">{fmt(f.name_score)}</span>'
-             if f.name_score is not None else "")
-    parts = [f'<article class="card feature-card" id="feature-{f.id}" {data_attrs} data-search={attr(search)}>',
-             f'<header><span class="fid">#{f.id}</span><h3>{esc(f.name) or "<i>unnamed</i>"}</h3>{score}</header>']
-    meta = []
-    if f.best_concept:
-        auroc = f" (AUROC {fmt(f.best_auroc)})" if f.best_auroc is not None else ""
-        meta.append(f"best concept <b>{esc(f.best_concept)}</b>{auroc}")
-    if f.density is not None:
-        meta.append(f"density {fmt(f.density)}")
-    if meta:
-        parts.append(f'<p class="meta">{" &middot; ".join(meta)}</p>')
-    parts.append(_modality(f.modality_share))
-    if f.top_images:
-        imgs = "".join(f'<img loading="lazy" src={attr(url(p))} alt="top image {i + 1}">'
-                       for i, p in enumerate(f.top_images))
-        parts.append(f'<div class="thumbs">{imgs}</div>')
-    if f.top_words:
-        chips = "".join(f'<li>{esc(w)}{f" <small>{fmt(s)}</small>" if s is not None else ""}</li>'
-                        for w, s in f.top_words)
-        parts.append(f'<ul class="words">{chips}</ul>')
-    if f.top_captions:
-        items = [f"<li>{esc(c)}</li>" for c in f.top_captions]
-        caps = f'<ol class="captions">{"".join(items[:CAPTIONS_SHOWN])}</ol>'
-        if len(items) > CAPTIONS_SHOWN:
-            caps += (f'<details><summary>{len(items) - CAPTIONS_SHOWN} more captions</summary>'
-                     f'<ol class="captions" start="{CAPTIONS_SHOWN + 1}">{"".join(items[CAPTIONS_SHOWN:])}</ol>'
-                     "</details>")
-        parts.append(caps)
-    parts.append(hist_svg(f.hist_bins, f.hist_counts))
-    if f.heatmap is not None:
-        parts.append(f'<figure class="heatmap"><img loading="lazy" src={attr(url(f.heatmap))} '
-                     f'alt="heatmap of feature {f.id}"><figcaption>where it fires</figcaption></figure>')
-    parts.append("</article>")
-    return "".join(p for p in parts if p)
+    counts = ('<p class="counts">What each number counts: ' + " ".join(esc(c) for c in a.counts)
+              + ' Definitions: hover a label, or see the <a href="#glossary">glossary</a>.</p>')
+    table_html = models_table(models) if models else ""
+    return (f'<section id="answer"><h2>The answer</h2><div class="verdicts-grid">{"".join(cards)}</div>{counts}'
+            f"{table_html}</section>")
 
 
 def _figures(paths: list[Path], url: Callable[[Path], str]) -> str:
     figs = []
     for p in paths:
-        caption = p.stem.replace("_", " ").replace("-", " ")
+        caption = PLOT_CAPTIONS.get(p.stem, p.stem.replace("_", " ").replace("-", " ").capitalize())
         img = f'<img loading="lazy" src={attr(url(p))} alt={attr(caption)}>'
         # an SVG is shown only through <img> (where scripts never run), never linked: opened as a document,
         # a script inside it would run
         if p.suffix.lower() != ".svg":
-            img = f"<a href={attr(url(p))}>{img}</a>"
-        figs.append(f"<figure>{img}<figcaption>{esc(caption)}</figcaption></figure>")
+            img = f'<a href={attr(url(p))} title="full size">{img}</a>'
+        img = f'<div class="pic">{img}</div>'  # on a phone: a readable height, scrolled sideways inside its box
+        figs.append(f"<figure>{img}<figcaption>{esc(caption)} <small>({esc(p.name)})</small></figcaption></figure>")
     return f'<div class="plots">{"".join(figs)}</div>'
 
 
-def render_page(data: RunData, url: Callable[[Path], str], title: str) -> str:
-    """The whole page for ``data``; ``url`` maps an image file to its link relative to the page."""
+def glossary(keys: list[str], doc_url: Callable[[str], str | None]) -> str:
+    """Every metric label the page shows: its definition and the doc that explains it."""
+    items = []
+    for k in dict.fromkeys(keys):
+        col = column(k)
+        if col is None:
+            continue
+        link = doc_url(col.doc)
+        doc = f'<a href={attr(link)}>{esc(col.doc)}</a>' if link else f"<code>{esc(col.doc)}</code>"
+        items.append(f'<dt id="def-{esc(k)}">{esc(col.header)} <code>{esc(k)}</code></dt>'
+                     f"<dd>{esc(col.tip)} (more in {doc})</dd>")
+    return f'<section id="glossary"><h2>Glossary</h2><dl>{"".join(items)}</dl></section>' if items else ""
+
+
+def _keys(rows: list[dict]) -> list[str]:
+    return [k for r in rows for k in r if k != "model"]
+
+
+def render_page(data: RunData, url: Callable[[Path], str], title: str,
+                doc_url: Callable[[str], str | None] = lambda doc: None) -> str:
+    """The whole page for ``data``; ``url`` maps an image file to its link relative to the page, ``doc_url`` a doc
+    (``docs/interpret.md``) to its link (None: named, not linked)."""
     sections, nav = [], []
+    ans, _, _, models = answer(data)
+    first = answer_section(ans, models)
+    if first:
+        nav.append(("answer", "Answer"))
+        sections.append(first)
+    if data.plots or data.demo_plots:
+        nav.append(("plots", "Plots"))
+        sections.append(f'<section id="plots"><h2>Plots</h2>{_figures([*data.demo_plots, *data.plots], url)}'
+                        "</section>")
+    if data.features:
+        nav.append(("features", "Features"))
+        sections.append(browser_section(data, url))
+    raw = []
     if data.summary_rows or data.notes:
-        nav.append(("summary", "Summary"))
         body = table(data.summary_rows, COLUMNS, "summary")
         if data.notes:
             body += '<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in data.notes) + "</ul>"
-        sections.append(f'<section id="summary"><h2>Summary: dense vs sparse vs SAEs</h2>{body}</section>')
-    if data.plots:
-        nav.append(("plots", "Plots"))
-        sections.append(f'<section id="plots"><h2>Plots</h2>{_figures(data.plots, url)}</section>')
-    if data.demo_rows or data.demo_markdown or data.demo_plots:
-        nav.append(("demo", "Demo results"))
-        body = table(data.demo_rows) if data.demo_rows else \
-            (f'<pre class="markdown">{esc(data.demo_markdown)}</pre>' if data.demo_markdown else "")
-        if data.demo_plots:
-            body += _figures(data.demo_plots, url)
-        sections.append(f'<section id="demo"><h2>Demo results</h2>{body}</section>')
-    if data.features:
-        nav.append(("features", "Features"))
-        shown = len(data.features)
-        more = (f" (the first {shown} of {data.n_features_total})" if data.n_features_total > shown else "")
-        cards = "".join(feature_card(f, url) for f in data.features)
-        sections.append(
-            f'<section id="features"><h2>Feature browser{esc(more)}</h2>'
-            '<div class="controls"><input id="q" type="search" placeholder="filter: name, word, caption, concept"'
-            ' aria-label="filter features">'
-            '<select id="mod" aria-label="modality"><option value="all">any modality</option>'
-            '<option value="multi">multimodal (10-90% image)</option><option value="image">image-only (&gt;90%)'
-            '</option><option value="text">text-only (&lt;10%)</option></select>'
-            '<select id="sort" aria-label="sort by"><option value="id">sort: id</option>'
-            '<option value="score">sort: name score</option><option value="auroc">sort: best AUROC</option>'
-            '<option value="density">sort: density</option><option value="share">sort: image share</option>'
-            f'</select><span id="count">{shown} features</span></div>'
-            f'<div id="cards" class="cards">{cards}</div></section>')
+        raw.append(f"<details><summary>Feature analysis: every metric of every row (summary.json; counted on the "
+                   f"analysis' own inputs, named in its notes)</summary>{body}</details>")
+    if data.demo_rows or data.demo_markdown:
+        body = table(data.demo_rows, EVAL_COLUMNS) if data.demo_rows else \
+            f'<pre class="markdown">{esc(data.demo_markdown)}</pre>'
+        raw.append("<details><summary>Evaluation: every column of every model (results.json; held-out images, "
+                   f"training-input health where counted)</summary>{body}</details>")
+    if raw:
+        nav.append(("details", "All numbers"))
+        sections.append(f'<section id="details"><h2>All numbers</h2>{"".join(raw)}</section>')
+    keys = [k for k, _ in MODEL_COLUMNS] + _keys(data.summary_rows) + _keys(data.demo_rows) \
+        + [str(v["metric"]) for v in data.verdicts]
+    gloss = glossary(keys, doc_url)
+    if gloss:
+        nav.append(("glossary", "Glossary"))
+        sections.append(gloss)
     if data.skipped:
         sections.append('<section id="skipped"><h2>Not shown</h2><ul class="notes">'
                         + "".join(f"<li>{esc(s)}</li>" for s in data.skipped) + "</ul></section>")
@@ -233,31 +247,45 @@ def render_page(data: RunData, url: Callable[[Path], str], title: str) -> str:
 
 CSS = """
 :root{--fg:#1d2430;--muted:#5d6778;--bg:#f6f7f9;--card:#fff;--line:#dfe3ea;--img:#2f6fde;--txt:#e08a1e;
---sae:#8a4fd0;--dense:#6b7280;--sparse:#14915f}
+--sae:#8a4fd0;--dense:#6b7280;--sparse:#14915f;--notsparse:#b45309}
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
-color:var(--fg);background:var(--bg)}
-header.top{position:sticky;top:0;z-index:2;display:flex;gap:24px;align-items:baseline;padding:10px 24px;
-background:#1d2430;color:#fff}header.top h1{font-size:18px;margin:0}header.top nav a{color:#cfd8e6;
-margin-right:14px;text-decoration:none}header.top nav a:hover{color:#fff}
-main{max-width:1400px;margin:0 auto;padding:8px 24px 40px}h2{font-size:17px;margin:26px 0 10px}
-section{margin-bottom:10px}table.data{border-collapse:collapse;background:var(--card);border:1px solid var(--line)}
-table.data th,table.data td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left}
-table.data thead th{background:#eef1f5;font-weight:600;cursor:help}td.num{text-align:right;
-font-variant-numeric:tabular-nums}th.model{font-weight:500}
+color:var(--fg);background:var(--bg);overflow-wrap:break-word}
+header.top{position:sticky;top:0;z-index:2;display:flex;flex-wrap:wrap;column-gap:24px;align-items:baseline;
+padding:8px 24px;background:#1d2430;color:#fff}header.top h1{font-size:17px;margin:0;overflow-wrap:anywhere}
+header.top nav a{color:#cfd8e6;margin-right:14px;text-decoration:none;white-space:nowrap}
+header.top nav a:hover{color:#fff}main{max-width:1400px;margin:0 auto;padding:4px 24px 40px}
+h2{font-size:17px;margin:22px 0 10px}section{margin-bottom:10px}
+.verdicts-grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:12px}
+.verdict-card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 14px;min-width:0}
+.verdict-card h3{margin:0 0 4px;font-size:14px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
+.verdict{margin:0;font-size:15px}ul.verdicts{padding-left:18px;margin:6px 0;font-size:13px}
+ul.verdicts li.holds::marker{color:var(--sparse)}ul.verdicts li.fails::marker{color:#b91c1c}
+.counts{color:var(--muted);font-size:13px;margin:10px 0}
+.scroll{max-width:100%;overflow-x:auto}table.data{border-collapse:collapse;background:var(--card);
+border:1px solid var(--line);margin:6px 0}table.data th,table.data td{padding:5px 9px;
+border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+table.data thead th{background:#eef1f5;font-weight:600}
+table.data td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}th.model{font-weight:500}
+table.models{width:100%}.what{color:var(--muted);font-size:12px;font-weight:400}
+code.key{display:block;font-size:10px;color:var(--muted);font-weight:400}a.term{color:inherit;
+text-decoration:underline dotted;cursor:help}
 .tag{display:inline-block;font-size:11px;padding:0 6px;border-radius:8px;color:#fff;margin-right:4px}
 .tag-sae{background:var(--sae)}.tag-dense{background:var(--dense)}.tag-sparse{background:var(--sparse)}
-.notes{color:var(--muted);margin:8px 0}.plots{display:flex;flex-wrap:wrap;gap:14px}
-.plots figure{margin:0;background:var(--card);border:1px solid var(--line);padding:8px;border-radius:6px;
-max-width:100%}.plots img{max-width:100%;max-height:340px;display:block;margin:auto}
-figcaption{color:var(--muted);font-size:12px;text-align:center}
+.tag-notsparse{background:var(--notsparse)}.tag-baseline{background:#9ca3af}
+details{margin:8px 0}details>summary{cursor:pointer;color:var(--muted)}
+.notes{color:var(--muted);margin:8px 0}.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));
+gap:14px}.plots figure{margin:0;background:var(--card);border:1px solid var(--line);padding:8px;border-radius:6px;
+min-width:0}.plots img{width:100%;height:auto;display:block}
+figcaption{color:var(--muted);font-size:13px;text-align:center}
 pre.markdown{background:var(--card);border:1px solid var(--line);padding:10px;overflow:auto}
-.controls{display:flex;gap:10px;align-items:center;margin-bottom:12px;flex-wrap:wrap}
-.controls input{flex:1;min-width:220px;padding:6px 10px;border:1px solid var(--line);border-radius:6px}
-.controls select{padding:5px;border:1px solid var(--line);border-radius:6px}#count{color:var(--muted)}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:14px}
+.how{color:var(--muted);max-width:1000px;padding-left:18px}.controls{display:flex;gap:10px;align-items:center;margin-bottom:12px;
+flex-wrap:wrap}.controls input{flex:1;min-width:200px;padding:6px 10px;border:1px solid var(--line);
+border-radius:6px}.controls select{padding:5px;border:1px solid var(--line);border-radius:6px;max-width:100%}
+#count{color:var(--muted)}.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:14px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px;min-width:0}
 .card[hidden]{display:none}.card header{display:flex;align-items:baseline;gap:8px}
-.card h3{margin:0;font-size:15px;flex:1;overflow-wrap:anywhere}.fid{color:var(--muted);font-size:12px}
+.card h3{margin:0;font-size:15px;flex:1;overflow-wrap:anywhere}.cand{color:var(--muted);font-weight:400}
+.fid{color:var(--muted);font-size:12px}.badge{background:#fde68a;border-radius:8px;padding:0 6px}
 .score{background:#eef1f5;border-radius:10px;padding:0 8px;font-size:12px}.meta{margin:4px 0;color:var(--muted);
 font-size:12px}.modality .bar{height:8px;background:var(--txt);border-radius:4px;overflow:hidden;margin-top:6px}
 .modality .img{display:block;height:100%;background:var(--img)}.modality .legend{display:flex;
@@ -266,27 +294,16 @@ justify-content:space-between;font-size:11px;color:var(--muted)}
 .thumbs img{width:100%;aspect-ratio:1;object-fit:cover;image-rendering:pixelated;border-radius:3px;
 background:#ddd}.words{list-style:none;padding:0;margin:6px 0;display:flex;flex-wrap:wrap;gap:4px}
 .words li{background:#e9f0fc;border-radius:10px;padding:1px 8px;font-size:12px}.words small{color:var(--muted)}
-.captions{margin:4px 0;padding-left:20px;font-size:12px}details summary{font-size:12px;color:var(--muted);
-cursor:pointer}svg.hist{display:block;margin-top:6px;max-width:100%;height:auto}svg.hist rect{fill:#8aa4cf}
-svg.hist text{font-size:9px;fill:var(--muted)}.heatmap{margin:8px 0 0}.heatmap img{max-width:100%;
-image-rendering:pixelated;width:160px}footer{color:var(--muted);text-align:center;padding:20px;font-size:12px}
-"""
-
-JS = """
-(function(){
-var grid=document.getElementById('cards');if(!grid){document.body.setAttribute('data-ready','1');return;}
-var q=document.getElementById('q'),mod=document.getElementById('mod'),sort=document.getElementById('sort'),
-count=document.getElementById('count'),cards=Array.prototype.slice.call(grid.querySelectorAll('.feature-card'));
-function num(c,k){var v=parseFloat(c.getAttribute('data-'+k));return isNaN(v)?-1e300:v;}
-function apply(){var terms=q.value.toLowerCase().split(/\\s+/).filter(Boolean),m=mod.value,shown=0;
-cards.forEach(function(c){var s=parseFloat(c.getAttribute('data-share')),hay=c.getAttribute('data-search'),
-ok=terms.every(function(t){return hay.indexOf(t)>=0;});
-if(ok&&m!=='all'){ok=!isNaN(s)&&(m==='multi'?(s>=0.1&&s<=0.9):m==='image'?s>0.9:s<0.1);}
-c.hidden=!ok;if(ok)shown++;});count.textContent=shown+' of '+cards.length+' features shown';}
-function order(){var k=sort.value;cards.slice().sort(function(a,b){return k==='id'?num(a,k)-num(b,k):
-num(b,k)-num(a,k);}).forEach(function(c){grid.appendChild(c);});}
-var h=/^#q=(.*)$/.exec(location.hash);if(h){try{q.value=decodeURIComponent(h[1]);}catch(e){}}
-q.addEventListener('input',apply);mod.addEventListener('change',apply);
-sort.addEventListener('change',function(){order();apply();});apply();
-document.body.setAttribute('data-ready','1');})();
+.captions{margin:4px 0;padding-left:20px;font-size:12px}svg.hist{display:block;margin-top:6px;width:100%;
+height:auto}svg.hist rect{fill:#8aa4cf}svg.hist text{font-size:10px;fill:var(--muted)}.heatmap{margin:8px 0 0}
+.heatmap img{max-width:100%;image-rendering:pixelated;width:160px}
+dl dt{font-weight:600;margin-top:8px}dl dd{margin:2px 0 0 16px;color:var(--muted)}
+footer{color:var(--muted);text-align:center;padding:20px;font-size:12px}
+@media (max-width:640px){header.top{position:static;padding:8px 12px}main{padding:4px 12px 30px}
+.plots{grid-template-columns:1fr}.pic{overflow-x:auto}.plots .pic img{width:auto;max-width:none;height:280px}
+table.models thead{display:none}table.models,table.models tbody,table.models tr,
+table.models th,table.models td{display:block;width:100%}table.models tr{border-bottom:2px solid var(--line)}
+table.models td.num{border:0;padding:2px 9px;text-align:left;white-space:normal}
+table.models td::before{content:attr(data-label) ": ";color:var(--muted)}}
+@media print{header.top{position:static}.controls{display:none}.plots{grid-template-columns:1fr 1fr}}
 """
