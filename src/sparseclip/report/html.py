@@ -252,7 +252,8 @@ CSS = """
 color:var(--fg);background:var(--bg);overflow-wrap:break-word}
 header.top{position:sticky;top:0;z-index:2;display:flex;flex-wrap:wrap;column-gap:24px;align-items:baseline;
 padding:8px 24px;background:#1d2430;color:#fff}header.top h1{font-size:17px;margin:0;overflow-wrap:anywhere}
-header.top nav a{color:#cfd8e6;margin-right:14px;text-decoration:none;white-space:nowrap}
+header.top nav{display:flex;flex-wrap:wrap;column-gap:14px;min-width:0}
+header.top nav a{color:#cfd8e6;text-decoration:none;white-space:nowrap}
 header.top nav a:hover{color:#fff}main{max-width:1400px;margin:0 auto;padding:4px 24px 40px}
 h2{font-size:17px;margin:22px 0 10px}section{margin-bottom:10px}
 .verdicts-grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:12px}
@@ -273,7 +274,7 @@ text-decoration:underline dotted;cursor:help}
 .tag-sae{background:var(--sae)}.tag-dense{background:var(--dense)}.tag-sparse{background:var(--sparse)}
 .tag-notsparse{background:var(--notsparse)}.tag-baseline{background:#9ca3af}
 details{margin:8px 0}details>summary{cursor:pointer;color:var(--muted)}
-.notes{color:var(--muted);margin:8px 0}.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));
+.notes{color:var(--muted);margin:8px 0}.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));
 gap:14px}.plots figure{margin:0;background:var(--card);border:1px solid var(--line);padding:8px;border-radius:6px;
 min-width:0}.plots img{width:100%;height:auto;display:block}
 figcaption{color:var(--muted);font-size:13px;text-align:center}
