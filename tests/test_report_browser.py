@@ -17,17 +17,12 @@ from PIL import Image
 from test_report import make_run
 
 from sparseclip.report import dump_dom, find_chromium, write_report
+from sparseclip.report.browser import LOAD_ALL_IMAGES as IMAGES
 from sparseclip.report.browser import DevTools
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="no Chromium installed (Debian package 'chromium'; .ci/run installs it)")
 
-#: resolves once every image of the page has loaded or failed (lazy ones are made eager first)
-IMAGES = """Promise.all(Array.from(document.images).map(function (i) { i.loading = 'eager';
-  return i.complete ? 1 : new Promise(function (r) { i.addEventListener('load', r); i.addEventListener('error', r); });
-})).then(function () { return Array.from(document.images)
-  .filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
-  .map(function (i) { return i.getAttribute('src'); }); })"""
 WIDTH = "[window.innerWidth, document.documentElement.scrollWidth, document.body.scrollWidth]"
 
 
@@ -162,3 +157,15 @@ def test_search_page_at_400(chromium, tmp_path, shots):
     assert chromium.evaluate(IMAGES) == [] and chromium.evaluate("document.images.length") == 4
     chromium.screenshot(shots / "search_400.png")
     assert re.search(r"searched 6 items for text 'a red circle': 4 hits", chromium.evaluate("document.body.innerText"))
+
+
+def test_cli_screenshot_at_a_phone_width(report, tmp_path, capsys):
+    from sparseclip.cli import main
+
+    png = tmp_path / "phone.png"
+    assert main(["report", str(report.parent.parent), "--screenshot", str(png), "--width", "400"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == str(png.resolve())
+    with Image.open(png) as im:
+        assert im.size == (400, 900)
+    assert main(["report", str(report.parent.parent), "--screenshot", str(png), "--width", "40"]) == 2
+    assert "--width and --height must be at least 100 pixels" in capsys.readouterr().err

@@ -74,6 +74,15 @@ def screenshot(page: str | Path, png: str | Path, width: int = 1280, height: int
     return out.resolve()
 
 
+#: a script that makes every image eager and resolves, once each has loaded or failed, to the ``src`` of those that
+#: did not load
+LOAD_ALL_IMAGES = """Promise.all(Array.from(document.images).map(function (i) { i.loading = 'eager';
+  return i.complete ? 1 : new Promise(function (r) { i.addEventListener('load', r); i.addEventListener('error', r); });
+})).then(function () { return Array.from(document.images)
+  .filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+  .map(function (i) { return i.getAttribute('src'); }); })"""
+
+
 class DevTools:
     """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: JSON messages
     ending in a NUL byte on file descriptors 3 and 4; no network port, no client library). Emulates an exact
@@ -192,7 +201,8 @@ class DevTools:
         import base64
 
         params: dict = {"format": "png"}
-        if full_page:
+        if full_page:  # lazy images below the first screen would show empty: load them all first
+            self.evaluate(LOAD_ALL_IMAGES)
             size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
             params |= {"captureBeyondViewport": True,
                        "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}}
