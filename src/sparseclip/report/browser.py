@@ -100,26 +100,33 @@ class DevTools:
         self._events: list[dict] = []
 
     def __enter__(self) -> DevTools:
-        import fcntl
-
         exe = find_chromium()
         if exe is None:
             raise BrowserError("no Chromium found (install Debian's 'chromium' package or set SPARSECLIP_CHROMIUM)")
         self._profile = tempfile.TemporaryDirectory(prefix="sparseclip-chromium-")
+        import fcntl
+
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child_r, from_child_w)]
+        # the child's ends of the pipes, first moved clear of 3 and 4, become its descriptors 3 and 4
+        ends = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child_r, from_child_w)]
+        os.close(to_child_r)
+        os.close(from_child_w)
 
-        def fds() -> None:  # in the child: its end of each pipe as descriptors 3 and 4
-            os.dup2(high[0], 3)
-            os.dup2(high[1], 4)
+        def as_3_and_4() -> None:  # runs in the child, before Chromium starts (the parent's other descriptors are
+            os.dup2(ends[0], 3)  # not inheritable: PEP 446)
+            os.dup2(ends[1], 4)
+            os.close(ends[0])
+            os.close(ends[1])
 
         cmd = [exe, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}", "about:blank"]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, preexec_fn=fds, close_fds=False,
-                                      env={**os.environ, "HOME": self._profile.name})
-        for fd in (to_child_r, from_child_w, *high):
-            os.close(fd)
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=as_3_and_4,
+                                          env={**os.environ, "HOME": self._profile.name})
+        finally:
+            for fd in ends:
+                os.close(fd)
         self._buf = b""
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         self._session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
