@@ -125,10 +125,16 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
         analyses += _baselines(model, mcfg, sparse, towers, data, ref_img, ref_txt, opts, cfg, notes)
     main = analyses[0]
     chosen = select_features(main, cfg.features, cfg.select)
+    views = feature_views(main, cfg.features, chosen)
+    shown_ids = list(dict.fromkeys(i for ids in views.values() for i in ids))
     # occlusion patch: a ViT's own patch; otherwise an 8 x 8 grid (a conv tower costs one pass per patch)
     patch = int(mcfg.model.vision_cfg.get("patch_size") or max(4, mcfg.data.image_size // 8))
-    entries = _feature_entries(main, data, chosen, out_dir, patch if cfg.heatmaps else 0, cfg.progress)
-    write_json(out_dir / FEATURES_JSON, {"features": entries})
+    entries = _feature_entries(main, data, shown_ids, out_dir, patch if cfg.heatmaps else 0, cfg.progress,
+                               heatmaps_for=set(chosen))
+    write_json(out_dir / FEATURES_JSON, {
+        "selection": {"by": cfg.select, "live": int(main.live_image.sum()), "dim": int(main.codes.image.shape[1]),
+                      "ids": chosen},
+        "views": views, "features": entries})
     # every named live feature (features.json details only the chosen few): names for search explanations
     write_json(out_dir / FEATURE_NAMES_JSON, {str(f): n for f, n in sorted(main.names.items()) if n})
     if data.lattice is not None and data.lattice.names:  # each feature's concept by evidence: explanations group
@@ -259,8 +265,21 @@ def shown(img, side: int = 96):
     return img
 
 
+def feature_views(a: ModelAnalysis, k: int, chosen: list[int], seed: int = 0) -> dict[str, list[int]]:
+    """The feature sets the report's browser can show, ``k`` live image features each: the analysis' choice, the
+    most active (firing frequency), the most selective (best ground-truth AUROC) and a seeded random sample."""
+    live = [int(f) for f in np.flatnonzero(a.live_image)]
+    auc = a.align.feature_best_auroc
+    rng = np.random.default_rng(seed)
+    return {"chosen": list(chosen), "most active": select_features(a, k, "frequency"),
+            "most selective": sorted(live, key=lambda f: (-auc.get(f, 0.5), f))[:k],
+            "random live": sorted(int(f) for f in rng.choice(live, size=min(k, len(live)), replace=False))
+            if live else []}
+
+
 def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], out_dir: Path, patch: int,
-                     progress: bool, n_images: int = 9, n_captions: int = 5, n_words: int = 8) -> list[dict]:
+                     progress: bool, n_images: int = 9, n_captions: int = 5, n_words: int = 8,
+                     heatmaps_for: set[int] | None = None) -> list[dict]:
     from tqdm.auto import tqdm
 
     cs = a.codes
@@ -279,7 +298,7 @@ def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], 
         vals = vals[vals > 0]
         counts, edges = np.histogram(vals, bins=16, range=(0.0, float(vals.max()) if vals.size else 1.0))
         heat = None
-        if patch and top_i and cs.encode_image is not None:
+        if patch and top_i and cs.encode_image is not None and (heatmaps_for is None or f in heatmaps_for):
             img = data.images[top_i[0]]
             prep = cs.preprocess or partial(preprocess, image_size=data.image_size)
             hm = occlusion_heatmap(cs.encode_image, prep(img), f, patch=patch,
