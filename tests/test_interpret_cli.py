@@ -86,8 +86,14 @@ def test_analyze_cli_writes_schema_valid_json(runs, capsys):
     # baseline row is there to show such things, docs/interpret.md)
     assert set(rnd) == set(sparse) and 0 <= rnd["monosemantic_strict_frac"] <= 1
 
-    feats = json.loads((out / "features.json").read_text())["features"]
-    assert len(feats) == 3
+    written = json.loads((out / "features.json").read_text())
+    feats = written["features"]
+    assert len(written["selection"]["ids"]) == 3 and written["selection"]["by"] == "auroc"
+    assert set(written["views"]) == {"chosen", "most active", "most selective", "random live"}
+    assert all(len(v) == 3 for v in written["views"].values())
+    # one entry per feature of any view, the chosen first; heatmaps for the chosen only
+    union = list(dict.fromkeys(i for v in written["views"].values() for i in v))
+    assert [f["id"] for f in feats] == union and union[:3] == written["selection"]["ids"]
     for f in feats:
         for key, typ in FEATURE_KEYS.items():
             assert key in f and _check_type(f[key], typ), key
