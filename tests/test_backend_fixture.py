@@ -10,14 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 
-from sparseclip import load_config
 from sparseclip.cli import main
 from sparseclip.index import BACKENDS, SearchBackend, SparseIndex, SparseIndexError
 from sparseclip.index.build import BuildOptions, build_index_from_run
 from sparseclip.index.query import search_index
-from sparseclip.train import train
 
 INDEX_SRC = Path(__file__).resolve().parents[1] / "src" / "sparseclip" / "index"
 
@@ -50,18 +47,10 @@ def numpy_brute():
     BACKENDS.unregister("numpy-brute")
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A real (tiny) trained run: the micro preset, 2 steps of 8 pairs."""
-    threads = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("run") / "micro"
-    cfg = load_config("micro", [f"train.output_dir={out}", "train.steps=2", "train.batch_size=8", "train.warmup=1",
-                                "train.log_every=1", "data.num_val=16", "data.num_probe_train=16", "train.threads=1",
-                                "train.tensorboard=false", "train.progress=false"])
-    try:
-        yield train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+@pytest.fixture
+def run(micro_run):
+    """A real (tiny) trained run: the session's shared micro run (conftest), read only."""
+    return micro_run
 
 
 def _cli(capsys, *argv):

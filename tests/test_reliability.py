@@ -46,7 +46,6 @@ def _wait_for_log(run: Path, lines: int, proc: subprocess.Popen, timeout: float 
     raise AssertionError("the run did not log in time")
 
 
-@pytest.mark.slow
 def test_sigint_stops_at_a_step_boundary_and_resume_is_bit_exact(tmp_path):
     cfg = [*MICRO, "train.steps=120", "train.log_every=1", "train.batch_size=16"]
     a, b = tmp_path / "interrupted", tmp_path / "straight"
@@ -160,11 +159,10 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path, cap
     assert main(["train", *MICRO, "train.steps=2", "--out", str(run), "--overwrite"]) == 0
 
 
-def test_two_index_appends_at_once_one_is_refused(tmp_path, capsys):
+def test_two_index_appends_at_once_one_is_refused(tmp_path, micro_run, capsys):
     from sparseclip.files.lock import FolderLock
 
-    run, idx = tmp_path / "run", tmp_path / "idx"
-    assert main(["train", *MICRO, "train.steps=2", "--out", str(run)]) == 0
+    run, idx = micro_run, tmp_path / "idx"
     assert main(["index", "build", str(run), "--out", str(idx), "--n", "20"]) == 0
     capsys.readouterr()
     with FolderLock(idx, "index build", beside=True):  # another writer holds the index
@@ -174,14 +172,7 @@ def test_two_index_appends_at_once_one_is_refused(tmp_path, capsys):
     assert "40 items" in capsys.readouterr().out
 
 
-@pytest.fixture()
-def one_run(tmp_path):
-    run = tmp_path / "one"
-    assert main(["train", *MICRO, "train.steps=3", "train.ckpt_every=1", "train.log_every=1", "--out", str(run)]) == 0
-    return run
-
-
-def test_bad_input_is_one_line(tmp_path, one_run, capsys):
+def test_bad_input_is_one_line(tmp_path, micro_run, micro_run_args, capsys):
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "a.yaml").write_text(f"extends: {tmp_path / 'b.yaml'}\n")
     (tmp_path / "b.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\n")
@@ -195,23 +186,23 @@ def test_bad_input_is_one_line(tmp_path, one_run, capsys):
         (["train", str(tmp_path / "a.yaml")], "extends cycle"),
         (["train", *MICRO, "train.keep_last=-3"], "train.keep_last"),
         (["train", *MICRO, "train.ckpt_every=-1"], "train.ckpt_every"),
-        (["train", *MICRO, "train.steps=3", "train.ckpt_every=1", "train.log_every=1", "model.head.expansion=16",
-          "--out", str(one_run), "--resume", "latest"],
+        (["train", *micro_run_args, "model.head.expansion=16", "--out", str(micro_run), "--resume", "latest"],
          "different configuration"),
         (["train", *MICRO, f"model.pretrained={pickle_named}", "--out", str(tmp_path / "p")],
          "not a readable safetensors file"),
         (["train", *MICRO, "data.kind=csv", f"data.train_data={latin}", "--out", str(tmp_path / "l")], "not UTF-8"),
-        (["eval", str(one_run), "--out", str(tmp_path / "missing" / "e.json")], "does not exist"),
+        (["eval", str(micro_run), "--out", str(tmp_path / "missing" / "e.json")], "does not exist"),
     ]
     for argv, needle in cases:
         _one_line_error(capsys, main(argv), needle)
 
 
-def test_truncated_last_log_line_is_dropped_on_resume(one_run):
-    log = one_run / "log.jsonl"
+def test_truncated_last_log_line_is_dropped_on_resume(micro_run_copy, micro_run_args):
+    run = micro_run_copy
+    log = run / "log.jsonl"
     log.write_text(log.read_text() + '{"step": 99, "lo')  # a writer killed mid-line
-    assert main(["train", *MICRO, "train.steps=3", "train.ckpt_every=1", "train.log_every=1", "--out", str(one_run),
-                 "--resume", str(one_run / "checkpoints" / "step_000002")]) == 0
+    assert main(["train", *micro_run_args, "--out", str(run), "--resume",
+                 str(run / "checkpoints" / "step_000002")]) == 0
     assert [r["step"] for r in _strict_records(log)] == [1, 2, 3]
 
 
@@ -283,10 +274,10 @@ def test_skip_step_divergence_writes_no_final_and_says_so(tmp_path, capsys, monk
     assert not (tmp_path / "codes" / "final").exists()
 
 
-def test_append_to_an_index_of_another_model_is_refused(tmp_path, capsys):
-    run1, run2, idx = tmp_path / "run1", tmp_path / "run2", tmp_path / "idx"
-    for run in (run1, run2):  # same code width, different weights
-        assert main(["train", *MICRO, "train.steps=2", f"train.seed={run.name[-1]}", "--out", str(run)]) == 0
+def test_append_to_an_index_of_another_model_is_refused(tmp_path, micro_run, capsys):
+    run1, run2, idx = tmp_path / "run1", micro_run, tmp_path / "idx"
+    # same code width, different weights (the shared run has seed 0)
+    assert main(["train", *MICRO, "train.steps=2", "train.seed=1", "--out", str(run1)]) == 0
     assert main(["index", "build", str(run1), "--out", str(idx), "--n", "10"]) == 0
     before = (idx / "index.json").read_text()
     capsys.readouterr()
@@ -300,21 +291,20 @@ def test_append_to_an_index_of_another_model_is_refused(tmp_path, capsys):
     assert (idx / "index.json").read_text() == before
 
 
-def test_out_must_be_a_regular_file_in_a_folder_that_takes_files(tmp_path, one_run, capsys):
+def test_out_must_be_a_regular_file_in_a_folder_that_takes_files(tmp_path, micro_run, capsys):
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
-    _one_line_error(capsys, main(["eval", str(one_run), "--out", str(fifo)]), "not a regular file")
+    _one_line_error(capsys, main(["eval", str(micro_run), "--out", str(fifo)]), "not a regular file")
     assert fifo.is_fifo()
     # /proc passes a permission check for root but takes no new file: tried for real, refused before the work
-    _one_line_error(capsys, main(["eval", str(one_run), "--out", "/proc/eval.json"]), "is not writable")
+    _one_line_error(capsys, main(["eval", str(micro_run), "--out", "/proc/eval.json"]), "is not writable")
     assert not list(tmp_path.glob(".sparseclip-probe-*"))
 
 
-def test_eval_of_an_unfinished_run_names_its_checkpoint(tmp_path, one_run, capsys):
+def test_eval_of_an_unfinished_run_names_its_checkpoint(tmp_path, micro_run_copy, capsys):
     import shutil
 
-    run = tmp_path / "unfinished"
-    shutil.copytree(one_run, run)
+    run = micro_run_copy
     shutil.rmtree(run / "final")
     out = tmp_path / "e.json"
     assert main(["eval", str(run), "--out", str(out), "--no-probe", "--no-progress"]) == 0

@@ -19,8 +19,13 @@ def _cfg(tmp_path, name, *extra):
                                  "train.ckpt_every=3", "train.batch_size=16", *extra])
 
 
-def test_train_resume_continues_exactly(tmp_path):
-    full = train(_cfg(tmp_path, "full"))
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """A run of :func:`_cfg`'s settings, read by the tests below."""
+    return train(_cfg(tmp_path_factory.mktemp("full"), "full"))
+
+
+def test_train_resume_continues_exactly(tmp_path, full):
     ref = [r["loss"] for r in read_log(full)]
     assert len(ref) == 6 and all(r == r for r in ref)
 
@@ -46,8 +51,8 @@ def test_logit_scale_max_holds_during_training(tmp_path):
     assert float(model.logit_scale.detach().exp()) <= 5.0 + 1e-4
 
 
-def test_log_has_sparsity_and_speed(tmp_path):
-    run = train(_cfg(tmp_path, "log"))
+def test_log_has_sparsity_and_speed(full):
+    run = full
     rec = read_log(run)[-1]
     for key in ("loss", "lr", "logit_scale", "image_l0", "text_l0", "image_l0_pct", "image_alive_pct",
                 "samples_per_s"):
