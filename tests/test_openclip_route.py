@@ -48,7 +48,8 @@ def tiny(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def b32(tmp_path_factory):
-    """A ViT-B-32 (random weights, ~600 MB) written to safetensors, and a 64-pair CSV of world images."""
+    """A ViT-B-32 (random weights, ~600 MB) written to safetensors, and a CSV of world images: one micro batch
+    (32 pairs; the towers' features of each pair are computed once, at 224 px / 77 tokens)."""
     from sparseclip.data.world import World
 
     root = tmp_path_factory.mktemp("b32")
@@ -57,7 +58,7 @@ def b32(tmp_path_factory):
     world = World(seed=3, image_size=64)
     (root / "img").mkdir()
     rows = []
-    for i in range(64):
+    for i in range(32):
         image, caption, _ = world.sample(i)
         image.save(root / "img" / f"{i}.png")
         rows.append({"filepath": f"img/{i}.png", "title": caption})
