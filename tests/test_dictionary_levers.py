@@ -164,3 +164,17 @@ def test_health_rule_prefers_level_and_alive_and_reads_the_select_split_only():
     rows = [r for r in rows if r["label"] not in ("alive", "alive, denser")]
     chosen = g.choose(rows)
     assert chosen["paper"] == "dead but sparse" and chosen["paper_rule"] == "level"
+
+
+@pytest.mark.parametrize("dataset", ["world"])
+def test_health_tables_are_generated_from_their_json(dataset, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "sparsity"
+    if not (docs / f"health_{dataset}.json").is_file():
+        pytest.skip(f"docs/sparsity/health_{dataset}.json not committed yet")
+    shutil.copy(docs / f"health_{dataset}.json", tmp_path)
+    md = _health_script().render(tmp_path, dataset).replace(str(tmp_path), "docs/sparsity")
+    assert md == (docs / f"health_{dataset}.md").read_text()
+    assert (tmp_path / f"health_{dataset}.png").stat().st_size > 10_000
