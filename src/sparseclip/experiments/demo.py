@@ -96,8 +96,9 @@ def results_markdown(rows: list[dict]) -> str:
              "Within each group the models share towers, data, seed and steps; all are evaluated on the same "
              "held-out procedural-world images (zero-shot and linear-probe accuracy, retrieval recall, and sparsity "
              "of the codes: L0 = mean non-zero dims per input, active = % of dims firing (> 0.001) on at least 2 "
-             "inputs). The `*_train_pct` rows count the dictionary on the training inputs instead (active: fires "
-             "on >= 2 of them; dead: on none), as the paper counts its active share.", ""]
+             "inputs)." + (" The `*_train_pct` rows count the dictionary on the training inputs instead (active: "
+                           "fires on >= 2 of them; dead: on none), as the paper counts its active share."
+                           if any("image_active_train_pct" in r for r in rows) else ""), ""]
     lines += [f"- **{r['model']}**: {r['name']}" for r in rows]
     lines += ["", "| metric | " + " | ".join(r["model"] for r in rows) + " |", "|---|" + "---|" * len(rows)]
     for k in keys:
