@@ -69,7 +69,9 @@ def test_help_of_every_command_imports_no_torch():
 
 #: the package's public names and the module each comes from
 EXPORTS = {"ChunkedClipLoss": "loss", "ClipLoss": "loss", "Config": "config", "ConfigError": "config",
-           "SparseCLIP": "model", "create_model": "model", "get_tokenizer": "model", "load_config": "config"}
+           "SparseCLIP": "model", "create_model": "model", "get_tokenizer": "model", "load_config": "config",
+           "list_pretrained": "weights", "list_pretrained_tags_by_model": "weights",
+           "create_model_and_transforms": "weights", "get_pretrained_tokenizer": "weights"}
 
 
 def test_import_is_cheap_and_the_lazy_names_resolve():

@@ -19,6 +19,12 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .config import Config, ConfigError, load_config
     from .loss import ChunkedClipLoss, ClipLoss
     from .model import SparseCLIP, create_model, get_tokenizer
+    from .weights import (
+        create_model_and_transforms,
+        get_pretrained_tokenizer,
+        list_pretrained,
+        list_pretrained_tags_by_model,
+    )
 
 #: each public name and the submodule that defines it
 _EXPORTS: dict[str, str] = {
@@ -26,10 +32,14 @@ _EXPORTS: dict[str, str] = {
     "Config": "config", "ConfigError": "config", "load_config": "config",
     "ChunkedClipLoss": "loss", "ClipLoss": "loss",
     "SparseCLIP": "model", "create_model": "model", "get_tokenizer": "model",
+    # models shipped with the package, by name and tag (OpenCLIP's names); listing them imports no torch
+    "list_pretrained": "weights", "list_pretrained_tags_by_model": "weights",
+    "create_model_and_transforms": "weights", "get_pretrained_tokenizer": "weights",
 }
 
-__all__ = ["ChunkedClipLoss", "ClipLoss", "Config", "ConfigError", "SparseCLIP", "create_model", "get_tokenizer",
-           "load_config"]
+__all__ = ["ChunkedClipLoss", "ClipLoss", "Config", "ConfigError", "SparseCLIP", "create_model",
+           "create_model_and_transforms", "get_pretrained_tokenizer", "get_tokenizer", "list_pretrained",
+           "list_pretrained_tags_by_model", "load_config"]
 
 
 def __getattr__(name: str) -> Any:

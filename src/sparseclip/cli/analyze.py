@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from . import UserError
+from ._model import add_model_arguments, is_shipped, model_target
+
 HELP = """Analyse a trained model's features: sparsity (L0, active %), clarity, modality, naming, ground-truth
 alignment, training dynamics over the run's checkpoints, and occlusion heatmaps.
 
@@ -23,9 +26,10 @@ features), feature_names.json, dynamics.json, plots/*.png, images/*.png, heatmap
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="analyse a trained model's features", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="a run dir or a checkpoint dir")
+    add_model_arguments(p, "target", "RUN_OR_CHECKPOINT", "a run dir or a checkpoint dir")
     p.add_argument("--dense", metavar="RUN_OR_CKPT",
-                   help="the dense baseline: adds its row and serves as the clarity reference encoder")
+                   help="the dense baseline: adds its row and serves as the clarity reference encoder "
+                        "(a run or checkpoint dir, or NAME:TAG of a shipped model)")
     p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/analysis)")
     p.add_argument("--data", metavar="CSV",
                    help="analyse on your CSV of image-caption pairs instead of the procedural world")
@@ -71,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..interpret import AnalyzeConfig, Options, analyze
 
+    target = model_target(args, "target", "RUN_OR_CHECKPOINT")
+    if is_shipped(target) and not args.out:
+        raise UserError(f"{target} is a shipped model, with no run folder to write its analysis into: give --out DIR")
     lo, hi = args.band
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"--band: need 0 <= LOW <= HIGH <= 1, got {lo} {hi}")
@@ -89,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                         csv_img_key=args.csv_img_key,
                         csv_caption_key=args.csv_caption_key, threads=args.threads)
     opts = Options(tau=args.tau, n_min=args.n_min, band=(lo, hi))
-    out = analyze(args.target, dense=args.dense, out=args.out, cfg=cfg, opts=opts)
+    out = analyze(target, dense=args.dense, out=args.out, cfg=cfg, opts=opts)
     _print_summary(out)
     print(f"analysis written to {out} (summary.json, features.json, plots/); `sparseclip report` renders it")
     return 0

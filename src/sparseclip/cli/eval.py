@@ -7,13 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from ._model import add_model_arguments, model_target
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="evaluate a checkpoint (zero-shot, retrieval, linear probe, sparsity)",
         description="Evaluate a checkpoint or run directory on the procedural world's validation sets with "
                     "CLIP_benchmark semantics. Prints a summary; --out writes the full JSON.")
-    p.add_argument("checkpoint", help="checkpoint dir (model.safetensors + config.json) or run dir")
+    add_model_arguments(p, "checkpoint", "CHECKPOINT", "checkpoint dir (model.safetensors + config.json) or run dir")
     p.add_argument("--out", help="write the results JSON here (default: print it)")
     p.add_argument("--data", metavar="PATH",
                    help="evaluate on your data instead of the procedural world: a CSV of image-caption pairs, "
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_out(args.out)
     templates = templates_from_file(args.templates) if args.templates else None
-    result = evaluate_run(args.checkpoint, args.out, data=args.data, label_key=args.label_key, templates=templates,
+    target = model_target(args, "checkpoint", "CHECKPOINT")
+    result = evaluate_run(target, args.out, data=args.data, label_key=args.label_key, templates=templates,
                           probe=not args.no_probe, progress=not args.no_progress, img_key=args.csv_img_key,
                           caption_key=args.csv_caption_key,
                           note=lambda msg: print(f"sparseclip: note: {msg}", file=sys.stderr))

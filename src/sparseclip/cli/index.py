@@ -6,6 +6,7 @@ import argparse
 import json
 
 from . import UserError
+from ._model import SHIPPED_HELP, add_model_arguments, model_target
 
 BUILD_HELP = """Embed images with a Sparse CLIP model and store their codes as a sparse inverted index:
 INDEX_DIR/codes.npz (scipy.sparse CSC, items x features) and INDEX_DIR/index.json (ids or paths, captions,
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = isub.add_parser("build", help="embed images to codes and store them as an index", description=BUILD_HELP,
                         formatter_class=argparse.RawDescriptionHelpFormatter, complete=_add_backend_arguments)
-    b.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="run dir or checkpoint dir of a Sparse CLIP model")
+    add_model_arguments(b, "checkpoint", "RUN_OR_CKPT", "run dir or checkpoint dir of a Sparse CLIP model")
     b.add_argument("--out", required=True, metavar="INDEX_DIR", help="index directory to write")
     src = b.add_mutually_exclusive_group()
     src.add_argument("--dataset", choices=["world"], default="world", help="built-in dataset (default world)")
@@ -94,7 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--concept-k", type=int, default=3, help="features per filter phrase (default 3)")
     s.add_argument("--baseline", metavar="PHRASE", help="subtract this phrase's code when finding phrase features")
     s.add_argument("--min-activation", type=float, default=0.0, help="a feature counts as active above this")
-    s.add_argument("--model", metavar="RUN_OR_CKPT", help="embed queries with this model instead of the index's")
+    s.add_argument("--model", metavar="RUN_OR_CKPT",
+                   help=f"embed queries with this model instead of the index's (a run or checkpoint dir, or "
+                        f"{SHIPPED_HELP})")
     s.add_argument("--approximate", action="store_true",
                    help="approximate search (the index's backend when it is approximate, else the own pruned engine: "
                         "scores exact, a few hits may be missed; pays off on large indexes, see docs/search.md)")
@@ -125,7 +128,7 @@ def run_build(args: argparse.Namespace) -> int:
                            caption_key=args.csv_caption_key, n=args.n, seed=args.seed, start=args.start,
                            append=args.append, feature_names=args.feature_names, normalize=not args.no_normalize,
                            batch_size=args.batch_size, backend=args.backend, backend_options=_backend_options(args))
-    print(build_index_from_run(args.checkpoint, args.out, options).summary())
+    print(build_index_from_run(model_target(args, "checkpoint", "RUN_OR_CKPT"), args.out, options).summary())
     return 0
 
 

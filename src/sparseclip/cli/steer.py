@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import UserError
+from ._model import SHIPPED_HELP, add_model_arguments, model_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Answer a question about one image with the adapter VLM, before and after suppressing "
                     "and/or boosting the top-K text-tower features of concept words. Prints both answers and "
                     "the features that changed, with their names.")
-    p.add_argument("--model", required=True, help="Sparse CLIP run or checkpoint dir")
+    p.add_argument("--model", required=True, help=f"Sparse CLIP run or checkpoint dir, or {SHIPPED_HELP}")
     p.add_argument("--vlm", required=True, help="VLM dir written by `sparseclip steer-train`")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="an image file")
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a 2-layer MLP adapter from the model's codes to prefix embeddings of a "
                                    "causal LM on the procedural world's captions and Q/A: stage 0 (tiny LM on "
                                    "text), stage 1 (adapter only), stage 2 (adapter + LM).")
-    t.add_argument("model", help="CLIP run or checkpoint dir")
+    add_model_arguments(t, "model", "MODEL", "CLIP run or checkpoint dir")
     t.add_argument("--out", required=True, help="VLM directory to write")
     t.add_argument("--lm", help="a local Hugging Face causal LM directory (default: a tiny GPT-2 trained here)")
     t.add_argument("--images", type=int, default=3000)
@@ -103,7 +104,8 @@ def run_steer(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from ..steer.pipeline import train_and_save
 
-    summ = train_and_save(args.model, args.out, lm=args.lm, images=args.images, steps=args.steps,
+    summ = train_and_save(model_target(args, "model", "MODEL"), args.out, lm=args.lm, images=args.images,
+                          steps=args.steps,
                           batch_size=args.batch_size, patch_tokens=args.patch_tokens, seed=args.seed,
                           log=lambda m: print(m, flush=True))
     print(f"wrote {args.out} ({summ['seconds']} s)")

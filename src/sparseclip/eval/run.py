@@ -27,13 +27,14 @@ def evaluate_run(target: str | Path, out: str | Path | None = None, *, data: str
     """
     from ..model.checkpoint import load_model, resolve_checkpoint
     from ..model.rundir import RunDir
+    from ..weights import shipped_spec
     from . import evaluate
     from .dataset import evaluate_data
 
     result: dict = {"checkpoint": str(target)}
     if model is None:
         ckpt = resolve_checkpoint(target)
-        if note is not None and ckpt != Path(target) and ckpt != RunDir(target).final:
+        if note is not None and ckpt not in (Path(target), RunDir(target).final) and shipped_spec(ckpt) is None:
             note(f"{target} has no final/ (training did not finish): evaluating its newest checkpoint, {ckpt}")
         result["checkpoint_dir"] = str(ckpt)
         model = load_model(ckpt)
@@ -56,8 +57,12 @@ def _health(model, cfg, target: str | Path, note: Callable[[str], None] | None) 
     training CSV moved away since): the evaluation itself does not depend on them."""
     from ..data.base import DataError
     from ..model.rundir import RunDir
+    from ..weights import recorded_health
     from .health import training_health
 
+    recorded = recorded_health(target)  # a shipped model: its training inputs are not in the package
+    if recorded is not None:
+        return recorded
     try:
         run = RunDir.of(target)  # a run folder keeps the feature cache; a bare checkpoint dir is not written to
         return training_health(model, cfg, run.path if run.log.is_file() else None)

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .. import weights as shipped
 from ..config import Config, ConfigError, config_from_dict
 from ..files.atomic import atomic_dir, commit_dir
 from . import SparseCLIP, create_model
@@ -87,16 +88,21 @@ def save_model(model: SparseCLIP, cfg: Config, directory: str | Path,
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint dir that ``path`` (a checkpoint dir or a run dir) refers to."""
+    """The checkpoint dir that ``path`` (a checkpoint dir, a run dir, or ``NAME:TAG`` of a model shipped with the
+    package, :mod:`sparseclip.weights`) refers to. The one place where every command's run argument is resolved."""
     p = Path(path)
     if not p.exists():
-        raise CheckpointError(f"no such checkpoint or run: {path}")
+        if shipped.is_spec(path):
+            return shipped.resolve(str(path))
+        raise CheckpointError(f"no such checkpoint or run: {path} (a shipped model is NAME:TAG: "
+                              f"{', '.join(shipped.list_pretrained(as_str=True)) or 'none installed'})")
     if p.is_file():
         if p.name == WEIGHTS:
             return p.parent
         raise CheckpointError(f"{path}: expected a checkpoint directory (with {WEIGHTS} and {CONFIG})")
     if (p / WEIGHTS).is_file():
-        return p
+        spec = shipped.shipped_spec(p)  # a shipped model's folder given by its path: checked as by its name
+        return shipped.resolve(spec) if spec is not None else p
     found = RunDir(p).model_dir()
     if found is not None:
         return found
@@ -136,6 +142,7 @@ def load_weights(model: SparseCLIP, ckpt: str | Path) -> None:
             meta = f.metadata() or {}
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    state = shipped.dequantize(state, meta)  # int8 heads (shipped models) back to float32
     by_ref: list[str] = []
     if "towers" in meta:
         try:
