@@ -26,6 +26,7 @@ from sparseclip.interpret import (
     name_match_rate,
     name_matches,
     name_quality,
+    occlusion_drops,
     occlusion_heatmap,
     random_clarity,
     term_scores,
@@ -209,6 +210,9 @@ def test_occlusion_heatmap_finds_the_patch():
     heat = occlusion_heatmap(encode, image, feature=1, patch=4)
     assert heat.shape == (2, 2)
     assert heat[0, 0] == pytest.approx(1.0) and np.abs(heat.ravel()[1:]).max() == pytest.approx(0.0)
+    drops = occlusion_drops(encode, image, patch=4)  # every feature from one set of passes
+    assert drops.shape == (2, 2, 2) and np.array_equal(drops[:, :, 1], heat)
+    assert np.allclose(drops[:, :, 0], 0.25)  # each quarter of the image holds a quarter of the mean
     with pytest.raises(ValueError, match="patch"):
         occlusion_heatmap(encode, image, feature=1, patch=9)
     from PIL import Image

@@ -7,7 +7,7 @@ counted by :mod:`sparseclip.eval.sparsity` (one definition for training, evaluat
 """
 
 from .alignment import Alignment, alignment, concept_matrix, concept_terms, name_match_rate, name_matches, name_mentions
-from .attribution import heatmap_overlay, occlusion_heatmap, save_heatmap
+from .attribution import heatmap_overlay, occlusion_drops, occlusion_heatmap, save_heatmap
 from .clarity import clarity, feature_clarity, random_clarity
 from .dynamics import training_dynamics
 from .inputs import AnalysisData, CodeSet, build_analysis_data, derived_codes, encode_model, training_captions
@@ -32,7 +32,8 @@ __all__ = [
     "class_consistency", "common_words", "concept_matrix", "concept_terms", "derived_codes", "effective_rank",
     "encode_model", "feature_clarity", "frequency_histogram", "heatmap_overlay",
     "markdown_table", "modality", "modality_histogram", "multimodal_fraction", "name_features",
-    "name_match_rate", "name_matches", "name_mentions", "name_quality", "occlusion_heatmap", "random_clarity",
+    "name_match_rate", "name_matches", "name_mentions", "name_quality", "occlusion_drops", "occlusion_heatmap",
+    "random_clarity",
     "save_heatmap", "select_features", "summarize", "term_scores",
     "top_terms", "training_captions", "training_dynamics", "wordnet_lemmas",
 ]

@@ -18,10 +18,10 @@ from ..files.atomic import save_image
 
 
 @torch.no_grad()
-def occlusion_heatmap(encode: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, feature: int,
-                      patch: int = 4, stride: int | None = None, fill: float = 0.0,
-                      batch_size: int = 256) -> np.ndarray:
-    """(rows, cols) map of ``act(image) - act(image with patch occluded)`` for one feature.
+def occlusion_drops(encode: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, patch: int = 4,
+                    stride: int | None = None, fill: float = 0.0, batch_size: int = 256) -> np.ndarray:
+    """(rows, cols, dims): ``codes(image) - codes(image with patch occluded)`` for every code dimension at once,
+    so the heatmaps of several features of one image cost one set of forward passes.
 
     ``image`` is a preprocessed (3, H, W) tensor. Positive values: the patch supports the feature.
     """
@@ -33,7 +33,7 @@ def occlusion_heatmap(encode: Callable[[torch.Tensor], torch.Tensor], image: tor
         raise ValueError(f"patch: must be in 1..{min(h, w)}, got {patch}")
     ys = list(range(0, h - patch + 1, stride))
     xs = list(range(0, w - patch + 1, stride))
-    base = float(encode(image[None])[0, feature])
+    base = encode(image[None])[0].float().cpu()
     variants = []
     for y in ys:
         for x in xs:
@@ -42,9 +42,17 @@ def occlusion_heatmap(encode: Callable[[torch.Tensor], torch.Tensor], image: tor
             variants.append(v)
     acts = []
     for i in range(0, len(variants), batch_size):
-        acts.append(encode(torch.stack(variants[i:i + batch_size]))[:, feature].float().cpu())
-    drop = base - torch.cat(acts).numpy()
-    return drop.reshape(len(ys), len(xs))
+        acts.append(encode(torch.stack(variants[i:i + batch_size])).float().cpu())
+    drop = base[None] - torch.cat(acts)
+    return drop.numpy().reshape(len(ys), len(xs), -1)
+
+
+def occlusion_heatmap(encode: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, feature: int,
+                      patch: int = 4, stride: int | None = None, fill: float = 0.0,
+                      batch_size: int = 256) -> np.ndarray:
+    """(rows, cols) map of ``act(image) - act(image with patch occluded)`` for one feature
+    (:func:`occlusion_drops`, one column)."""
+    return occlusion_drops(encode, image, patch, stride, fill, batch_size)[:, :, feature]
 
 
 def heatmap_overlay(image: Image.Image, heat: np.ndarray, scale: int = 4, alpha: float = 0.6) -> Image.Image:

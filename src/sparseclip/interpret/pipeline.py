@@ -26,7 +26,7 @@ from ..files.atomic import save_image, write_json_atomic
 from ..model.rundir import FEATURE_NAMES_JSON, FEATURES_JSON, SUMMARY_JSON, RunDir
 from ..report.tables import TABLE_COLUMNS, markdown_table  # noqa: F401 - re-exported
 from ._arrays import l2_normalize
-from .attribution import occlusion_heatmap, save_heatmap
+from .attribution import occlusion_drops, save_heatmap
 from .inputs import AnalysisData, CodeSet, build_analysis_data, encode_model, preprocess, tower_features
 from .naming import top_terms
 from .plots import clarity_bars, frequency_histogram_plot, modality_over_training, modality_scatter, over_training
@@ -284,6 +284,9 @@ def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], 
 
     cs = a.codes
     entries = []
+    # a feature's heatmap is on its top image; the features that share one get theirs from one set of passes
+    first = {f: int(np.argmax(cs.image[:, f])) for f in features}
+    heats: dict[int, np.ndarray] = {}
     for f in tqdm(features, desc="features", disable=not progress):
         col_i, col_t = cs.image[:, f], cs.text[:, f]
         top_i = [int(i) for i in np.argsort(-col_i, kind="stable")[:n_images] if col_i[i] > 0]
@@ -300,9 +303,12 @@ def _feature_entries(a: ModelAnalysis, data: AnalysisData, features: list[int], 
         heat = None
         if patch and top_i and cs.encode_image is not None and (heatmaps_for is None or f in heatmaps_for):
             img = data.images[top_i[0]]
-            prep = cs.preprocess or partial(preprocess, image_size=data.image_size)
-            hm = occlusion_heatmap(cs.encode_image, prep(img), f, patch=patch,
-                                    stride=max(1, patch // 2))
+            if f not in heats:
+                prep = cs.preprocess or partial(preprocess, image_size=data.image_size)
+                drops = occlusion_drops(cs.encode_image, prep(img), patch=patch, stride=max(1, patch // 2))
+                heats |= {g: drops[:, :, g].copy() for g in features
+                          if first[g] == top_i[0] and (heatmaps_for is None or g in heatmaps_for)}
+            hm = heats.pop(f)
             heat = f"heatmaps/f{f:05d}.png"
             img = shown(img, HEATMAP_SIDE) if max(img.size) > HEATMAP_SIDE else img
             save_heatmap(img, hm, out_dir / heat, scale=max(1, min(4, HEATMAP_SIDE // max(img.size))))
