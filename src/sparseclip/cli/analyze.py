@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
     target = model_target(args, "target", "RUN_OR_CHECKPOINT")
     if is_shipped(target) and not args.out:
+        from ..weights import resolve
+
+        resolve(target)  # a wrong name or tag first
         raise UserError(f"{target} is a shipped model, with no run folder to write its analysis into: give --out DIR")
     lo, hi = args.band
     if not 0.0 <= lo <= hi <= 1.0:

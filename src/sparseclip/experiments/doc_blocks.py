@@ -21,7 +21,7 @@ from .ablate_summary import CHANCE, aggregate, verdicts
 from .grids import resolve_grids
 
 #: modules whose ``@generator`` functions the check needs besides this one (add yours here)
-PROVIDERS: tuple[str, ...] = ("sparseclip.report.generated",)
+PROVIDERS: tuple[str, ...] = ("sparseclip.report.generated", "sparseclip.experiments.ship")
 
 ROOT = Path(__file__).resolve().parents[3]
 TASKS = ("color", "shape", "size", "position", "count")

@@ -172,18 +172,18 @@ def dequantize(state: dict, metadata: dict[str, str]) -> dict:
 
 # -- OpenCLIP's entry point ---------------------------------------------------------------------------------
 def create_model_and_transforms(model_name: str, pretrained: str | None = None, device: Any = "cpu",
-                                **overrides: Any) -> tuple[Any, Any, Any]:
+                                overrides: list[str] | None = None) -> tuple[Any, Any, Any]:
     """``(model, preprocess_train, preprocess_val)`` as ``open_clip.create_model_and_transforms``.
 
     ``model_name`` is a preset (``lite_sparse``) or ``NAME:TAG``; ``pretrained`` a tag of the shipped model
     (:func:`list_pretrained`), a run or checkpoint dir, or None: the preset with freshly initialised heads (the
     towers of a ``model.towers`` preset still come with their weights). ``overrides``: config ``key=value``
-    overrides for the preset (``None`` ``pretrained`` only). The model is in eval mode."""
+    strings for a fresh preset, as on the command line. The model is in eval mode."""
     from ..config import load_config
     from ..model.checkpoint import load_model
     from ..model.sparse_clip import create_model, image_transform
 
-    if pretrained is None and is_spec(model_name) and Path(model_name).exists() is False:
+    if pretrained is None and is_spec(model_name) and not Path(model_name).exists():
         model_name, pretrained = model_name.split(":", 1)
     if pretrained is not None:
         if overrides:
@@ -193,7 +193,7 @@ def create_model_and_transforms(model_name: str, pretrained: str | None = None, 
             pretrained = f"{model_name}:{pretrained}"
         model, cfg = load_model(pretrained, device)
     else:
-        cfg = load_config(model_name, [f"{k}={v}" for k, v in overrides.items()])
+        cfg = load_config(model_name, list(overrides or []))
         model = create_model(cfg.model).to(device).eval()
     size = cfg.data.image_size
     return model, image_transform(size, train=True, cfg=cfg.model), image_transform(size, train=False, cfg=cfg.model)
