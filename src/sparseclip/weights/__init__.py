@@ -139,7 +139,10 @@ def recorded_health(target: str | Path, weights_dir: Path | None = None) -> dict
     health = manifest(weights_dir)["models"].get(name, {}).get(tag, {}).get("dictionary")
     if not health:
         return None
-    return {**health, "recorded": "counted when the model was shipped (python -m sparseclip.experiments.ship)"}
+    sample = dict(health.get("sample", {}))  # what the eval's health line says it counted
+    sample["source"] = f"{sample.get('source', 'training inputs')}, counted when the model was shipped"
+    return {**health, "sample": sample,
+            "recorded": "counted when the model was shipped (python -m sparseclip.experiments.ship)"}
 
 
 # -- int8 heads ---------------------------------------------------------------------------------------------
