@@ -161,3 +161,9 @@ def test_eval_of_a_shipped_model_reports_the_health_recorded_when_shipped():
     assert health is not None and "counted when the model was shipped" in health["recorded"]
     assert health["image"]["active_pct"] + health["image"]["dead_pct"] <= 100.0
     assert shipped.recorded_health("runs/some_run") is None
+
+
+def test_a_shipped_model_of_a_csv_set_is_not_scored_on_the_world(capsys):
+    assert main(["eval", "--model", "lite_sparse:emoji", "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained on a csv image-caption set, not on the procedural world: pass --data" in err[0]

@@ -27,7 +27,7 @@ def evaluate_run(target: str | Path, out: str | Path | None = None, *, data: str
     """
     from ..model.checkpoint import load_model, resolve_checkpoint
     from ..model.rundir import RunDir
-    from ..weights import shipped_spec
+    from ..weights import recorded_health, shipped_spec
     from . import evaluate
     from .dataset import evaluate_data
 
@@ -40,6 +40,9 @@ def evaluate_run(target: str | Path, out: str | Path | None = None, *, data: str
         model = load_model(ckpt)
     model, cfg = model
     result |= {"model": cfg.name, "head": cfg.model.head.kind}
+    if data is None and cfg.data.kind != "world" and recorded_health(target) is not None:
+        raise ValueError(f"{target} was trained on a {cfg.data.kind} image-caption set, not on the procedural "
+                         "world: pass --data with that kind of set (docs/pretrained.md says which)")
     if data is None:
         result |= evaluate(model, cfg, progress=progress, probe=probe)
     else:
