@@ -26,6 +26,8 @@ def test_demo_writes_table_plots_and_reuses_runs(tmp_path, capsys):
     assert "| zs_mean |" in md and "- lite_sparse - lite_dense: zero-shot mean" in md
     stages = json.loads((out / "results.json").read_text())["stage_seconds"]
     assert "train lite_sparse" in stages and stages["total"] >= sum(v for k, v in stages.items() if k != "total") - 1
+    load = json.loads((out / "results.json").read_text())["load_average"]  # figures taken under load say so
+    assert set(load) == {"start", "end"} and all(v is None or v >= 0 for v in load.values())
     for png in ("loss.png", "l0.png", "accuracy.png"):
         assert (out / "plots" / png).stat().st_size > 1000
     mtime = (out / "sparse" / "final" / "model.safetensors").stat().st_mtime

@@ -120,6 +120,37 @@ def test_experiment_generators_on_hand_values(tmp_path):
         doc_blocks.world_row(tmp_path, "r.json#x")
 
 
+def _sweep(zs_sparse: list[float]) -> dict:
+    """A sparsity sweep's JSON with the demo trio over 3 seeds: dense and wide at zero-shot 0.80 in every seed."""
+    chosen = {"sparse_demo": "S", "dense_demo": "D", "wide_demo": "W"}
+    rows = []
+    for seed in range(3):
+        for label, zs in (("S", zs_sparse[seed]), ("D", 0.80), ("W", 0.80)):
+            rows.append({"label": label, "seed": seed, "test": {"zs": zs, "t2i": 0.4, "i2t": 0.4 + 0.01 * seed,
+                                                                "image_L0_pct": 1.0, "text_L0_pct": 2.0}})
+    return {"chosen": chosen, "rows": rows}
+
+
+def test_demo_seed_intervals_on_hand_values(tmp_path):
+    import json
+
+    demo = {"rows": [{"model": m, "zs_mean": zs, "t2i_R@1": 0.4, "i2t_R@1": 0.4}
+                     for m, zs in (("lite_sparse", 0.70), ("lite_dense", 0.80), ("lite_wide", 0.80))]}
+    (tmp_path / "r.json").write_text(json.dumps(demo))
+    (tmp_path / "behind.json").write_text(json.dumps(_sweep([0.70, 0.71, 0.69])))
+    text = doc_blocks.demo_seeds(tmp_path, ["behind.json", "r.json"])
+    assert "| lite_sparse | S | 0.700 ± 0.025 |" in text  # t(0.975, 2) * 0.01 / sqrt(3) = 0.0248
+    assert "zero-shot mean -10.0 [-12.5, -7.5] (behind)" in text
+    assert "t2i R@1 +0.0 [+0.0, +0.0] (interval includes 0)" in text
+    assert "seed-0 rows are this demo run's rows" in text
+    (tmp_path / "noisy.json").write_text(json.dumps(_sweep([0.70, 0.90, 0.82])))
+    text = doc_blocks.demo_seeds(tmp_path, ["noisy.json", "r.json"])
+    assert "(interval includes 0)" in text.split("zero-shot mean")[2] and "(behind)" not in text
+    (tmp_path / "ahead.json").write_text(json.dumps(_sweep([0.90, 0.91, 0.89])))
+    text = doc_blocks.demo_seeds(tmp_path, ["ahead.json", "r.json"])
+    assert "(ahead)" in text and "differ from this demo run's rows for lite_sparse" in text
+
+
 #: a number as prose writes it: digits with optional thousands commas and an optional decimal part
 _NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 #: a figure: an optional approximation word or "~", then a sign (after a space, bracket or quote: "-0.823", "+14%") or
@@ -256,3 +287,32 @@ def test_the_prose_scan_finds_a_typed_figure():
     quiet = ("lr 1e-3 on ViT-B-32, R@1, x8, seed 3, 12 layers, step 500, 16,384 dims, 224 px, on 2026-12-04 (ICLR "
              "2026), band 0.1-0.9, `0.823`, in_dim^-1/2\n")
     assert prose_figures(quiet) == []
+
+
+def test_kernel_drift_spread_on_hand_values(tmp_path):
+    import json
+
+    def row(variant, zs, gap):
+        return {"preset": "p", "variant": variant, "zs": zs, "t2i": 0.3, "i2t": 0.4, "image_L0_pct": 1.0,
+                "text_L0_pct": 2.0, "max_weight_gap": gap}
+
+    data = {"command": "c", "machine": "m", "torch": "t", "blas": "b",
+            "rows": [row("this CPU", 0.80, 0.0), row("a", 0.812, 3e-6), row("b", 0.80, 0.0)]}
+    (tmp_path / "k.json").write_text(json.dumps(data))
+    text = doc_blocks.kernel_drift(tmp_path, ["k.json"])
+    assert "| p | a | 0.812 | 0.300 | 0.400 | 1.00 / 2.00 | 3.0e-06 |" in text
+    assert "spread (max - min) is zero-shot mean 1.2, t2i R@1 0.0, i2t R@1 0.0 points" in text
+    assert "1 of the 2 other variants give the very same weights" in text
+
+
+def test_demo_time_says_whether_the_budget_holds(tmp_path):
+    import json
+
+    (tmp_path / "in.json").write_text(json.dumps({"stage_seconds": {"train a": 100.0, "eval a": 5.0, "total": 599.6},
+                                                  "load_average": {"start": 0.5, "end": 1.25}}))
+    (tmp_path / "over.json").write_text(json.dumps({"stage_seconds": {"train a": 700.0, "total": 700.4}}))
+    assert doc_blocks.demo_time(tmp_path, ["in.json"]) == (
+        "Recorded wall time: 600 s in all (train a 100, eval a 5; seconds): within the demo's budget of 10 minutes. "
+        "Load average (1 minute) 0.50 at the start, 1.25 at the end.")
+    assert doc_blocks.demo_time(tmp_path, ["over.json"]).endswith(
+        "over the demo's budget of 10 minutes. Load average not recorded.")

@@ -25,6 +25,7 @@ def evaluate_run(target: str | Path, out: str | Path | None = None, *, data: str
     print to stderr) is told so before the work starts. ``dictionary`` holds the dictionary's health on the
     run's training inputs (:func:`sparseclip.eval.health.training_health`), or why it could not be counted.
     """
+    from ..data.sources import DATA_FORMATS
     from ..model.checkpoint import load_model, resolve_checkpoint
     from ..model.rundir import RunDir
     from ..weights import recorded_health, shipped_spec
@@ -40,7 +41,7 @@ def evaluate_run(target: str | Path, out: str | Path | None = None, *, data: str
         model = load_model(ckpt)
     model, cfg = model
     result |= {"model": cfg.name, "head": cfg.model.head.kind}
-    if data is None and cfg.data.kind != "world" and recorded_health(target) is not None:
+    if data is None and DATA_FORMATS.get(cfg.data.kind).needs_path and recorded_health(target) is not None:
         raise ValueError(f"{target} was trained on a {cfg.data.kind} image-caption set, not on the procedural "
                          "world: pass --data with that kind of set (docs/pretrained.md says which)")
     if data is None:
