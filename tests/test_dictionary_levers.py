@@ -160,6 +160,7 @@ def test_health_rule_prefers_level_and_alive_and_reads_the_select_split_only():
     assert chosen["dense"] == "dense a" and chosen["wide"] == "wide"
     assert chosen["paper"] == "alive" and chosen["paper_rule"] == "level and alive"
     assert chosen["departure"] is None and chosen["departure_rule"] == "none near"
+    assert set(g.PICKS) <= set(chosen)  # the picks the script trains with seeds 1 and 2 and stars in its table
     # nothing alive reaches the bar: the sparsest that reaches it, said so
     rows = [r for r in rows if r["label"] not in ("alive", "alive, denser")]
     chosen = g.choose(rows)

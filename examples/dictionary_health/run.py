@@ -44,7 +44,7 @@ _spec.loader.exec_module(levers)
 SEEDS = (0, 1, 2)
 ALIVE = 85.0  # % of features active on the training inputs, both modalities (the paper: 85-89%)
 LRS = ("1e-3", "3e-3", "1e-2", "3e-2")
-PICKS = ("sparse", "departure", "dense", "wide")
+PICKS = ("paper", "departure", "dense", "wide")  # the keys of choose()'s picks
 METRICS = ("zs", "t2i", "i2t", "image_L0_pct", "text_L0_pct", "image_active_train", "text_active_train",
            "image_dead_train", "text_dead_train", "active_both_train")
 
