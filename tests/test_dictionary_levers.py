@@ -167,7 +167,7 @@ def test_health_rule_prefers_level_and_alive_and_reads_the_select_split_only():
     assert chosen["paper"] == "dead but sparse" and chosen["paper_rule"] == "level"
 
 
-@pytest.mark.parametrize("dataset", ["world"])
+@pytest.mark.parametrize("dataset", ["world", "emoji"])
 def test_health_tables_are_generated_from_their_json(dataset, tmp_path):
     import shutil
     from pathlib import Path
