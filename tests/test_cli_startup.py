@@ -106,3 +106,28 @@ def test_version_and_module_entry_point():
     assert done.returncode == 0 and done.stdout == f"sparseclip {version('sparseclip')}\n", done.stderr
     done = subprocess.run([sys.executable, "-m", "sparseclip", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("usage: sparseclip") and "train" in done.stdout
+
+
+def test_the_command_line_lets_idle_openmp_threads_sleep_unless_the_user_chose(monkeypatch):
+    import os
+
+    from sparseclip.cli import quiet_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    quiet_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's choice stands
+    quiet_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_a_command_runs_with_the_sleeping_wait_policy():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = ("import os; import sparseclip.cli as c; c.main(['index', 'info', '/nonexistent']); "
+            "print(os.environ.get('OMP_WAIT_POLICY'))")  # a command that fails in one line still set it first
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "PASSIVE", out.stderr[-500:]
