@@ -3,6 +3,7 @@ data), and write ``eval.json`` atomically. ``sparseclip eval``, the demo and the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,23 +28,25 @@ def evaluate_run(target: str | Path, out: str | Path | None = None, *, data: str
     """
     from ..data.sources import DATA_FORMATS
     from ..model.checkpoint import load_model, resolve_checkpoint
-    from ..model.rundir import RunDir
-    from ..weights import recorded_health, shipped_spec
+    from ..model.rundir import CONFIG, RunDir
+    from ..weights import shipped_spec
     from . import evaluate
     from .dataset import evaluate_data
 
     result: dict = {"checkpoint": str(target)}
     if model is None:
         ckpt = resolve_checkpoint(target)
-        if note is not None and ckpt not in (Path(target), RunDir(target).final) and shipped_spec(ckpt) is None:
+        shipped = shipped_spec(ckpt) is not None
+        if note is not None and not shipped and ckpt not in (Path(target), RunDir(target).final):
             note(f"{target} has no final/ (training did not finish): evaluating its newest checkpoint, {ckpt}")
+        kind = json.loads((ckpt / CONFIG).read_text()).get("data", {}).get("kind", "world") if shipped else "world"
+        if data is None and DATA_FORMATS.get(kind).needs_path:  # refused before the model is loaded
+            raise ValueError(f"{target} was trained on a {kind} image-caption set, not on the procedural world: "
+                             "pass --data with that kind of set (docs/pretrained.md says which)")
         result["checkpoint_dir"] = str(ckpt)
         model = load_model(ckpt)
     model, cfg = model
     result |= {"model": cfg.name, "head": cfg.model.head.kind}
-    if data is None and DATA_FORMATS.get(cfg.data.kind).needs_path and recorded_health(target) is not None:
-        raise ValueError(f"{target} was trained on a {cfg.data.kind} image-caption set, not on the procedural "
-                         "world: pass --data with that kind of set (docs/pretrained.md says which)")
     if data is None:
         result |= evaluate(model, cfg, progress=progress, probe=probe)
     else:
