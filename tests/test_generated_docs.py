@@ -303,6 +303,11 @@ def test_kernel_drift_spread_on_hand_values(tmp_path):
     assert "| p | a | 0.812 | 0.300 | 0.400 | 1.00 / 2.00 | 3.0e-06 |" in text
     assert "spread (max - min) is zero-shot mean 1.2, t2i R@1 0.0, i2t R@1 0.0 points" in text
     assert "1 of the 2 other variants give the very same weights" in text
+    for r in data["rows"]:  # counted on the training inputs: the dictionary's health next to L0
+        r |= {"image_active_train_pct": 25.0, "text_active_train_pct": 33.0, "image_dead_train_pct": 70.0,
+              "text_dead_train_pct": 64.5}
+    (tmp_path / "k.json").write_text(json.dumps(data))
+    assert "| 3.0e-06 | 25.0 / 33.0 | 70.0 / 64.5 |" in doc_blocks.kernel_drift(tmp_path, ["k.json"])
 
 
 def test_demo_time_says_whether_the_budget_holds(tmp_path):

@@ -62,7 +62,29 @@ def one(run: Path, preset: str, cache: Path) -> dict:
     s, r = res["sparsity"], res["retrieval"]
     return {"zs": res["zeroshot_mean_acc1"], "t2i": r["text_to_image_R@1"], "i2t": r["image_to_text_R@1"],
             "image_L0_pct": s["image"]["L0_pct"], "text_L0_pct": s["text"]["L0_pct"], "train_seconds": seconds,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            **health_columns(res["dictionary"])}
+
+
+def health_columns(health: dict) -> dict:
+    """The share of features active and dead on the training inputs, per modality, next to L0."""
+    return {f"{side}_{k}_train_pct": health[side][f"{k}_pct"] for side in ("image", "text") for k in ("active", "dead")}
+
+
+def add_health(out: Path, work: Path) -> None:
+    """Count the dictionary on the training inputs of every run of ``OUT/kernels.json`` that has no count yet
+    (runs recorded before the script counted it), from the run folders in ``work``."""
+    from sparseclip.eval.health import training_health
+    from sparseclip.files.atomic import write_json_atomic
+    from sparseclip.model.checkpoint import load_model
+
+    data = json.loads((out / "kernels.json").read_text())
+    for row in data["rows"]:
+        if "image_active_train_pct" not in row:
+            run = work / row["preset"] / row["variant"].replace(" ", "_")
+            model, cfg = load_model(run)
+            row |= health_columns(training_health(model, cfg, run))
+    write_json_atomic(out / "kernels.json", data)
 
 
 def _share(src: Path, dst: Path) -> None:
@@ -83,8 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("docs/demo"), help="where kernels.json goes")
     p.add_argument("--work", type=Path, default=Path("runs/kernel_drift"), help="run folders")
+    p.add_argument("--add-health", action="store_true",
+                   help="only count the dictionary's health for rows of OUT/kernels.json that lack it")
     p.add_argument("--one", nargs=3, metavar=("RUN", "PRESET", "CACHE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.add_health:
+        add_health(args.out, args.work)
+        return 0
     if args.one:
         run, preset, cache = args.one
         print(json.dumps(one(Path(run), preset, Path(cache))))

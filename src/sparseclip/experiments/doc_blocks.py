@@ -283,15 +283,19 @@ def kernel_drift(root: Path, args: list[str]) -> str:
     variant (accuracy, L0, how far its weights are from the default kernels' run), and per preset the spread of
     each accuracy metric over the variants, in points."""
     data = read_json(root, args[0])
+    health = all("image_active_train_pct" in r for r in data["rows"])  # the dictionary next to L0, when counted
     caps = ", ".join(dict.fromkeys(f"{r['variant']}: {r['cpu_capability']}" for r in data["rows"]
                                    if "cpu_capability" in r))
     lines = [f"Command: `{data['command']}` (CPU: {data['machine']}; torch {data['torch']}, BLAS {data['blas']}; "
              f"PyTorch's CPU kernels: {caps or 'not recorded'}).",
              "", "| preset | kernels | zero-shot mean | t2i R@1 | i2t R@1 | image / text L0 % | max weight difference "
-             "from `this CPU` |", "|---|---|---|---|---|---|---|"]
+             "from `this CPU` |" + (" image / text active % (train) | image / text dead % (train) |" if health else ""),
+             "|---|---|---|---|---|---|---|" + ("---|---|" if health else "")]
     for r in data["rows"]:
+        cells = (f" {r['image_active_train_pct']:.1f} / {r['text_active_train_pct']:.1f} | "
+                 f"{r['image_dead_train_pct']:.1f} / {r['text_dead_train_pct']:.1f} |" if health else "")
         lines.append(f"| {r['preset']} | {r['variant']} | {r['zs']:.3f} | {r['t2i']:.3f} | {r['i2t']:.3f} | "
-                     f"{r['image_L0_pct']:.2f} / {r['text_L0_pct']:.2f} | {r['max_weight_gap']:.1e} |")
+                     f"{r['image_L0_pct']:.2f} / {r['text_L0_pct']:.2f} | {r['max_weight_gap']:.1e} |" + cells)
     lines.append("")
     for preset in dict.fromkeys(r["preset"] for r in data["rows"]):
         rows = [r for r in data["rows"] if r["preset"] == preset]
