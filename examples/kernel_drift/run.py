@@ -48,6 +48,7 @@ def one(run: Path, preset: str, cache: Path) -> dict:
 
     from sparseclip.config import load_config
     from sparseclip.eval.run import evaluate_run
+    from sparseclip.experiments.demo import health_columns  # the demo's columns for the same counts
     from sparseclip.train import train
 
     cfg = load_config(preset, [f"train.output_dir={run}", "train.progress=false", "train.tensorboard=false",
@@ -66,15 +67,11 @@ def one(run: Path, preset: str, cache: Path) -> dict:
             **health_columns(res["dictionary"])}
 
 
-def health_columns(health: dict) -> dict:
-    """The share of features active and dead on the training inputs, per modality, next to L0."""
-    return {f"{side}_{k}_train_pct": health[side][f"{k}_pct"] for side in ("image", "text") for k in ("active", "dead")}
-
-
 def add_health(out: Path, work: Path) -> None:
     """Count the dictionary on the training inputs of every run of ``OUT/kernels.json`` that has no count yet
     (runs recorded before the script counted it), from the run folders in ``work``."""
     from sparseclip.eval.health import training_health
+    from sparseclip.experiments.demo import health_columns
     from sparseclip.files.atomic import write_json_atomic
     from sparseclip.model.checkpoint import load_model
 
