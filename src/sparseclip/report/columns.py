@@ -51,6 +51,18 @@ COLUMNS: dict[str, Column] = {
     "label_clarity_random": _c("label clarity of random inputs", "label clarity of random sets of the same sizes"),
     "pixel_clarity": _c("pixel clarity", "clarity with 8 x 8 RGB thumbnails as the reference space"),
     "pixel_clarity_random": _c("pixel clarity of random inputs", "pixel clarity of random sets of the same sizes"),
+    "clarity_lite1": _c("clarity (Lite1)", "clarity with a second image network (EfficientNet-Lite1, not the heads' "
+                        "towers) as the reference space"),
+    "ms_lite1": _c("monosemanticity score (MS)", "Pach et al.'s MS under EfficientNet-Lite1: per feature, the "
+                   "activation-weighted mean pairwise similarity of the images, activations min-max scaled"),
+    "lite1_random": _c("Lite1 similarity of random inputs", "mean pairwise cosine of all images under "
+                       "EfficientNet-Lite1: the clarity and MS a feature gets for nothing"),
+    "ksparse_auroc_1": _c("1-sparse probe AUROC", "SAEBench k-sparse probing, k = 1: held-out AUROC of a probe on "
+                          "the feature that best separates a concept, mean over concepts (0.5 = chance)"),
+    "ksparse_auroc_5": _c("5-sparse probe AUROC", "SAEBench k-sparse probing, k = 5: held-out AUROC of a probe on "
+                          "the five features that best separate a concept, mean over concepts"),
+    "ksparse_bacc_1": _c("1-sparse probe balanced accuracy", "held-out balanced accuracy of the k = 1 probe"),
+    "ksparse_bacc_5": _c("5-sparse probe balanced accuracy", "held-out balanced accuracy of the k = 5 probe"),
     # modality
     "multimodal_frac": _c("multimodal", "fraction of live features whose image share of activation mass is inside "
                           "the multimodal band"),
@@ -177,6 +189,6 @@ def column(key: str) -> Column | None:
 #: (in-sample and held-out best AUROC; AUROC-only and strict monosemantic fractions), naming
 TABLE_COLUMNS = ("L0_image", "active_pct", "f1_frac", "precision_frac", "concept_covered_frac",
                  "monosemantic_strict_frac", "purity_f1_adj", "purity_topn_adj", "label_clarity", "clarity",
-                 "pixel_clarity", "crossmodal_frac", "name_true_frac", "multimodal_selective_frac",
-                 "mean_best_auroc_heldout")
+                 "pixel_clarity", "clarity_lite1", "ms_lite1", "ksparse_auroc_1", "ksparse_auroc_5",
+                 "crossmodal_frac", "name_true_frac", "multimodal_selective_frac", "mean_best_auroc_heldout")
 assert set(TABLE_COLUMNS) <= set(COLUMNS), "every Markdown column is in the catalogue"
