@@ -205,7 +205,7 @@ def test_levers_selection_uses_the_select_split_only():
     assert preset.endswith("emoji_dense.yaml") and extra == ["train.lr=1e-3"]
     from sparseclip.config import load_config
 
-    assert load_config(g._preset("emoji", "sparse")[0], ["data.train_data=x.csv"]).train.lr == 3e-2  # the pick
+    assert load_config(g._preset("emoji", "sparse")[0], ["data.train_data=x.csv"]).train.lr == 3e-3  # the pick
 
 
 @pytest.mark.parametrize("dataset", ["world", "emoji"])
