@@ -179,3 +179,52 @@ def test_health_tables_are_generated_from_their_json(dataset, tmp_path):
     md = _health_script().render(tmp_path, dataset).replace(str(tmp_path), "docs/sparsity")
     assert md == (docs / f"health_{dataset}.md").read_text()
     assert (tmp_path / f"health_{dataset}.png").stat().st_size > 10_000
+
+
+def test_dead_unit_push_values_and_gradient():
+    """The auxiliary loss on dead units: minus the mean of each dead unit's k largest pre-activations; nothing
+    for units that fire on the batch (their gradient is exactly 0)."""
+    from sparseclip.loss import dead_unit_push
+
+    pre = torch.tensor([[0.5, -1.0, -3.0],
+                        [-0.2, -2.0, -0.5],
+                        [-0.1, -4.0, -1.5],
+                        [0.0, -0.25, -2.0]], requires_grad=True)  # unit 0 fires, units 1 and 2 are dead
+    loss = dead_unit_push(pre, rate=0.5)  # k = 2 of 4 rows
+    # unit 1's two largest: -0.25, -1.0; unit 2's: -0.5, -1.5 -> mean -0.8125, negated
+    assert loss.item() == pytest.approx(0.8125)
+    loss.backward()
+    assert torch.all(pre.grad[:, 0] == 0)  # the live unit gets nothing
+    assert pre.grad[3, 1] == pytest.approx(-0.25) and pre.grad[0, 1] == pytest.approx(-0.25)  # 1 / (2 units * 2)
+    assert pre.grad[1, 1] == 0 and pre.grad[2, 1] == 0  # not among unit 1's top 2
+    assert dead_unit_push(pre, rate=0.01).item() == pytest.approx((0.25 + 0.5) / 2)  # k is at least 1
+    live = torch.tensor([[0.5, 0.01], [-1.0, -1.0]], requires_grad=True)
+    out = dead_unit_push(live, rate=1.0)
+    out.backward()
+    assert out.item() == 0 and torch.all(live.grad == 0)
+    # a code at or under tau does not count as firing
+    assert dead_unit_push(torch.tensor([[1e-3, 2.0], [-1.0, 3.0]]), rate=0.5).item() == pytest.approx(-1e-3)
+
+
+def test_dead_aux_keeps_units_alive_in_training_and_is_refused_for_a_dense_head(tmp_path):
+    from sparseclip.data.export import import_world
+    from sparseclip.train import train
+    from sparseclip.train.logger import read_log
+
+    import_world(tmp_path / "data", n_train=64, n_test=1, captions=1)
+    base = ["data.kind=csv", f"data.train_data={tmp_path / 'data' / 'train.csv'}", "model.freeze_image=true",
+            "model.freeze_text=true", "model.allow_random_frozen=true", "train.steps=20", "train.batch_size=32",
+            "train.log_every=20", "train.lr=1e-1", "train.warmup=0", "train.tensorboard=false",
+            "train.progress=false", "train.ckpt_fractions=[]"]
+    unfired = {}
+    for coef in (0, 1):
+        run = train(load_config("micro", [*base, f"loss.dead_aux={coef}",
+                                          f"train.output_dir={tmp_path / f'run{coef}'}"]))
+        last = read_log(run)[-1]
+        unfired[coef] = last["image_unfired_pct"] + last["text_unfired_pct"]
+    assert unfired[0] > 0 and unfired[1] < unfired[0]  # a high lr kills units; the push brings them back
+    with pytest.raises(ConfigError, match="loss.dead_aux"):
+        train(load_config("micro", [*base, "loss.dead_aux=1", "model.head.kind=dense",
+                                    f"train.output_dir={tmp_path / 'dense'}"]))
+    with pytest.raises(ConfigError, match="dead_aux"):
+        load_config("micro", ["loss.dead_aux=-1"])

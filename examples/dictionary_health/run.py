@@ -11,7 +11,8 @@ of ``data.num_health``), per modality and on both, next to L0 and accuracy on tw
 - the paper's recipe: the ReLU head over the learning-rate grid (normal init), data-aware initialisation
   (``model.head.init=data``: each unit aimed at one training pair in both heads, firing on
   ``model.head.init_rate`` of the inputs) over rates and learning rates, and NCL's RepReLU;
-- departures: dead-unit resampling (``train.resample_every``), with and without the data-aware start.
+- departures: dead-unit resampling (``train.resample_every``), with and without the data-aware start; an
+  auxiliary loss that pushes units dead on the batch up where they are closest to firing (``loss.dead_aux``).
 
 The rule (select split, seed 0): the best dense head over the grid by mean(zero-shot, t2i R@1, i2t R@1) is the
 bar (and the best ``linear_wide`` its wide control); among the ReLU settings whose zero-shot and both R@1 reach
@@ -70,6 +71,10 @@ SETTINGS: list[tuple[str, str, str, list[str]]] = [
     ("resampling + data init (departure)", "resample + data init 1%, lr 1e-2", "departure",
      ["model.head.init=data", "model.head.init_rate=0.01", "train.resample_every=25", "train.resample_until=0.7",
       "train.lr=1e-2"]),
+    # an auxiliary loss that gives dead units a gradient (loss.dead_aux: units silent on the batch are pushed up
+    # on the 1% of its inputs where they are closest to firing)
+    *[("dead-unit push (departure)", f"dead push, lr {lr}", "departure", ["loss.dead_aux=1", f"train.lr={lr}"])
+      for lr in ("1e-2", "3e-2")],
 ]
 
 

@@ -136,6 +136,10 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     l1_coef: float = 0.0  # L1 penalty on the L2-normalised codes (paper's rejected alternative)
+    # a departure for ReLU heads: units that fire on no input of the batch are pushed up on the dead_aux_rate of
+    # the batch where they are closest to firing (loss.dead_unit_push), with this coefficient (0 = off)
+    dead_aux: float = 0.0
+    dead_aux_rate: float = 0.01
     # distributed semantics as OpenCLIP's flags; True/True gives gradients equal to one big batch
     local_loss: bool = True
     gather_with_grad: bool = True
@@ -145,6 +149,9 @@ class LossConfig:
     def validate(self) -> None:
         if self.l1_coef < 0:
             raise ConfigError(f"loss.l1_coef: must be >= 0, got {self.l1_coef}")
+        if self.dead_aux < 0 or not 0 < self.dead_aux_rate <= 1:
+            raise ConfigError(f"loss.dead_aux must be >= 0 and loss.dead_aux_rate in (0, 1], got {self.dead_aux}, "
+                              f"{self.dead_aux_rate}")
         if self.chunk_size < 0:
             raise ConfigError(f"loss.chunk_size: must be >= 0, got {self.chunk_size}")
         if self.memory_efficient and not (self.local_loss and self.gather_with_grad):

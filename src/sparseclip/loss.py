@@ -73,6 +73,19 @@ def l1_penalty(image_features: torch.Tensor, text_features: torch.Tensor) -> tor
     return (image_features.abs().sum(-1).mean() + text_features.abs().sum(-1).mean()) / 2
 
 
+def dead_unit_push(pre: torch.Tensor, rate: float, tau: float = 1e-3) -> torch.Tensor:
+    """An auxiliary loss that gives a ReLU head's dead units a gradient (a departure from the paper's recipe, as
+    SAE training's auxiliary losses do): the units whose code (``relu(pre)``) exceeds ``tau`` on no row of the
+    batch ``pre`` (B, D) are pushed up on the ``rate`` of the rows where they are closest to firing: minus the
+    mean of their ``max(1, round(rate * B))`` largest pre-activations, averaged over those units. 0 (with a
+    gradient of 0) when every unit fires on the batch; a unit stops being pushed as soon as it fires."""
+    dead = ~(pre > tau).any(0)
+    if not bool(dead.any()):
+        return pre.sum() * 0.0
+    k = min(pre.shape[0], max(1, round(rate * pre.shape[0])))
+    return -pre[:, dead].topk(k, dim=0).values.mean()
+
+
 # -- A contrastive loss for very wide heads ------------------------------------------------------------------
 #
 # With wide heads the feature matrices, not the logits, are what fills memory: a (B, D) code matrix with

@@ -152,10 +152,18 @@ class Head(nn.Module):
         """The non-linearity after the projection (identity by default)."""
         return z
 
+    #: set by the trainer when a loss term needs the pre-activations (``loss.dead_aux``): the forward then keeps
+    #: them in ``last_pre`` for the model's outputs (``image_pre`` / ``text_pre``)
+    keep_pre: bool = False
+    last_pre: torch.Tensor | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm is not None:
             x = self.norm(x)
-        return self.activate(self.proj(x))
+        z = self.proj(x)
+        if self.keep_pre:
+            self.last_pre = z
+        return self.activate(z)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, in={self.in_dim}, out={self.out_dim}"

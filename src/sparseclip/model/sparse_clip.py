@@ -73,7 +73,7 @@ class SparseCLIP(nn.Module):
             code = self.encode_text(text)
             out["text_code"] = code
             out["text_features"] = F.normalize(code, dim=-1)
-        return out
+        return with_pre_activations(self, out)
 
     @torch.no_grad()
     def clamp_logit_scale(self, logit_scale_max: float | None = None) -> None:
@@ -85,6 +85,15 @@ class SparseCLIP(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.towers.set_grad_checkpointing(enable)
+
+
+def with_pre_activations(model: SparseCLIP, out: dict) -> dict:
+    """Add the heads' pre-activations of this forward (``image_pre`` / ``text_pre``) to ``out`` when the trainer
+    asked the heads to keep them (:attr:`Head.keep_pre`)."""
+    for side, head in (("image", model.image_head), ("text", model.text_head)):
+        if head.keep_pre and head.last_pre is not None and f"{side}_code" in out:
+            out[f"{side}_pre"], head.last_pre = head.last_pre, None
+    return out
 
 
 def create_model(cfg: ModelConfig) -> SparseCLIP:

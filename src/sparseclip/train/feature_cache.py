@@ -28,6 +28,7 @@ from ..config import Config
 from ..data.base import EpochPermutation, rank_indices
 from ..model import SparseCLIP
 from ..model.feature_cache import FeatureCache, head_codes
+from ..model.sparse_clip import with_pre_activations
 
 
 def uses_feature_cache(cfg: Config) -> bool:
@@ -62,8 +63,9 @@ class HeadOnly(nn.Module):
 
     def forward(self, image_feats: torch.Tensor, text_feats: torch.Tensor) -> dict:
         img, txt = head_codes(self.model, image_feats, text_feats)
-        return {"logit_scale": self.model.logit_scale.exp(), "image_code": img, "text_code": txt,
-                "image_features": F.normalize(img, dim=-1), "text_features": F.normalize(txt, dim=-1)}
+        return with_pre_activations(self.model, {
+            "logit_scale": self.model.logit_scale.exp(), "image_code": img, "text_code": txt,
+            "image_features": F.normalize(img, dim=-1), "text_features": F.normalize(txt, dim=-1)})
 
 
 class CachedPairsSource:

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..data.sources import build_train_source
 from ..eval.sparsity import FiringWindow, batch_stats
 from ..files.atomic import write_text_atomic
-from ..loss import l1_penalty
+from ..loss import dead_unit_push, l1_penalty
 from ..model import create_model, get_tokenizer, image_transform
 from ..model.checkpoint import load_weights, save_model
 from ..model.feature_cache import cache_train_pairs
@@ -217,6 +217,9 @@ def make_loss_fn(cfg: Config, clip_loss: torch.nn.Module):
         terms = {"contrastive": clip_loss(out["image_features"], out["text_features"], out["logit_scale"])}
         if cfg.loss.l1_coef > 0:
             terms["l1"] = cfg.loss.l1_coef * l1_penalty(out["image_features"], out["text_features"])
+        if cfg.loss.dead_aux > 0:
+            terms["dead_aux"] = cfg.loss.dead_aux * sum(dead_unit_push(out[f"{side}_pre"], cfg.loss.dead_aux_rate)
+                                                        for side in ("image", "text")) / 2
         return terms
 
     return loss_fn
@@ -309,6 +312,11 @@ def _train(cfg: Config, info, resume: str | None, progress: bool | None, stop: S
         keeper = None
     if keeper is not None:
         keeper.start(model)  # a resumed run loads its weights over these below
+    if cfg.loss.dead_aux > 0:  # the push on dead units reads the heads' pre-activations
+        if not model.image_head.nonnegative:
+            raise ConfigError(f"loss.dead_aux: needs a head whose codes are >= 0 (relu, topk), got "
+                              f"model.head.kind={cfg.model.head.kind}")
+        model.image_head.keep_pre = model.text_head.keep_pre = True
     optimizer = make_optimizer(model, tc)
     scheduler = make_scheduler(optimizer, tc)
     scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
