@@ -182,10 +182,10 @@ def test_findings_state_the_json_numbers():
                 "side_effect": se, "judge_agrees": 0.9, "names_source": 0.5, "clean_success": s,
                 "side_effect_kinds": {"size": 3} if se else {}}
 
-    def res(method, s, se=0.03, k=2):
-        base = {"caption": rates(0.1, 0.1, 0.2, 0.0), "attribute": rates(0.1, 0.1, 0.2, 0.0),
+    def res(method, s, se=0.03, k=2, c0=0.2, c=0.2):
+        base = {"caption": rates(0.1, 0.1, c0, 0.0), "attribute": rates(0.1, 0.1, c0, 0.0),
                 "zeroshot_target": {"rate": 0.2, "n": 100}}
-        edit = {"caption": rates(s, s, 0.2, se), "attribute": rates(s, s, 0.2, se),
+        edit = {"caption": rates(s, s, c, se), "attribute": rates(s, s, c, se),
                 "zeroshot_target": {"rate": 0.5, "n": 100}}
         detail = lambda r: {"test": {"color": {**r, "zeroshot_target": 0.5}}}  # noqa: E731
         return {"method": method, "config": {"n_images": 100, "kinds": ["color"], "max_corruption": 0.05},
@@ -198,13 +198,24 @@ def test_findings_state_the_json_numbers():
     assert "success 85.0% [76.7-90.7] by string match" in text
     assert "side effects 3.0% [1.0-8.5] of answers (by attribute: size 3; n=100)" in text
     assert "chosen K=2 at 4 x typical" in text and "chosen K=all 64 at 4 x mean code norm" in text
-    assert "**met** by evidence, means-topk. Differences, sparse minus dense: evidence +35.0% success " \
-           "(intervals apart)" in text
+    assert "**met** by evidence, means-topk. Each method against its own model's unedited answers: evidence " \
+           "+35.0% success (intervals apart)" in text
     assert "means-topk +10.0% success (intervals overlap)" in text
     # more side effects than the dense method: the target is not met, whatever the success
     text = findings([res("effect", 0.9, se=0.2), res("dense-means", 0.5)])
-    assert "against dense-means (success 50.0% [40.4-59.6], corrupt 20.0%, side effects 3.0%): **not met**" in text
-    assert "effect +40.0% success (intervals apart), corrupt +0.0%, side effects +17.0%" in text
+    assert "against dense-means (success 50.0% [40.4-59.6], corruption 20.0% against 20.0% unedited, a rise of " \
+           "+0.0 pts; side effects +3.0 pts): **not met**" in text
+    assert "effect +40.0% success (intervals apart), corruption rise +0.0 pts vs +0.0 pts, side effects +20.0 pts " \
+           "vs +3.0 pts" in text
+    # costs are rises over each model's own unedited answers, not raw rates: a sparse VLM that is more corrupt
+    # unedited (40%) and rises 2 points meets the target against a dense one at 29% that rises 8 points ...
+    text = findings([res("evidence", 0.8, c0=0.40, c=0.42), res("dense-means", 0.7, c0=0.29, c=0.37)])
+    assert "**met** by evidence" in text and "corruption rise +2.0 pts vs +8.0 pts" in text
+    # ... and one whose raw corruption is lower but rises more does not
+    text = findings([res("evidence", 0.8, c0=0.10, c=0.30), res("dense-means", 0.7, c0=0.29, c=0.37)])
+    assert "**not met**" in text and "corruption rise +20.0 pts vs +8.0 pts" in text
+    assert "at dense-means's select costs (corruption rise <= +8.0 pts, side effects <= +3.0 pts): no setting " \
+           "qualifies" in text
 
 
 def test_render_of_a_foreign_json_is_one_clear_error(tmp_path):

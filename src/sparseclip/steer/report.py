@@ -70,6 +70,21 @@ def _base(rows: list[dict]) -> dict | None:
     return next((r for r in rows if r["strength"] == 0), None)
 
 
+#: the costs of an edit, each read as a rise over the same model's unedited answers (the sparse and dense VLMs'
+#: unedited answers differ, so raw rates do not compare across models)
+COSTS = ("corrupt", "side_effect")
+
+
+def rises(edited: dict, unedited: dict) -> dict[str, float]:
+    """Each cost of :data:`COSTS` as the edited rate minus the unedited one (same model, question and split)."""
+    return {m: edited[m] - unedited[m] for m in COSTS}
+
+
+def pts(x: float) -> str:
+    """A rise in percentage points, signed."""
+    return f"{100 * x:+.1f} pts"
+
+
 def choose(rows: list[dict], question: str, max_corruption: float, metric: str = "corrupt") -> dict:
     """The edited setting with the highest select-split success among those whose select ``metric`` (corruption,
     or side effects) is at most the unedited answers' rate plus ``max_corruption`` (ties: fewer features, then
@@ -131,9 +146,12 @@ def summary(results: list[dict]) -> dict:
     for res in results:
         for question in ("caption", "attribute"):
             b = choose(res["rows"], question, res["config"]["max_corruption"])
+            base = _base(res["rows"]) or res["rows"][0]
             out[f"{res['method']}/{question}"] = {
                 "k": b["k"], "strength": b["strength"], "n": _n(res), "select": b["select"][question],
-                "test": b["test"][question], "unedited_test": res["rows"][0]["test"][question],
+                "test": b["test"][question], "unedited_test": base["test"][question],
+                "rise_select": rises(b["select"][question], base["select"][question]),
+                "rise_test": rises(b["test"][question], base["test"][question]),
                 "test_zeroshot_target": b["test"]["zeroshot_target"]["rate"],
                 "seeds_test": [{m: sd["test"][question][m] for m in ("success", "corrupt", "side_effect")}
                                for sd in b.get("seeds", [])]}
@@ -166,7 +184,7 @@ def headline_table(results: list[dict]) -> str:
     summ = summary(results)
     seeds = max((r.get("n_seeds", 1) for r in results), default=1)
     lines = ["| question | method | model | chosen on select | success (test) | success per VLM seed | corrupt "
-             "(unedited) | side effects |", "|---|---|---|---|---|---|---|---|"]
+             "(unedited) | corruption rise | side effects (rise) |", "|---|---|---|---|---|---|---|---|---|"]
     for question in ("caption", "attribute"):
         for res in results:
             s = summ[f"{res['method']}/{question}"]
@@ -175,15 +193,16 @@ def headline_table(results: list[dict]) -> str:
             lines.append(f"| {question} | {res['method']} | {model} | "
                          f"{_setting(res['method'], s, res.get('code_width', 10 ** 9))} | {ci(t['success'], n)} | "
                          f"{_per_seed(s) or '-'} | {ci(t['corrupt'], n)} ({u['corrupt']:.1%}) | "
-                         f"{ci(t['side_effect'], n)} |")
+                         f"{pts(s['rise_test']['corrupt'])} | {ci(t['side_effect'], n)} |")
     note = f"Rates pooled over {seeds} VLM seeds ({_n(results[0])} answers each)." if seeds > 1 else ""
     return "\n".join(lines) + (f"\n\n{note}" if note else "")
 
 
 def target_verdicts(results: list[dict]) -> list[str]:
     """The issue's target, per question and dense baseline: does an evidence, effect or sparse-cleaned method reach
-    the dense method's test success at no more corruption and no more side effects (point estimates; whether
-    the success intervals overlap is said)?"""
+    the dense method's test success with its corruption and side effects rising no more over its own model's
+    unedited answers than the dense method's over theirs (point estimates; whether the success intervals overlap
+    is said)?"""
     summ = summary(results)
     methods = [r["method"] for r in results]
     dense = [m for m in methods if is_dense(m)]
@@ -192,57 +211,59 @@ def target_verdicts(results: list[dict]) -> list[str]:
     for question in ("caption", "attribute"):
         for d in dense:
             b = summ[f"{d}/{question}"]
-            bt = b["test"]
+            bt, br = b["test"], b["rise_test"]
             parts, met = [], []
             for m in cands:
                 a = summ[f"{m}/{question}"]
-                at = a["test"]
-                ok = (at["success"] >= bt["success"] and at["corrupt"] <= bt["corrupt"]
-                      and at["side_effect"] <= bt["side_effect"])
+                at, ar = a["test"], a["rise_test"]
+                ok = at["success"] >= bt["success"] and all(ar[c] <= br[c] + 1e-12 for c in COSTS)
                 gap = at["success"] - bt["success"]
                 over = "intervals overlap" if _overlap((at["success"], a["n"]), (bt["success"], b["n"])) else \
                     "intervals apart"
-                parts.append(f"{m} {gap:+.1%} success ({over}), corrupt {at['corrupt'] - bt['corrupt']:+.1%}, "
-                             f"side effects {at['side_effect'] - bt['side_effect']:+.1%}")
+                parts.append(f"{m} {gap:+.1%} success ({over}), corruption rise {pts(ar['corrupt'])} vs "
+                             f"{pts(br['corrupt'])}, side effects {pts(ar['side_effect'])} vs "
+                             f"{pts(br['side_effect'])}")
                 if ok:
                     met.append(m)
             verdict = f"**met** by {', '.join(met)}" if met else "**not met**"
             lines.append(f"- Target on the {QUESTION_TEXT[question]} against {d} (success {ci(bt['success'], b['n'])},"
-                         f" corrupt {bt['corrupt']:.1%}, side effects {bt['side_effect']:.1%}): {verdict}. "
-                         f"Differences, sparse minus dense: {'; '.join(parts)}.")
+                         f" corruption {bt['corrupt']:.1%} against {b['unedited_test']['corrupt']:.1%} unedited, "
+                         f"a rise of {pts(br['corrupt'])}; side effects {pts(br['side_effect'])}): {verdict}. "
+                         f"Each method against its own model's unedited answers: {'; '.join(parts)}.")
     return lines
 
 
 def matched_cost(results: list[dict]) -> list[str]:
     """The target asked the other way round, still chosen on the select split: per question, dense method and
     candidate sparse method, the sparse setting with the highest select success among those whose select
-    corruption and side effects are at most the dense method's chosen setting's (select); its test rates
-    against the dense method's test rates."""
+    corruption and side effects rise over its unedited answers by at most the dense method's chosen setting's
+    rises (select); its test rates and rises against the dense method's."""
     summ = summary(results)
     by = {r["method"]: r for r in results}
     lines = []
     for question in ("caption", "attribute"):
         for d in (m for m in by if is_dense(m)):
             ds = summ[f"{d}/{question}"]
-            dsel, dt, n = ds["select"], ds["test"], ds["n"]
+            dsel, dt, n = ds["rise_select"], ds["test"], ds["n"]
             for m in (m for m in by if is_candidate(m)):
+                base = _base(by[m]["rows"]) or by[m]["rows"][0]
                 ok = [r for r in by[m]["rows"] if r["strength"] > 0
-                      and r["select"][question]["corrupt"] <= dsel["corrupt"] + 1e-12
-                      and r["select"][question]["side_effect"] <= dsel["side_effect"] + 1e-12]
+                      and all(v <= dsel[c] + 1e-12 for c, v in rises(r["select"][question],
+                                                                     base["select"][question]).items())]
                 if not ok:
-                    lines.append(f"- {question}, {m} at {d}'s select costs (corruption <= {dsel['corrupt']:.1%}, side "
-                                 f"effects <= {dsel['side_effect']:.1%}): no setting qualifies.")
+                    lines.append(f"- {question}, {m} at {d}'s select costs (corruption rise <= {pts(dsel['corrupt'])},"
+                                 f" side effects <= {pts(dsel['side_effect'])}): no setting qualifies.")
                     continue
                 b = max(ok, key=lambda r: (r["select"][question]["success"], -r["k"], -r["strength"]))
-                t = b["test"][question]
-                met = t["success"] >= dt["success"] and t["corrupt"] <= dt["corrupt"] and \
-                    t["side_effect"] <= dt["side_effect"]
+                t, tr = b["test"][question], rises(b["test"][question], base["test"][question])
+                met = t["success"] >= dt["success"] and all(tr[c] <= ds["rise_test"][c] + 1e-12 for c in COSTS)
                 over = "overlap" if _overlap((t["success"], n), (dt["success"], n)) else "apart"
                 setting = _setting(m, b, by[m].get("code_width", 10 ** 9))
                 lines.append(f"- {question}, {m} at {d}'s select costs: {setting}, test success {ci(t['success'], n)} "
                              f"vs {ci(dt['success'], n)} (intervals {over}), "
-                             f"corrupt {t['corrupt']:.1%} vs {dt['corrupt']:.1%}, side effects {t['side_effect']:.1%} "
-                             f"vs {dt['side_effect']:.1%}: target {'**met**' if met else 'not met'}.")
+                             f"corruption rise {pts(tr['corrupt'])} vs {pts(ds['rise_test']['corrupt'])}, side effects "
+                             f"{pts(tr['side_effect'])} vs {pts(ds['rise_test']['side_effect'])}: "
+                             f"target {'**met**' if met else 'not met'}.")
     return lines
 
 
@@ -270,7 +291,8 @@ def findings(results: list[dict]) -> str:
             f"{ci(t['success'], n)}{seeds} by string match, {ci(t['judge_success'], n)} by the judge (they agree on "
             f"{ci(t['judge_agrees'], n)} of answers; unedited: {ci(u['success'], n)} / {ci(u['judge_success'], n)},"
             f" the random target named by chance); corruption {ci(t['corrupt'], n)} against {ci(u['corrupt'], n)} "
-            f"unedited (ill-formed {ci(t['ill_formed'], n)}, unfaithful to the image in a non-steered attribute "
+            f"unedited, a rise of {pts(s['rise_test']['corrupt'])} (ill-formed {ci(t['ill_formed'], n)}, unfaithful "
+            f"to the image in a non-steered attribute "
             f"{ci(t['unfaithful'], n)}; the unedited answers' unfaithful attributes: {wrong}); "
             f"side effects {ci(t['side_effect'], n)} of answers (by attribute: {effects}; n={n}).")
     for res in results:
@@ -296,8 +318,9 @@ def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def plot(results: list[dict], path: str | Path) -> None:
-    """Success against corruption and against side effects (test split), a row per question: every setting of
-    every method as a dot, each method's frontier as a line, its chosen setting ringed, the unedited answers x."""
+    """Success against the rise in corruption and in side effects over each model's own unedited answers (test
+    split), a row per question: every setting of every method as a dot, each method's frontier as a line, its
+    chosen setting ringed; the unedited answers sit at a rise of 0."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -309,22 +332,25 @@ def plot(results: list[dict], path: str | Path) -> None:
         for col, (metric, label) in enumerate((("corrupt", "corruption"), ("side_effect", "side effects"))):
             ax = axes[row][col]
             for res in results:
+                u = (_base(res["rows"]) or res["rows"][0])["test"][question][metric]
                 te = [r["test"][question] for r in res["rows"] if r["strength"] > 0]
-                pts = [(t[metric], t["success"]) for t in te]
+                xy = [(t[metric] - u, t["success"]) for t in te]
                 style = "--" if is_dense(res["method"]) else "-"
-                line, = ax.plot(*zip(*_frontier(pts), strict=True), style, lw=1.4, label=res["method"])
-                ax.scatter(*zip(*pts, strict=True), s=8, color=line.get_color(), alpha=0.35)
+                line, = ax.plot(*zip(*_frontier(xy), strict=True), style, lw=1.4, label=res["method"])
+                ax.scatter(*zip(*xy, strict=True), s=8, color=line.get_color(), alpha=0.35)
                 b = choose(res["rows"], question, res["config"]["max_corruption"])["test"][question]
-                ax.scatter([b[metric]], [b["success"]], s=70, facecolors="none", edgecolors=line.get_color(), lw=1.5)
+                ax.scatter([b[metric] - u], [b["success"]], s=70, facecolors="none", edgecolors=line.get_color(),
+                           lw=1.5)
             for model, marker in (("Sparse CLIP", "x"), ("dense CLIP", "+")):
                 res = next((r for r in results if (is_dense(r["method"])) == (model == "dense CLIP")), None)
                 if res is not None:
-                    base = res["rows"][0]["test"][question]
-                    ax.scatter([base[metric]], [base["success"]], s=50, marker=marker, color="black",
+                    base = (_base(res["rows"]) or res["rows"][0])["test"][question]
+                    ax.scatter([0.0], [base["success"]], s=50, marker=marker, color="black",
                                label=f"unedited ({model})")
-            ax.set_xlim(-0.02, 1.02)
+            ax.axvline(0.0, color="grey", lw=0.6)
+            ax.set_xlim(-0.52, 1.02)
             ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel(f"{label} (test)")
+            ax.set_xlabel(f"{label}: rise over the model's unedited answers (test)")
             ax.set_ylabel("success (test)")
             ax.set_title(f"{question} question: each method's frontier (dashed: dense CLIP), chosen ringed",
                          fontsize=8)
