@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow setup lint clean docs-check
+.PHONY: demo test test-slow setup lint clean docs-check mutants
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow --durations=15
+
+# mutation testing of the modules whose numbers the docs report (docs/mutants.md): tens of minutes on 2 cores, not
+# part of `make test`; writes docs/mutants/report.json and regenerates the tables of docs/mutants.md
+mutants: $(STAMP)
+	$(BIN)/pip install -q "mutmut==3.8.1"
+	$(BIN)/python -m sparseclip.experiments.mutants
+	$(BIN)/python -m sparseclip.experiments.doc_blocks docs/mutants.md
 
 docs-check: $(STAMP)
 	$(BIN)/python -m sparseclip.experiments.doc_blocks --check

@@ -21,7 +21,8 @@ from .ablate_summary import CHANCE, aggregate, verdicts
 from .grids import resolve_grids
 
 #: modules whose ``@generator`` functions the check needs besides this one (add yours here)
-PROVIDERS: tuple[str, ...] = ("sparseclip.report.generated", "sparseclip.experiments.ship")
+PROVIDERS: tuple[str, ...] = ("sparseclip.report.generated", "sparseclip.experiments.ship",
+                               "sparseclip.experiments.mutants")
 
 ROOT = Path(__file__).resolve().parents[3]
 TASKS = ("color", "shape", "size", "position", "count")

@@ -1,0 +1,53 @@
+"""The mutation report's arithmetic (docs/mutants.md) on a hand-made report: scores leave equivalent mutants out,
+count timeouts as caught, and a reason applies only to the mutant (the diff) it was written for."""
+
+import json
+
+import pytest
+
+from sparseclip.experiments.mutants import BY_NAME, _function, mutants_survivors, mutants_table, scores
+
+
+def _report():
+    diff = ["-    x = a", "+    x = b"]
+    return {"tool": "mutmut 3.8.1", "command": "make mutants",
+            "groups": {"eval": {"sources": ["src/sparseclip/eval/l0.py"], "total": 10, "before": {"killed": 5},
+                                "counts": {"killed": 6, "timeout": 1, "survived": 2, "no tests": 1},
+                                "survivors": [{"name": "sparseclip.eval.l0.x_f__mutmut_1", "status": "survived",
+                                               "diff": diff},
+                                              {"name": "sparseclip.eval.l0.x_f__mutmut_2", "status": "survived",
+                                               "diff": diff},
+                                              {"name": "sparseclip.eval.l0.xǁCǁg__mutmut_1", "status": "no tests",
+                                               "diff": ["-a|b", "+`c`"]}]}}}
+
+
+def test_scores_leave_equivalent_mutants_out_and_count_timeouts():
+    reasons = {"sparseclip.eval.l0.x_f__mutmut_1": {"kind": "equivalent", "why": "same", "diff":
+                                                    ["-    x = a", "+    x = b"]},
+               "sparseclip.eval.l0.x_f__mutmut_2": {"kind": "harmless", "why": "unreachable", "diff": ["-old"]}}
+    s = scores(_report(), reasons)
+    # caught: 6 killed + 1 timeout; one equivalent left out of 10; mutant 2's reason is for another diff
+    assert s["eval"] == {"total": 10, "caught": 7, "equivalent": 1, "harmless": 0, "unexplained": 2,
+                         "score": pytest.approx(7 / 9)}
+    assert s["all"]["score"] == pytest.approx(7 / 9)
+
+
+def test_the_generated_tables(tmp_path):
+    (tmp_path / "docs" / "mutants").mkdir(parents=True)
+    (tmp_path / "docs" / "mutants" / "report.json").write_text(json.dumps(_report()))
+    table = mutants_table(tmp_path, ["docs/mutants/report.json"])
+    assert "| eval | l0 | 10 | 5 | 7 | 0 | 0 | 3 | 70.0% |" in table
+    assert "| all | all above | 10 | 5 | 7 | 0 | 0 | 3 | 70.0% |" in table
+    rows = mutants_survivors(tmp_path, ["docs/mutants/report.json"]).splitlines()
+    assert rows[0] == "**eval** (3 not caught)"
+    assert rows[-1] == ("| `eval.l0.x.C.g__mutmut_1` | `- a\\|b / + 'c'` | unexplained | no reason recorded for this "
+                        "mutant |")
+
+
+def test_mutant_names_map_to_functions_in_scope():
+    assert _function("x_score_answers__mutmut_3") == "score_answers"
+    assert _function("xǁTextJudgeǁclassify__mutmut_12") == "TextJudge.classify"
+    steer = BY_NAME["steer"]
+    assert steer.counts("sparseclip.steer.bench.x_score_answers__mutmut_3")
+    assert not steer.counts("sparseclip.steer.bench.x_run_benchmark__mutmut_3")
+    assert steer.counts("sparseclip.steer.judge.x__minilm__mutmut_1")  # a file without a list counts whole
