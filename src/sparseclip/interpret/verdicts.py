@@ -44,9 +44,22 @@ class Control:
     must_beat: tuple[str, ...]
     per: str = "feature"
     bar: bool = False
+    #: kinds of row it is not compared with at all, because they equal or lose to the model by construction
+    exempt: tuple[str, ...] = ()
+    #: it needs a feature id shared by images and captions (an SAE per modality cannot have one)
+    shared_ids: bool = False
 
 
 ALL = ("random dictionary", "random init", "shuffled labels", "dense", "SAE")
+#: the kinds of row that control for what a metric rewards without learning (the dense head and the SAEs are the
+#: alternatives a user would pick instead: they get verdicts of their own)
+CONTROL_KINDS = ("random dictionary", "random init", "shuffled labels")
+#: a label-free metric is not compared with the shuffled-label row: that row is the model's own codes
+LABEL_FREE = ("shuffled labels",)
+#: an SAE row counts as at the model's L0 when its image L0 is within this factor of the model's
+MATCHED_L0_FACTOR = 1.5
+#: the row kinds that get verdicts of their own (besides the controls): not head kinds, the kinds of summary row
+DENSE_ROW, SAE_ROW = "dense", "SAE"
 
 #: units key (``ModelAnalysis.units``) -> :class:`Control`
 CONTROLS: dict[str, Control] = {
@@ -71,22 +84,35 @@ CONTROLS: dict[str, Control] = {
     "label_clarity": Control("label_clarity", "clarity with the ground-truth labels as the reference space",
                              ("random dictionary", "random init", "shuffled labels")),
     "clarity": Control("clarity", "clarity in the reference encoder's space (the towers' own: a narrow cap "
-                       "there scores by construction)", ("random dictionary", "random init")),
+                       "there scores by construction)", ("random dictionary", "random init"), exempt=LABEL_FREE),
     "pixel_clarity": Control("pixel_clarity", "clarity in pixel statistics (background first): reported apart, "
-                             "it rewards pixel-level features", ("random dictionary",)),
+                             "it rewards pixel-level features", ("random dictionary",), exempt=LABEL_FREE),
+    "clarity_lite1": Control("clarity_lite1", "clarity under a second image network (EfficientNet-Lite1), not "
+                             "the heads' own towers", ("random dictionary", "random init"), exempt=LABEL_FREE),
+    "ms_lite1": Control("ms_lite1", "monosemanticity score (Pach et al.): activation-weighted pairwise similarity "
+                        "of a feature's images under EfficientNet-Lite1", ("random dictionary", "random init"),
+                        exempt=LABEL_FREE),
+    "ksparse_auroc_1": Control("ksparse_auroc_1", "k-sparse probing, k = 1 (SAEBench): held-out AUROC of a probe "
+                               "on the one feature that best separates a lattice concept", ALL, per="concept"),
+    "ksparse_auroc_5": Control("ksparse_auroc_5", "k-sparse probing, k = 5 (SAEBench): held-out AUROC of a probe "
+                               "on the five features that best separate a lattice concept", ALL, per="concept"),
     "crossmodal_adj": Control("crossmodal_adj", "mean chance-corrected agreement of a feature on an image and "
-                              "on its own caption", ("random dictionary", "random init", "dense", "SAE")),
+                              "on its own caption", ("random dictionary", "random init", "dense", "SAE"),
+                              exempt=LABEL_FREE, shared_ids=True),
     "crossmodal_frac": Control("crossmodal_frac", "live features that fire on an image's own caption beyond "
                                "chance (corrected F1 >= 0.5, binomial p < 0.01)",
-                               ("random dictionary", "random init", "dense", "SAE"), bar=True),
+                               ("random dictionary", "random init", "dense", "SAE"), bar=True, exempt=LABEL_FREE,
+                               shared_ids=True),
     "multimodal_selective_frac": Control("multimodal_selective_frac", "share of all features live, selective "
                                          "(< 20% of inputs) and multimodal. Only the SAEs can show it: most "
                                          "dense and random-init features fire on most inputs (near 0 by "
                                          "construction), the random dictionary copies the per-modality firing "
-                                         "rates, labels do not enter it", ("SAE",)),
+                                         "rates, labels do not enter it", ("SAE",),
+                                         exempt=("dense", "random init", "random dictionary", "shuffled labels"),
+                                         shared_ids=True),
     "name_score": Control("name_score", "how well a feature's name alone finds its top images (AUROC in the row's "
                           "own space; label-free, so the shuffled-label row equals the model by construction)",
-                          ("random dictionary", "random init")),
+                          ("random dictionary", "random init"), exempt=LABEL_FREE),
 }
 
 
@@ -117,49 +143,101 @@ def above_chance(units) -> dict:
     return {"passes": k, "units": n, "p_value": p, "above": bool(n and p < ALPHA)}
 
 
+def shares_ids(name: str) -> bool:
+    """Whether a row's features are shared by images and captions (an SAE trained per modality's are not)."""
+    return "one per modality" not in name
+
+
+def matched_l0(model_l0, other_l0, factor: float = MATCHED_L0_FACTOR) -> bool:
+    """Whether ``other_l0`` is within ``factor`` of ``model_l0`` (True when either is unknown: such a row counts)."""
+    try:
+        a, b = float(model_l0), float(other_l0)
+    except (TypeError, ValueError):
+        return True
+    if not (np.isfinite(a) and np.isfinite(b)) or a <= 0 or b <= 0:
+        return True
+    return max(a / b, b / a) <= factor
+
+
 def verdicts(model, others: list, n_boot: int = 2000, seed: int = 0) -> list[dict]:
-    """Per metric of :data:`CONTROLS` the analysed ``model`` (a :class:`~.summary.ModelAnalysis`) has: its mean,
-    each required baseline present in ``others`` with ``diff`` (model - baseline), a 95% bootstrap interval and
-    ``above`` / ``below`` / ``level``, ``holds`` (above every required baseline present, and above chance for a bar
-    fraction) and a one-line
-    ``text``. Concept units are paired (the same lattice concepts); feature units are not."""
+    """Per metric of :data:`CONTROLS` the analysed ``model`` (a :class:`~.summary.ModelAnalysis`) has: its mean and
+
+    - ``rows``: the comparison with EVERY other row that has the metric (``diff`` = model - row, a 95% bootstrap
+      interval, ``above`` / ``below`` / ``level``), except the kinds it equals or loses to by construction
+      (``Control.exempt``; for a metric on shared ids, an SAE per modality); each SAE row says whether it is at the
+      model's L0 (``matched_l0``, :data:`MATCHED_L0_FACTOR`);
+    - ``beats``: three separate verdicts, each ``True`` / ``False`` / ``None`` (no such row): ``SAE`` (above every
+      SAE row at the model's L0), ``dense`` (above the dense head) and ``controls`` (above every random control it
+      must beat, :data:`CONTROL_KINDS` within ``must_beat``, and above chance for a bar fraction);
+    - ``against`` (the rows of ``must_beat``), ``chance`` for a bar fraction, ``holds`` (above every baseline of
+      ``must_beat`` and above chance) and a one-line ``text``.
+
+    Concept units are paired (the same lattice concepts); feature units are not."""
+    mine_l0 = getattr(model, "row", {}).get("L0_image")
     out = []
     for key, ctl in CONTROLS.items():
         if key not in model.units:
             continue
         mine = model.units[key]
         entry: dict = {"metric": ctl.column, "says": ctl.says, "per": ctl.per, "value": nanmean(mine),
-                       "against": []}
+                       "against": [], "rows": []}
         for other in others:
-            kind = row_kind(other.codes.name)
-            if kind not in ctl.must_beat or key not in other.units:
+            name = other.codes.name
+            kind = row_kind(name)
+            if key not in other.units or kind in ctl.exempt or (ctl.shared_ids and not shares_ids(name)):
                 continue
             theirs = other.units[key]
             paired = ctl.per == "concept" and np.shape(theirs) == np.shape(mine)
             d = bootstrap_diff(mine, theirs, n_boot=n_boot, seed=seed, paired=paired)
-            entry["against"].append({"baseline": other.codes.name, "kind": kind, "baseline_value": nanmean(theirs),
-                                     "diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "verdict": verdict(d)})
+            cmp = {"baseline": name, "kind": kind, "baseline_value": nanmean(theirs), "diff": d["diff"],
+                   "lo": d["lo"], "hi": d["hi"], "verdict": verdict(d)}
+            if kind == SAE_ROW:
+                their_l0 = getattr(other, "row", {}).get("L0_image")
+                cmp |= {"L0_image": their_l0, "matched_l0": matched_l0(mine_l0, their_l0)}
+            entry["rows"].append(cmp)
+            if kind in ctl.must_beat:
+                entry["against"].append({k: v for k, v in cmp.items() if k not in ("L0_image", "matched_l0")})
         if ctl.bar:
             entry["chance"] = above_chance(mine)
         entry["holds"] = (bool(entry["against"]) and all(a["verdict"] == "above" for a in entry["against"])
                           and entry.get("chance", {}).get("above", True))
+        entry["beats"] = beats(entry, ctl)
         entry["text"] = verdict_line(entry)
         out.append(entry)
     return out
 
 
+def _all_above(cmps: list[dict]) -> bool | None:
+    return None if not cmps else all(c["verdict"] == "above" for c in cmps)
+
+
+def beats(entry: dict, ctl: Control | None = None) -> dict[str, bool | None]:
+    """The three separate verdicts of a verdict entry (see :func:`verdicts`) from its ``rows``."""
+    ctl = ctl or next((c for c in CONTROLS.values() if c.column == entry["metric"]), None)
+    rows = entry.get("rows", [])
+    must = ctl.must_beat if ctl is not None else CONTROL_KINDS
+    controls = _all_above([c for c in rows if c["kind"] in CONTROL_KINDS and c["kind"] in must])
+    if controls is not None and "chance" in entry:
+        controls = controls and bool(entry["chance"]["above"])
+    return {"SAE": _all_above([c for c in rows if c["kind"] == SAE_ROW and c.get("matched_l0", True)]),
+            "dense": _all_above([c for c in rows if c["kind"] == DENSE_ROW]),
+            "controls": controls}
+
+
 def verdict_line(entry: dict) -> str:
-    """``metric: 0.31 (above chance); vs random dictionary +0.25 [+0.21, +0.29] above, ...: holds|fails``."""
+    """``metric 0.31 (above chance); vs ROW 0.06: +0.25 [+0.21, +0.29] above; ... SAEs at matched L0: yes; dense
+    head: no; random controls: yes``."""
     parts = [f"{entry['metric']} {_f(entry['value'])}"]
     if "chance" in entry:
         parts[0] += " (above chance)" if entry["chance"]["above"] else " (NOT above chance)"
-    for a in entry["against"]:
-        parts.append(f"vs {a['baseline']} {_f(a['baseline_value'])}: {_f(a['diff'], True)} "
+    for a in entry.get("rows", entry["against"]):
+        unmatched = "" if a.get("matched_l0", True) else f" (image L0 {_num(a.get('L0_image')):.1f}: not matched)"
+        parts.append(f"vs {a['baseline']}{unmatched} {_f(a['baseline_value'])}: {_f(a['diff'], True)} "
                      f"[{_f(a['lo'], True)}, {_f(a['hi'], True)}] {a['verdict']}")
-    beaten = entry["against"] and all(a["verdict"] == "above" for a in entry["against"])
-    tail = ("beats every baseline it must" if entry["holds"]
-            else "no baseline to beat in this run" if not entry["against"]
-            else "beats every baseline but is NOT above chance" if beaten else "does NOT beat every baseline")
+    b = entry.get("beats") or beats(entry)
+    words = {True: "yes", False: "no", None: "none in this run"}
+    tail = (f"beats every SAE at matched L0: {words[b['SAE']]}; the dense head: {words[b['dense']]}; "
+            f"the random controls: {words[b['controls']]}")
     return "; ".join(parts) + f". {tail}"
 
 
@@ -178,19 +256,28 @@ def _f(v: float, signed: bool = False) -> str:
 
 #: the columns of the verdict table, by row kind
 KIND_COLUMNS = ("random dictionary", "random init", "shuffled labels", "dense", "SAE")
+#: the three verdicts, as the table heads them
+VERDICT_COLUMNS = (("SAE", "beats every SAE at matched L0"), ("dense", "beats the dense head"),
+                   ("controls", "beats the random controls"))
+
+
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else "yes" if ok else "**no**"
 
 
 def render_verdicts(summary: dict) -> str:
-    """Markdown of a ``summary.json``'s verdicts: one table (the model's value, each baseline kind's: the best
-    SAE where there are several, a mark where the model is not above it) and one line per metric with every
-    interval, then the rows' bar fractions against chance."""
+    """Markdown of a ``summary.json``'s verdicts: one table (the model's value; per kind of row the best such row,
+    marked where the model is not above it; the three verdicts) and one line per metric with every interval, then
+    the rows' bar fractions against chance."""
     model = summary["rows"][0]["model"]
-    head = f"| metric | {model} | " + " | ".join(KIND_COLUMNS) + " | beats every baseline it must |"
-    lines = [head, "|---" * (len(KIND_COLUMNS) + 3) + "|"]
+    head = (f"| metric | {model} | " + " | ".join(KIND_COLUMNS) + " | "
+            + " | ".join(h for _, h in VERDICT_COLUMNS) + " |")
+    lines = [head, "|---" * (len(KIND_COLUMNS) + len(VERDICT_COLUMNS) + 2) + "|"]
     for v in summary["verdicts"]:
+        rows = v.get("rows", v["against"])
         cells = []
         for kind in KIND_COLUMNS:
-            mine = [a for a in v["against"] if a["kind"] == kind]
+            mine = [a for a in rows if a["kind"] == kind and a.get("matched_l0", True)]
             if not mine:
                 cells.append("")
                 continue
@@ -199,9 +286,11 @@ def render_verdicts(summary: dict) -> str:
                 " (below)" if any(a["verdict"] == "below" for a in mine) else " (level)")
             cells.append(_f(_num(best["baseline_value"])) + mark)
         chance = "" if "chance" not in v else ("" if v["chance"]["above"] else " (chance)")
+        verdict_cells = " | ".join(_mark(v.get("beats", {}).get(k)) for k, _ in VERDICT_COLUMNS)
         lines.append(f"| {v['metric']} | {_f(_num(v['value']))}{chance} | " + " | ".join(cells)
-                     + f" | {'yes' if v['holds'] else '**no**'} |")
-    out = "\n".join(lines) + "\n\nVerdicts (model - baseline, 95% bootstrap interval over features or concepts):\n\n"
+                     + f" | {verdict_cells} |")
+    out = "\n".join(lines) + "\n\nVerdicts (model - row, 95% bootstrap interval over features or concepts; an SAE " \
+        "row not at the model's L0 is marked and does not count):\n\n"
     out += "\n".join(f"- {v['text']}" for v in summary["verdicts"])
     chance = summary.get("above_chance") or {}
     if chance:

@@ -239,6 +239,22 @@ def _interpret_table(root: Path, args: list[str]) -> str:
     return analysis_table(root / args[0])
 
 
+@generator("interpret-headline")
+def _interpret_headline(root: Path, args: list[str]) -> str:
+    """``interpret-headline LABEL=SUMMARY.json ...``: what the analyses' verdicts support, per set (the three
+    separate verdicts counted, the metrics lost to an SAE and to which row) and where the paper's ordering holds
+    (``interpret.headline``). LABEL may contain ``_`` for spaces (``the_world``)."""
+    from ..interpret.headline import headline
+
+    if not args or any("=" not in a for a in args):
+        raise GeneratedError("interpret-headline takes LABEL=SUMMARY.json arguments")
+    sets = []
+    for a in args:
+        label, _, rel = a.partition("=")
+        sets.append((label.replace("_", " "), read_json(root, rel), rel))
+    return headline(sets)
+
+
 @generator("sae-rows")
 def _sae_rows(root: Path, args: list[str]) -> str:
     """``sae-rows SUMMARY.json``: how an analysis' SAE rows trained (``report.tables.sae_summary``)."""
