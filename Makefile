@@ -27,7 +27,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow --durations=15
 
-# mutation testing of the modules whose numbers the docs report (docs/mutants.md): tens of minutes on 2 cores, not
+# mutation testing of the modules whose numbers the docs report (docs/mutants.md): hours on 2 shared cores, not
 # part of `make test`; writes docs/mutants/report.json and regenerates the tables of docs/mutants.md
 mutants: $(STAMP)
 	$(BIN)/pip install -q "mutmut==3.8.1"

@@ -28,7 +28,7 @@ def test_scores_leave_equivalent_mutants_out_and_count_timeouts():
     s = scores(_report(), reasons)
     # caught: 6 killed + 1 timeout; one equivalent left out of 10; mutant 2's reason is for another diff
     assert s["eval"] == {"total": 10, "caught": 7, "equivalent": 1, "harmless": 0, "unexplained": 2,
-                         "score": pytest.approx(7 / 9)}
+                         "not checked": 0, "score": pytest.approx(7 / 9)}
     assert s["all"]["score"] == pytest.approx(7 / 9)
 
 
@@ -36,8 +36,8 @@ def test_the_generated_tables(tmp_path):
     (tmp_path / "docs" / "mutants").mkdir(parents=True)
     (tmp_path / "docs" / "mutants" / "report.json").write_text(json.dumps(_report()))
     table = mutants_table(tmp_path, ["docs/mutants/report.json"])
-    assert "| eval | l0 | 10 | 5 | 7 | 0 | 0 | 3 | 70.0% |" in table
-    assert "| all | all above | 10 | 5 | 7 | 0 | 0 | 3 | 70.0% |" in table
+    assert "| eval | l0 | 10 | 5 | 7 | 0 | 0 | 3 | 0 | 70.0% |" in table
+    assert "| all | all above | 10 | 5 | 7 | 0 | 0 | 3 | 0 | 70.0% |" in table
     rows = mutants_survivors(tmp_path, ["docs/mutants/report.json"]).splitlines()
     assert rows[0] == "**eval** (3 not caught)"
     assert rows[-1] == ("| `eval.l0.x.C.g__mutmut_1` | `- a\\|b / + 'c'` | unexplained | no reason recorded for this "
@@ -51,3 +51,14 @@ def test_mutant_names_map_to_functions_in_scope():
     assert steer.counts("sparseclip.steer.bench.x_score_answers__mutmut_3")
     assert not steer.counts("sparseclip.steer.bench.x_run_benchmark__mutmut_3")
     assert steer.counts("sparseclip.steer.judge.x__minilm__mutmut_1")  # a file without a list counts whole
+
+
+def test_mutants_not_run_count_as_not_caught_and_are_not_listed(tmp_path):
+    report = _report()
+    report["groups"]["eval"]["survivors"].append({"name": "sparseclip.eval.l0.x_h__mutmut_1", "status": "not checked",
+                                                   "diff": []})
+    report["groups"]["eval"]["total"] = 11
+    s = scores(report, {})
+    assert (s["eval"]["not checked"], s["eval"]["unexplained"], s["eval"]["score"]) == (1, 3, pytest.approx(7 / 11))
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    assert mutants_survivors(tmp_path, ["r.json"]).splitlines()[0] == "**eval** (3 not caught; 1 not run)"

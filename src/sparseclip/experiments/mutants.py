@@ -10,7 +10,8 @@ name, with the mutated line, so a reason that no longer fits its mutant shows as
 blocks of docs/mutants.md render both (``mutants-table``, ``mutants-survivors``).
 
 Score of a module: killed / (mutants - equivalent ones). A timeout counts as killed (the tests noticed), a
-mutant that no selected test reaches (``no tests``) does not.
+mutant that no selected test reaches (``no tests``) does not, nor one the run did not get to (``not checked``:
+an interrupted run; listed as *not run*).
 
 Usage::
 
@@ -268,11 +269,12 @@ def _verdict(mutant: dict, reasons: dict[str, dict]) -> tuple[str, str]:
 def scores(report: dict, reasons: dict[str, dict]) -> dict[str, dict]:
     """Per group and in total: mutants, caught, equivalent, other survivors and score = caught / (mutants -
     equivalent)."""
-    out, tot = {}, {"total": 0, "caught": 0, "equivalent": 0, "harmless": 0, "unexplained": 0}
+    out, tot = {}, {"total": 0, "caught": 0, "equivalent": 0, "harmless": 0, "unexplained": 0, "not checked": 0}
     for name, row in report["groups"].items():
-        kinds = [_verdict(m, reasons)[0] for m in row["survivors"]]
+        kinds = [_verdict(m, reasons)[0] if m["status"] != "not checked" else "not checked" for m in row["survivors"]]
         r = {"total": row["total"], "caught": _caught(row), "equivalent": kinds.count("equivalent"),
-             "harmless": kinds.count("harmless"), "unexplained": kinds.count("unexplained")}
+             "harmless": kinds.count("harmless"), "unexplained": kinds.count("unexplained"),
+             "not checked": kinds.count("not checked")}
         out[name] = r
         tot = {k: tot[k] + r[k] for k in tot}
     out["all"] = tot
@@ -288,7 +290,7 @@ def mutants_table(root: Path, args: list[str]) -> str:
     sc = scores(report, _reasons(root))
     lines = [f"Tool: `{report['tool']}`; command: `{report['command']}`.", "",
              "| group | files | mutants | caught by the tests before | caught now | equivalent | harmless "
-             "| unexplained | score |", "|---|---|---|---|---|---|---|---|---|"]
+             "| unexplained | not run | score |", "|---|---|---|---|---|---|---|---|---|---|"]
     measured = {g: row["before"]["killed"] for g, row in report["groups"].items() if row.get("before")}
     for name, r in sc.items():
         row = report["groups"].get(name)
@@ -299,7 +301,7 @@ def mutants_table(root: Path, args: list[str]) -> str:
             missing = [g for g in report["groups"] if g not in measured]
             before = f"{sum(measured.values())}" + (f" (without {', '.join(missing)})" if missing else "")
         lines.append(f"| {name} | {files} | {r['total']} | {before} | {r['caught']} | {r['equivalent']} "
-                     f"| {r['harmless']} | {r['unexplained']} | {100 * r['score']:.1f}% |")
+                     f"| {r['harmless']} | {r['unexplained']} | {r['not checked']} | {100 * r['score']:.1f}% |")
     return "\n".join(lines)
 
 
@@ -309,9 +311,11 @@ def mutants_survivors(root: Path, args: list[str]) -> str:
     report, reasons = read_json(root, args[0]), _reasons(root)
     lines = []
     for name, row in report["groups"].items():
-        lines += ["", f"**{name}** ({len(row['survivors'])} not caught)", "",
+        left = [m for m in row["survivors"] if m["status"] != "not checked"]
+        skipped = len(row["survivors"]) - len(left)
+        lines += ["", f"**{name}** ({len(left)} not caught" + (f"; {skipped} not run" if skipped else "") + ")", "",
                   "| mutant | change | kind | why |", "|---|---|---|---|"]
-        for m in row["survivors"]:
+        for m in left:
             kind, why = _verdict(m, reasons)
             change = " / ".join(f"{d[:1]} {d[1:].strip()}" for d in m["diff"]).replace("|", "\\|").replace("`", "'")
             short = m["name"].removeprefix("sparseclip.").replace("ǁ", ".")
