@@ -70,7 +70,8 @@ def _code(x) -> str:
 
 def _losses(lost: dict) -> str:
     def rows(pairs: list) -> str:
-        return ", ".join(f"{v} {n}" if n != "chance" else "not above chance" for n, v in pairs)
+        return ", ".join(("level with" if v == "level" else v) + f" {n}" if n != "chance" else "not above chance"
+                         for n, v in pairs)
 
     return "; ".join(f"{_code(m)} ({rows(p)})" for m, p in lost.items())
 
