@@ -3,6 +3,8 @@ resampling, on synthetic tower features with a common component (as the lite tow
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -125,12 +127,12 @@ def test_trainer_levers_log_resampling_and_resume_exactly(tmp_path):
     assert again == [{**r, "samples_per_s": r2["samples_per_s"]} for r, r2 in zip(log, again, strict=True)]
 
 
-def _health_script():
+def _health_script(name: str = "dictionary_health"):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "dictionary_health" / "run.py"
-    spec = importlib.util.spec_from_file_location("dictionary_health_run", path)
+    path = Path(__file__).resolve().parents[1] / "examples" / name / "run.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_run", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -228,3 +230,26 @@ def test_dead_aux_keeps_units_alive_in_training_and_is_refused_for_a_dense_head(
                                     f"train.output_dir={tmp_path / 'dense'}"]))
     with pytest.raises(ConfigError, match="dead_aux"):
         load_config("micro", ["loss.dead_aux=-1"])
+
+
+def test_scratch_tables_are_generated_from_their_json(tmp_path):
+    """docs/scratch/scratch.md is what examples/scratch_levers/run.py renders from the committed JSON; every row
+    carries its L0 / firing curve, and the picks follow the dictionary-health rule on the select split."""
+    import shutil
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "scratch"
+    if not (docs / "scratch.json").is_file():
+        pytest.skip("docs/scratch/scratch.json not committed yet")
+    shutil.copy(docs / "scratch.json", tmp_path)
+    g = _health_script("scratch_levers")
+    md = g.render(tmp_path).replace(str(tmp_path), "docs/scratch")
+    assert md == (docs / "scratch.md").read_text()
+    assert (tmp_path / "scratch.png").stat().st_size > 10_000
+    data = json.loads((docs / "scratch.json").read_text())
+    assert data["chosen"] == g.health.choose(data["rows"])
+    for r in data["rows"]:
+        steps = [p["step"] for p in r["curve"]]
+        assert steps == sorted(steps) and steps[-1] == int(next(
+            (o.split("=")[1] for o in r["overrides"] if o.startswith("train.steps=")), 200))
+        assert all(0 <= p["image_l0_pct"] <= 100 for p in r["curve"])
