@@ -7,6 +7,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .eval.sparsity import TAU
+
 
 def gather_features(image_features: torch.Tensor, text_features: torch.Tensor, local_loss: bool = False,
                     gather_with_grad: bool = False, rank: int = 0, world_size: int = 1):
@@ -73,7 +75,7 @@ def l1_penalty(image_features: torch.Tensor, text_features: torch.Tensor) -> tor
     return (image_features.abs().sum(-1).mean() + text_features.abs().sum(-1).mean()) / 2
 
 
-def dead_unit_push(pre: torch.Tensor, rate: float, tau: float = 1e-3) -> torch.Tensor:
+def dead_unit_push(pre: torch.Tensor, rate: float, tau: float = TAU) -> torch.Tensor:
     """An auxiliary loss that gives a ReLU head's dead units a gradient (a departure from the paper's recipe, as
     SAE training's auxiliary losses do): the units whose code (``relu(pre)``) exceeds ``tau`` on no row of the
     batch ``pre`` (B, D) are pushed up on the ``rate`` of the rows where they are closest to firing: minus the
