@@ -47,7 +47,10 @@ def _wait_for_log(run: Path, lines: int, proc: subprocess.Popen, timeout: float 
 
 
 def test_sigint_stops_at_a_step_boundary_and_resume_is_bit_exact(tmp_path):
-    cfg = [*MICRO, "train.steps=120", "train.log_every=1", "train.batch_size=16"]
+    # the child and this process train with one thread count (the child would take OMP_NUM_THREADS, this
+    # process conftest's count; bit-exactness holds per thread count)
+    cfg = [*MICRO, "train.steps=120", "train.log_every=1", "train.batch_size=16",
+           f"train.threads={torch.get_num_threads()}"]
     a, b = tmp_path / "interrupted", tmp_path / "straight"
     proc = _cli("train", *cfg, "--out", str(a))
     _wait_for_log(a, 20, proc)
@@ -299,6 +302,26 @@ def test_out_must_be_a_regular_file_in_a_folder_that_takes_files(tmp_path, micro
     # /proc passes a permission check for root but takes no new file: tried for real, refused before the work
     _one_line_error(capsys, main(["eval", str(micro_run), "--out", "/proc/eval.json"]), "is not writable")
     assert not list(tmp_path.glob(".sparseclip-probe-*"))
+
+
+def test_output_folders_are_refused_before_the_work(tmp_path, micro_run, capsys, monkeypatch):
+    """analyze and index build write folders: a file in the way, or no writable ancestor, is one line before any
+    encoding (the library entry points are replaced by ones that fail if reached)."""
+    import sparseclip.index.build as build
+    import sparseclip.interpret as interpret
+
+    def reached(*a, **k):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(build, "build_index_from_run", reached)
+    monkeypatch.setattr(interpret, "analyze", reached)
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    for cmd in (["index", "build", str(micro_run), "--n", "4"], ["analyze", str(micro_run), "--n", "4"]):
+        _one_line_error(capsys, main([*cmd, "--out", str(afile)]), "exists and is not a folder")
+        _one_line_error(capsys, main([*cmd, "--out", str(afile / "sub" / "dir")]), "is a file, not a folder")
+        _one_line_error(capsys, main([*cmd, "--out", "/proc/sparseclip_x/y"]), "/proc is not writable")
+    assert afile.read_text() == "x" and not list(tmp_path.glob(".sparseclip-probe-*"))
 
 
 def test_eval_of_an_unfinished_run_names_its_checkpoint(tmp_path, micro_run_copy, capsys):

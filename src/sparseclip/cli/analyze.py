@@ -6,6 +6,7 @@ import argparse
 
 from . import UserError
 from ._model import add_model_arguments, is_shipped, model_target
+from ._paths import check_out_dir
 
 HELP = """Analyse a trained model's features: sparsity (L0, active %), clarity, modality, naming, ground-truth
 alignment, training dynamics over the run's checkpoints, and occlusion heatmaps.
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
                         csv_img_key=args.csv_img_key,
                         csv_caption_key=args.csv_caption_key, threads=args.threads)
     opts = Options(tau=args.tau, n_min=args.n_min, band=(lo, hi))
+    check_out_dir(args.out)
     out = analyze(target, dense=args.dense, out=args.out, cfg=cfg, opts=opts)
     _print_summary(out)
     print(f"analysis written to {out} (summary.json, features.json, plots/); `sparseclip report` renders it")

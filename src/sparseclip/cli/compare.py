@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..files.atomic import write_text_atomic
     from ..report.tables import analysis_table, eval_table
-    from .eval import check_out
+    from ._paths import check_out
 
     check_out(args.out)
     if len(args.results) == 1 and Path(args.results[0]).name == "summary.json":

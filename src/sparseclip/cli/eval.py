@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from ._model import add_model_arguments, model_target
+from ._paths import check_out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,32 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-probe", action="store_true", help="skip the linear probe")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
-
-
-def check_out(out: str | None) -> None:
-    """Refuse an unusable --out before any work: a folder, something that is not a regular file (a device, a
-    FIFO: the atomic write would replace it), or a file in a missing folder or one where no file can be
-    created (tried for real: root passes every permission check, yet cannot write to /sys)."""
-    import os
-    import tempfile
-
-    if out is None:
-        return
-    p = Path(out)
-    if p.is_dir():
-        raise ValueError(f"--out {out}: is a folder; give a file path (e.g. {p / 'eval.json'})")
-    if p.exists() and not p.is_file():
-        raise ValueError(f"--out {out}: exists and is not a regular file (a device, FIFO or socket); "
-                         "give a file path")
-    if not p.parent.is_dir():
-        raise ValueError(f"--out {out}: the folder {p.parent} does not exist")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".sparseclip-probe-", dir=p.parent)
-    except OSError as e:
-        raise ValueError(f"--out {out}: the folder {p.parent} is not writable "
-                         f"({e.strerror or type(e).__name__})") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def run(args: argparse.Namespace) -> int:

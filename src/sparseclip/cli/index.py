@@ -123,7 +123,9 @@ def _backend_options(args: argparse.Namespace) -> dict:
 
 def run_build(args: argparse.Namespace) -> int:
     from ..index.build import BuildOptions, build_index_from_run
+    from ._paths import check_out_dir
 
+    check_out_dir(args.out)
     options = BuildOptions(images_dir=args.images_dir, data=args.data, img_key=args.csv_img_key,
                            caption_key=args.csv_caption_key, n=args.n, seed=args.seed, start=args.start,
                            append=args.append, feature_names=args.feature_names, normalize=not args.no_normalize,
