@@ -26,7 +26,8 @@ D, WIDTH, STEPS = 32, 256, 250
 SPEC = {"relu": {"l1": 1e-3}, "topk": {"k": 6}, "batchtopk": {"k": 6}, "matryoshka": {"k": 6}}
 
 
-def sparse_data(n: int, seed: int, offset: float, n_atoms: int = 48, active: int = 3) -> np.ndarray:
+def sparse_data(n: int, seed: int, offset: float, n_atoms: int = 48, active: int = 3,
+                noise: float = 0.01) -> np.ndarray:
     """Embeddings that are sparse non-negative mixtures of a fixed dictionary plus a modality offset."""
     atoms = F.normalize(torch.randn(n_atoms, D, generator=torch.Generator().manual_seed(7)), dim=-1)
     g = torch.Generator().manual_seed(seed)
@@ -34,7 +35,7 @@ def sparse_data(n: int, seed: int, offset: float, n_atoms: int = 48, active: int
     coef = torch.zeros(n, n_atoms).scatter(1, idx, torch.rand(n, active, generator=g) + 0.5)
     shift = torch.zeros(D)
     shift[0] = offset
-    return (coef @ atoms + shift + 0.01 * torch.randn(n, D, generator=g)).numpy()
+    return (coef @ atoms + shift + noise * torch.randn(n, D, generator=g)).numpy()
 
 
 @pytest.fixture(scope="module", autouse=True)

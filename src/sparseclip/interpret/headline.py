@@ -3,15 +3,17 @@ states an ordering the figures do not show.
 
 For each analysed set: on how many metrics the analysed row beats every SAE at matched L0, the dense head and the
 random controls (three separate counts, with the metrics named), which metrics it loses to an SAE on and to which
-row, and how alive its dictionary is; then whether the paper's ordering holds (:func:`paper_ordering`: above every
-SAE at matched L0 on a majority of the metrics, with the dictionary alive).
+row, and how alive its dictionary is; where the analysis counted live features, the same count against the SAE rows
+matched on L0 AND live features, with the rows matched on L0 only named apart; then whether the paper's ordering
+holds (:func:`paper_ordering`: above every SAE at matched L0 on a majority of the metrics, with the dictionary
+alive).
 """
 
 from __future__ import annotations
 
 import math
 
-from .verdicts import CONTROL_KINDS, DENSE_ROW, SAE_ROW
+from .verdicts import CONTROL_KINDS, DENSE_ROW, SAE_ROW, sae_match
 
 #: the paper's target for a live dictionary: at most this share of the features dead on the analysed inputs
 MAX_DEAD_PCT = 15.0
@@ -32,25 +34,35 @@ def _verdicts(summary: dict, where: str) -> list[dict]:
 
 
 def tally(summary: dict, where: str = "summary") -> dict:
-    """Per verdict (``SAE``, ``dense``, ``controls``): the metrics won, the metrics lost (with the rows they lose
-    or are level with) and the metrics with no such row; plus the SAE rows counted and the model's health."""
+    """Per verdict (``SAE``, ``dense``, ``controls``, and ``SAE_live`` where the analysis counted live features):
+    the metrics won, the metrics lost (with the rows they lose or are level with) and the metrics with no such row;
+    plus the SAE rows counted (``sae_matched``: at matched L0; of them ``sae_both``: matched on live features too,
+    ``sae_l0_only``: not), those not counted, and the model's health."""
     vs = _verdicts(summary, where)
     out: dict = {"metrics": [v["metric"] for v in vs]}
-    for key, kind in (("SAE", SAE_ROW), ("dense", DENSE_ROW), ("controls", None)):
+    live = any("SAE_live" in v["beats"] for v in vs)
+    for key, kind in (("SAE", SAE_ROW), ("dense", DENSE_ROW), ("controls", None)) + ((("SAE_live", SAE_ROW),)
+                                                                                       if live else ()):
         won = [v["metric"] for v in vs if v["beats"].get(key) is True]
         lost = {}
         for v in vs:
             if v["beats"].get(key) is not False:
                 continue
             rows = [r for r in v["rows"] if (r["kind"] == kind if kind else r["kind"] in CONTROL_KINDS)
-                    and r.get("matched_l0", True) and r["verdict"] != "above"]
+                    and (sae_match(r) == "L0 and live" if key == "SAE_live" else r.get("matched_l0", True))
+                    and r["verdict"] != "above"]
             lost[v["metric"]] = [(r["baseline"], r["verdict"]) for r in rows] or [("chance", "level")]
         untested = [v["metric"] for v in vs if v["beats"].get(key) is None]
         out[key] = {"won": won, "lost": lost, "untested": untested}
-    saes = {r["baseline"]: r.get("matched_l0", True) for v in vs for r in v["rows"] if r["kind"] == SAE_ROW}
+    saes = {r["baseline"]: sae_match(r) for v in vs for r in v["rows"] if r["kind"] == SAE_ROW}
     model = summary["rows"][0]
     out |= {"model": model.get("model", "?"), "L0_image": model.get("L0_image"), "dead_pct": model.get("dead_pct"),
-            "sae_matched": [n for n, m in saes.items() if m], "sae_unmatched": [n for n, m in saes.items() if not m]}
+            "live_features": model.get("live_features"),
+            "sae_matched": [n for n, m in saes.items() if m != "none"],
+            "sae_unmatched": [n for n, m in saes.items() if m == "none"]}
+    if live:
+        out |= {"sae_both": [n for n, m in saes.items() if m == "L0 and live"],
+                "sae_l0_only": [n for n, m in saes.items() if m == "L0 only"]}
     return out
 
 
@@ -94,6 +106,8 @@ def set_headline(label: str, summary: dict, where: str = "summary") -> str:
         text += f" It does not on {_losses(t['SAE']['lost'])}."
     if t["sae_unmatched"]:
         text += f" Not at its L0, so not counted: {', '.join(t['sae_unmatched'])}."
+    if "SAE_live" in t:
+        text += _live_sentence(t)
     for key, what in (("dense", "the dense head"), ("controls", "the random controls it must beat")):
         won, lost = t[key]["won"], t[key]["lost"]
         if not won and not lost:
@@ -104,6 +118,23 @@ def set_headline(label: str, summary: dict, where: str = "summary") -> str:
         "" if order["alive"] else f", and the dictionary is not alive (more than {MAX_DEAD_PCT:.0f}% dead)")
     text += f" The paper's ordering (above every SAE on a majority of the {_code(n)} metrics) {verdict} here."
     return text
+
+
+def _live_sentence(t: dict) -> str:
+    """The count against the SAE rows matched on L0 and live features, and the rows matched on L0 only."""
+    live = t.get("live_features")
+    n = f"{_code(live)} live features" if live is not None else "its live features"
+    only = (f" Matched on L0 only (their live features are not the model's {n}): "
+            f"{', '.join(t['sae_l0_only'])}." if t["sae_l0_only"] else "")
+    if not t["sae_both"]:
+        return f" No SAE row is matched on its {n} as well as its L0." + only
+    won, lost = t["SAE_live"]["won"], t["SAE_live"]["lost"]
+    text = (f" At matched L0 and matched live features ({n}; {_code(len(t['sae_both']))} SAE rows: "
+            f"{', '.join(t['sae_both'])}) it beats every such SAE on {_code(len(won))} of "
+            f"{_code(len(won) + len(lost))}" + (f": {', '.join(map(_code, won))}" if won else "") + ".")
+    if lost:
+        text += f" Not on {_losses(lost)}."
+    return text + only
 
 
 def headline(sets: list[tuple[str, dict, str]]) -> str:

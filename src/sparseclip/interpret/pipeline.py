@@ -50,7 +50,7 @@ class AnalyzeConfig:
     wordnet: bool = False  # add WordNet lemmas to the naming vocabulary
     wordfreq: int = 0  # add this many common English words
     sae: bool = False  # SAE rows on the dense model's embeddings (needs dense)
-    sae_steps: int = 1000
+    sae_steps: int = 1000  # the cap: each SAE trains until its held-out FVU is flat
     sae_train: int = 4000  # training scenes whose dense image/caption embeddings train the SAEs
     dynamics: bool = True  # analyse the run's step checkpoints
     heatmaps: bool = True
@@ -113,13 +113,11 @@ def analyze(target: str | Path, dense: str | Path | None = None, out: str | Path
     notes.append(_second_reference(data))
     towers = tower_features(model, get_tokenizer(mcfg.model), data) if cfg.sae or cfg.baselines else None
     if cfg.sae:
-        from ..eval.sparsity import l0
         from .sae_rows import SAERowsError, sae_codesets
 
         try:
-            codesets += sae_codesets(dense_cs, (dmodel, dcfg), (model, mcfg), towers, data, sparse.dim,
-                                     l0(sparse.image), cfg.sae_steps, cfg.sae_train, cfg.data is not None, notes,
-                                     cfg.progress)
+            codesets += sae_codesets(dense_cs, (dmodel, dcfg), (model, mcfg), sparse, towers, data, cfg.sae_steps,
+                                     cfg.sae_train, cfg.data is not None, notes, cfg.progress, opts.tau)
         except SAERowsError as e:
             raise AnalysisError(str(e)) from None
     analyses = [summarize(cs, data, ref_img, ref_txt, opts) for cs in codesets]

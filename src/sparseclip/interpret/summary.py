@@ -84,6 +84,7 @@ def summarize(codes: CodeSet, data: AnalysisData, reference_image: np.ndarray,
         "active_pct_image": 100.0 * float(live_img.mean()),
         "active_pct_text": 100.0 * float(active_mask(txt, tau, n_min).mean()),
         "dead_pct": 100.0 * float(dead_mask(both, tau).mean()),
+        "live_features": int((~dead_mask(both, tau)).sum()),  # fire on some analysed input: the dead_pct complement
         "effective_rank_image": effective_rank(img),
         "clarity_random": random_clarity(reference_image),
         "name_score": float(np.nanmean(list(quality.values()))) if quality else float("nan"),

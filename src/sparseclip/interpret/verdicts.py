@@ -10,7 +10,10 @@ A metric means something only next to a baseline that gets what the metric could
   already carry;
 - the **shuffled labels** row (the model's own codes against labels shuffled across images) gets whatever a
   metric finds in any labelling: label-based metrics must fall to chance on it;
-- the **dense** head and the **SAEs** (at the model's L0) are the alternatives a user would pick instead.
+- the **dense** head and the **SAEs** (at the model's L0) are the alternatives a user would pick instead. An SAE
+  row is *matched on L0* when its image L0 is within :data:`MATCHED_L0_FACTOR` of the model's, and *matched on
+  live features* too when its number of live features (firing on some analysed input, ``live_features``) is within
+  :data:`MATCHED_LIVE_FACTOR` of the model's: a healthy dictionary is not compared with a dying one as if alike.
 
 :data:`CONTROLS` names, per metric, the baselines it must beat; :func:`verdicts` draws the lines. The *bar
 fractions* (features passing a held-out, binomially tested bar, :func:`~.purity.detector_passes`) also have a
@@ -58,6 +61,10 @@ CONTROL_KINDS = ("random dictionary", "random init", "shuffled labels")
 LABEL_FREE = ("shuffled labels",)
 #: an SAE row counts as at the model's L0 when its image L0 is within this factor of the model's
 MATCHED_L0_FACTOR = 1.5
+#: an SAE row counts as matched on live features when its live-feature count is within this factor of the model's
+#: (the live-matched SAEs are trained to within 10%, ``sae.suite.LIVE_TOL``; a full-width SAE with twice the
+#: model's live features is not matched)
+MATCHED_LIVE_FACTOR = 1.25
 #: the row kinds that get verdicts of their own (besides the controls): not head kinds, the kinds of summary row
 DENSE_ROW, SAE_ROW = "dense", "SAE"
 
@@ -74,7 +81,7 @@ CONTROLS: dict[str, Control] = {
                                         "lattice concept (AUROC, R-precision, ratio; held out; conjunctions "
                                         "count)", ALL, bar=True),
     "name_true_frac": Control("name_true_frac", "named features whose text-side name is true of the images they "
-                              "fire on (precision bar for the named concept)", ALL, bar=True),
+                              "fire on (precision bar for the named concept)", ALL, bar=True, shared_ids=True),
     "f1_adj": Control("purity_f1_adj", "mean held-out chance-corrected F1 of a feature's firing set with its "
                       "concept", ALL),
     "precision_adj": Control("purity_precision_adj", "mean held-out chance-corrected precision of the firing set",
@@ -111,8 +118,9 @@ CONTROLS: dict[str, Control] = {
                                          exempt=("dense", "random init", "random dictionary", "shuffled labels"),
                                          shared_ids=True),
     "name_score": Control("name_score", "how well a feature's name alone finds its top images (AUROC in the row's "
-                          "own space; label-free, so the shuffled-label row equals the model by construction)",
-                          ("random dictionary", "random init"), exempt=LABEL_FREE),
+                          "own space; label-free, so the shuffled-label row equals the model by construction; a "
+                          "name comes from the text side, so a row whose image and text latents differ has none)",
+                          ("random dictionary", "random init"), exempt=LABEL_FREE, shared_ids=True),
 }
 
 
@@ -148,15 +156,35 @@ def shares_ids(name: str) -> bool:
     return "one per modality" not in name
 
 
+def _ratio(a, b) -> float | None:
+    """``max(a / b, b / a)`` of two positive finite numbers; None when either is unknown, not positive or not finite."""
+    try:
+        x, y = float(a), float(b)
+    except (TypeError, ValueError):
+        return None
+    if not (np.isfinite(x) and np.isfinite(y)) or x <= 0 or y <= 0:
+        return None
+    return max(x / y, y / x)
+
+
 def matched_l0(model_l0, other_l0, factor: float = MATCHED_L0_FACTOR) -> bool:
     """Whether ``other_l0`` is within ``factor`` of ``model_l0`` (True when either is unknown: such a row counts)."""
-    try:
-        a, b = float(model_l0), float(other_l0)
-    except (TypeError, ValueError):
-        return True
-    if not (np.isfinite(a) and np.isfinite(b)) or a <= 0 or b <= 0:
-        return True
-    return max(a / b, b / a) <= factor
+    r = _ratio(model_l0, other_l0)
+    return r is None or r <= factor
+
+
+def matched_live(model_live, other_live, factor: float = MATCHED_LIVE_FACTOR) -> bool:
+    """Whether ``other_live`` live features are within ``factor`` of the model's ``model_live`` (False when either is
+    unknown: a match on live features is claimed only where both were counted)."""
+    r = _ratio(model_live, other_live)
+    return r is not None and r <= factor
+
+
+def sae_match(cmp: dict) -> str:
+    """How an SAE comparison of :func:`verdicts` is matched: ``"L0 and live"``, ``"L0 only"`` or ``"none"``."""
+    if not cmp.get("matched_l0", True):
+        return "none"
+    return "L0 and live" if cmp.get("matched_live") else "L0 only"
 
 
 def verdicts(model, others: list, n_boot: int = 2000, seed: int = 0) -> list[dict]:
@@ -165,15 +193,22 @@ def verdicts(model, others: list, n_boot: int = 2000, seed: int = 0) -> list[dic
     - ``rows``: the comparison with EVERY other row that has the metric (``diff`` = model - row, a 95% bootstrap
       interval, ``above`` / ``below`` / ``level``), except the kinds it equals or loses to by construction
       (``Control.exempt``; for a metric on shared ids, an SAE per modality); each SAE row says whether it is at the
-      model's L0 (``matched_l0``, :data:`MATCHED_L0_FACTOR`);
-    - ``beats``: three separate verdicts, each ``True`` / ``False`` / ``None`` (no such row): ``SAE`` (above every
-      SAE row at the model's L0), ``dense`` (above the dense head) and ``controls`` (above every random control it
-      must beat, :data:`CONTROL_KINDS` within ``must_beat``, and above chance for a bar fraction);
+      model's L0 (``matched_l0``, :data:`MATCHED_L0_FACTOR`) and, where the model's row counts its live features,
+      whether its own count is matched too (``live_features``, ``matched_live``, :data:`MATCHED_LIVE_FACTOR`);
+    - ``beats``: separate verdicts, each ``True`` / ``False`` / ``None`` (no such row): ``SAE`` (above every
+      SAE row at the model's L0, whatever its live features), ``dense`` (above the dense head) and ``controls``
+      (above every random control it must beat, :data:`CONTROL_KINDS` within ``must_beat``, and above chance for a
+      bar fraction); where the model's and the SAE rows' live features were counted, also ``SAE_live`` (above
+      every SAE row matched on both);
     - ``against`` (the rows of ``must_beat``), ``chance`` for a bar fraction, ``holds`` (above every baseline of
       ``must_beat`` and above chance) and a one-line ``text``.
 
     Concept units are paired (the same lattice concepts); feature units are not."""
     mine_l0 = getattr(model, "row", {}).get("L0_image")
+    mine_live = getattr(model, "row", {}).get("live_features")
+    # the verdict at matched live features exists where the model's and some SAE row's live features were counted
+    live = mine_live is not None and any(row_kind(o.codes.name) == SAE_ROW and getattr(o, "row", {}).get(
+        "live_features") is not None for o in others)
     out = []
     for key, ctl in CONTROLS.items():
         if key not in model.units:
@@ -192,16 +227,19 @@ def verdicts(model, others: list, n_boot: int = 2000, seed: int = 0) -> list[dic
             cmp = {"baseline": name, "kind": kind, "baseline_value": nanmean(theirs), "diff": d["diff"],
                    "lo": d["lo"], "hi": d["hi"], "verdict": verdict(d)}
             if kind == SAE_ROW:
-                their_l0 = getattr(other, "row", {}).get("L0_image")
-                cmp |= {"L0_image": their_l0, "matched_l0": matched_l0(mine_l0, their_l0)}
+                their = getattr(other, "row", {})
+                cmp |= {"L0_image": their.get("L0_image"), "matched_l0": matched_l0(mine_l0, their.get("L0_image"))}
+                if live:
+                    cmp |= {"live_features": their.get("live_features"),
+                            "matched_live": matched_live(mine_live, their.get("live_features"))}
             entry["rows"].append(cmp)
             if kind in ctl.must_beat:
-                entry["against"].append({k: v for k, v in cmp.items() if k not in ("L0_image", "matched_l0")})
+                entry["against"].append({k: v for k, v in cmp.items() if k not in _MATCH_KEYS})
         if ctl.bar:
             entry["chance"] = above_chance(mine)
         entry["holds"] = (bool(entry["against"]) and all(a["verdict"] == "above" for a in entry["against"])
                           and entry.get("chance", {}).get("above", True))
-        entry["beats"] = beats(entry, ctl)
+        entry["beats"] = beats(entry, ctl, live=live)
         entry["text"] = verdict_line(entry)
         out.append(entry)
     return out
@@ -211,17 +249,25 @@ def _all_above(cmps: list[dict]) -> bool | None:
     return None if not cmps else all(c["verdict"] == "above" for c in cmps)
 
 
-def beats(entry: dict, ctl: Control | None = None) -> dict[str, bool | None]:
-    """The three separate verdicts of a verdict entry (see :func:`verdicts`) from its ``rows``."""
+#: the keys of an SAE comparison that say how it is matched (not part of ``against``)
+_MATCH_KEYS = ("L0_image", "matched_l0", "live_features", "matched_live")
+
+
+def beats(entry: dict, ctl: Control | None = None, live: bool = False) -> dict[str, bool | None]:
+    """The separate verdicts of a verdict entry (see :func:`verdicts`) from its ``rows``; ``live``: add ``SAE_live``
+    (above every SAE row matched on L0 and live features)."""
     ctl = ctl or next((c for c in CONTROLS.values() if c.column == entry["metric"]), None)
     rows = entry.get("rows", [])
     must = ctl.must_beat if ctl is not None else CONTROL_KINDS
     controls = _all_above([c for c in rows if c["kind"] in CONTROL_KINDS and c["kind"] in must])
     if controls is not None and "chance" in entry:
         controls = controls and bool(entry["chance"]["above"])
-    return {"SAE": _all_above([c for c in rows if c["kind"] == SAE_ROW and c.get("matched_l0", True)]),
-            "dense": _all_above([c for c in rows if c["kind"] == DENSE_ROW]),
-            "controls": controls}
+    out = {"SAE": _all_above([c for c in rows if c["kind"] == SAE_ROW and c.get("matched_l0", True)]),
+           "dense": _all_above([c for c in rows if c["kind"] == DENSE_ROW]),
+           "controls": controls}
+    if live:
+        out["SAE_live"] = _all_above([c for c in rows if c["kind"] == SAE_ROW and sae_match(c) == "L0 and live"])
+    return out
 
 
 def verdict_line(entry: dict) -> str:
@@ -231,14 +277,27 @@ def verdict_line(entry: dict) -> str:
     if "chance" in entry:
         parts[0] += " (above chance)" if entry["chance"]["above"] else " (NOT above chance)"
     for a in entry.get("rows", entry["against"]):
-        unmatched = "" if a.get("matched_l0", True) else f" (image L0 {_num(a.get('L0_image')):.1f}: not matched)"
-        parts.append(f"vs {a['baseline']}{unmatched} {_f(a['baseline_value'])}: {_f(a['diff'], True)} "
+        parts.append(f"vs {a['baseline']}{_match_note(a)} {_f(a['baseline_value'])}: {_f(a['diff'], True)} "
                      f"[{_f(a['lo'], True)}, {_f(a['hi'], True)}] {a['verdict']}")
     b = entry.get("beats") or beats(entry)
     words = {True: "yes", False: "no", None: "none in this run"}
-    tail = (f"beats every SAE at matched L0: {words[b['SAE']]}; the dense head: {words[b['dense']]}; "
-            f"the random controls: {words[b['controls']]}")
+    tail = f"beats every SAE at matched L0: {words[b['SAE']]}"
+    if "SAE_live" in b:
+        tail += f"; at matched L0 and live features: {words[b['SAE_live']]}"
+    tail += f"; the dense head: {words[b['dense']]}; the random controls: {words[b['controls']]}"
     return "; ".join(parts) + f". {tail}"
+
+
+def _match_note(a: dict) -> str:
+    """How an SAE comparison is matched, for its verdict line (nothing for a row of another kind)."""
+    if not a.get("matched_l0", True):
+        return f" (image L0 {_num(a.get('L0_image')):.1f}: not matched)"
+    if "matched_live" not in a:
+        return ""
+    if a["matched_live"]:
+        return " (matched L0 and live features)"
+    live = a.get("live_features")
+    return " (matched L0 only: " + ("live features not counted" if live is None else f"{live} live features") + ")"
 
 
 def row_chance(analysis) -> dict[str, bool]:
@@ -256,9 +315,10 @@ def _f(v: float, signed: bool = False) -> str:
 
 #: the columns of the verdict table, by row kind
 KIND_COLUMNS = ("random dictionary", "random init", "shuffled labels", "dense", "SAE")
-#: the three verdicts, as the table heads them
+#: the verdicts, as the table heads them (the last only where a summary counted live features)
 VERDICT_COLUMNS = (("SAE", "beats every SAE at matched L0"), ("dense", "beats the dense head"),
-                   ("controls", "beats the random controls"))
+                   ("controls", "beats the random controls"),
+                   ("SAE_live", "beats every SAE at matched L0 and live features"))
 
 
 def _mark(ok: bool | None) -> str:
@@ -270,9 +330,11 @@ def render_verdicts(summary: dict) -> str:
     marked where the model is not above it; the three verdicts) and one line per metric with every interval, then
     the rows' bar fractions against chance."""
     model = summary["rows"][0]["model"]
+    live = any("SAE_live" in v.get("beats", {}) for v in summary["verdicts"])
+    columns = VERDICT_COLUMNS if live else VERDICT_COLUMNS[:3]
     head = (f"| metric | {model} | " + " | ".join(KIND_COLUMNS) + " | "
-            + " | ".join(h for _, h in VERDICT_COLUMNS) + " |")
-    lines = [head, "|---" * (len(KIND_COLUMNS) + len(VERDICT_COLUMNS) + 2) + "|"]
+            + " | ".join(h for _, h in columns) + " |")
+    lines = [head, "|---" * (len(KIND_COLUMNS) + len(columns) + 2) + "|"]
     for v in summary["verdicts"]:
         rows = v.get("rows", v["against"])
         cells = []
@@ -286,11 +348,13 @@ def render_verdicts(summary: dict) -> str:
                 " (below)" if any(a["verdict"] == "below" for a in mine) else " (level)")
             cells.append(_f(_num(best["baseline_value"])) + mark)
         chance = "" if "chance" not in v else ("" if v["chance"]["above"] else " (chance)")
-        verdict_cells = " | ".join(_mark(v.get("beats", {}).get(k)) for k, _ in VERDICT_COLUMNS)
+        verdict_cells = " | ".join(_mark(v.get("beats", {}).get(k)) for k, _ in columns)
         lines.append(f"| {v['metric']} | {_f(_num(v['value']))}{chance} | " + " | ".join(cells)
                      + f" | {verdict_cells} |")
     out = "\n".join(lines) + "\n\nVerdicts (model - row, 95% bootstrap interval over features or concepts; an SAE " \
-        "row not at the model's L0 is marked and does not count):\n\n"
+        "row not at the model's L0 is marked and does not count"
+    out += ("; each SAE row at it says whether it is matched on L0 only or on live features too):\n\n" if live
+            else "):\n\n")
     out += "\n".join(f"- {v['text']}" for v in summary["verdicts"])
     chance = summary.get("above_chance") or {}
     if chance:

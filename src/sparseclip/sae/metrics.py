@@ -65,35 +65,3 @@ def substitute(sae: SAE | None, image_emb, class_emb, targets, which: str = "bot
     if len(targets) != len(img):
         raise SAEError(f"{len(img)} image embeddings but {len(targets)} targets")
     return float(zero_shot_eval(img, weights, targets)["acc1"])
-
-
-#: an SAE counts as converged when its last 10% of steps before the learning-rate decay took the unexplained
-#: variance down by less than this (in FVU points; 0.005 = half a percentage point)
-FLAT_FVU = 0.005
-
-
-@torch.no_grad()
-def convergence(sae: SAE, x, window: float = 0.1, until: float = 0.8, tol: float = FLAT_FVU) -> dict:
-    """Whether training had flattened, from ``sae.train_info["history"]`` (train with ``log_every``) and
-    held-out embeddings ``x``: the logged reconstruction error in FVU units (divided by the variance of the
-    prepared ``x``) averaged over the window ``[until - 2 window, until - window]`` of the steps and over
-    ``[until - window, until]`` (before the linear decay of the learning rate starts at 80%); ``fvu_drop`` is
-    their difference and ``converged`` says it is below ``tol``. Also ``fvu`` (held out, :func:`fvu`) and
-    ``curve``: ``[step, FVU estimate]`` pairs (up to 20)."""
-    xp = sae.prepare(x)
-    var = float((xp - xp.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12))
-    hist = sae.train_info.get("history") or []
-    out = {"fvu": fvu(xp, sae.decode(sae.encode(xp))), "fvu_drop": float("nan"), "converged": False, "curve": []}
-    if not hist:
-        return out
-    steps = hist[-1]["step"]
-
-    def mean_in(lo: float, hi: float) -> float:
-        vals = [h["mse"] / var for h in hist if lo * steps < h["step"] <= hi * steps]
-        return float(np.mean(vals)) if vals else float("nan")
-
-    drop = mean_in(until - 2 * window, until - window) - mean_in(until - window, until)
-    stride = max(1, len(hist) // 20)
-    out.update(fvu_drop=drop, converged=bool(np.isfinite(drop) and drop < tol),
-               curve=[[h["step"], round(h["mse"] / var, 5)] for h in hist[::stride]])
-    return out
