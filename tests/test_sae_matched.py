@@ -104,6 +104,16 @@ def test_a_live_matched_sae_has_the_target_number_of_live_latents():
     assert (codes > 0).sum(1).mean() == 3  # still at the L0 it was asked for
 
 
+def test_the_width_correction_scales_then_follows_the_live_counts_curve():
+    from sparseclip.sae.suite import _next_width
+
+    assert _next_width([{"width": 60, "live": 16}], 60) == 225  # dead share 16/60 assumed at the next width
+    # live grew as width^0.5 from 60 to 225: the secant asks (60 / 31)^2 = 3.75 times more width
+    assert _next_width([{"width": 60, "live": 16}, {"width": 225, "live": 31}], 60) == 842
+    assert _next_width([{"width": 100, "live": 1}], 1000) == 800  # at most 8x in one step
+    assert _next_width([{"width": 100, "live": 90}, {"width": 200, "live": 80}], 100) == 1600  # slope <= 0.1: 8x
+
+
 class _Row:
     def __init__(self, name: str, units: dict, l0: float = 10.0, live: int | None = 100, dead: float = 5.0):
         self.codes = type("C", (), {"name": name})()

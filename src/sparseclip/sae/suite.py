@@ -101,8 +101,8 @@ def train_at_live(kind: str, x, live: int, l0: float, count_live: Callable[[SAE]
     The first width is ``live`` itself (a dictionary with no dead latent would match exactly); ``count_live(sae)``
     counts the latents that fire on the inputs the target was counted on (the caller's, with
     :mod:`sparseclip.eval.sparsity`'s one definition). While the count is more than ``tol`` (relative) off the
-    target, the SAE is retrained from scratch at the width scaled by ``target / count`` (the dead share taken as
-    the last one's), for at most ``rounds`` widths (capped at ``max_width``). The closest one is returned; its
+    target, the SAE is retrained from scratch at a corrected width (:func:`_next_width`), for at most ``rounds``
+    widths (capped at ``max_width``). The closest one is returned; its
     ``train_info["live_match"]`` holds the target, every width tried with its live count, and ``within`` (the
     count within ``tol`` of the target). Widths below ``ceil(l0)`` are raised to it (k latents must exist)."""
     if live < 1:
@@ -119,7 +119,7 @@ def train_at_live(kind: str, x, live: int, l0: float, count_live: Callable[[SAE]
             sae.train_info["live_match"] = {"target": int(live), "live": n, "width": width}
         if abs(n - live) <= tol * live:
             break
-        nxt = max(math.ceil(l0), round(width * live / max(n, 1)))
+        nxt = max(math.ceil(l0), _next_width(tries, live))
         if max_width is not None:
             nxt = min(nxt, max_width)
         if nxt == width:
@@ -129,6 +129,21 @@ def train_at_live(kind: str, x, live: int, l0: float, count_live: Callable[[SAE]
     got = best.train_info["live_match"]["live"]
     best.train_info["live_match"] |= {"tol": tol, "within": abs(got - live) <= tol * live, "tries": tries}
     return best
+
+
+def _next_width(tries: list[dict], target: int, max_step: float = 8.0) -> int:
+    """The next width of a live-matched SAE: after one try, the width scaled by ``target / live`` (the dead share
+    taken as that try's); after two of different widths and counts, a secant through the last two in log-log (the
+    live count grows more slowly than the width where the data offers few directions), its slope kept in [0.1, 1];
+    at most ``max_step`` times the last width either way."""
+    w, n = tries[-1]["width"], max(tries[-1]["live"], 1)
+    slope = 1.0
+    if len(tries) >= 2:
+        w0, n0 = tries[-2]["width"], max(tries[-2]["live"], 1)
+        if w0 != w and n0 != n:
+            slope = min(1.0, max(0.1, math.log(n / n0) / math.log(w / w0)))
+    factor = (target / n) ** (1 / slope)
+    return round(w * min(max_step, max(1 / max_step, factor)))
 
 
 def _next_l1(tried: list[tuple[float, float]], target: float, gain: float = 0.7) -> float:
