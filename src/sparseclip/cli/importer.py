@@ -52,22 +52,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_digits)
 
 
-def run_world(args: argparse.Namespace) -> int:
-    from ..data.export import import_world
-
-    summary = import_world(args.out, args.n_train, args.n_test, args.size, args.captions)
+def _written(summary: dict) -> int:
     print(f"wrote {summary['train_images']} training and {summary['test_images']} test images: "
           f"{summary['train_data']}, {summary['test_data']}")
     return 0
+
+
+def run_world(args: argparse.Namespace) -> int:
+    from ..data.export import import_world
+
+    return _written(import_world(args.out, args.n_train, args.n_test, args.size, args.captions))
 
 
 def run_digits(args: argparse.Namespace) -> int:
     from ..data.export import import_digits
 
-    summary = import_digits(args.out, args.size, args.captions)
-    print(f"wrote {summary['train_images']} training and {summary['test_images']} test images: "
-          f"{summary['train_data']}, {summary['test_data']}")
-    return 0
+    return _written(import_digits(args.out, args.size, args.captions))
 
 
 def run(args: argparse.Namespace) -> int:
