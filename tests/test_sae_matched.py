@@ -32,6 +32,9 @@ def test_stop_rule_compares_the_best_of_the_last_window_with_the_best_before():
     assert not rule.flat([1.0, 0.95, 0.89])  # 11%
     assert rule.flat([0.5, 1.0, 0.6, 0.55])  # the best before the window (0.5) is not beaten at all
     assert not rule.flat([1.0, 0.9, 0.5, 0.55])  # a dip inside the window counts
+    # or an absolute floor: a gain below abs_tol FVU points is flat whatever its relative size
+    assert StopRule(window=1, tol=0.0, abs_tol=0.01).flat([0.05, 0.041]) and not StopRule(window=1, tol=0.0).flat(
+        [0.05, 0.041])
     with pytest.raises(ValueError, match="stop rule"):
         StopRule(window=0)
     train, held = split_held_out([np.arange(20)[:, None], np.arange(5)[:, None]], share=0.1)
