@@ -44,6 +44,8 @@ DENSE_KINDS = ("topk", "batchtopk", "relu", "matryoshka")
 LIVE_KINDS = ("topk", "batchtopk", "matryoshka")
 #: the share of each modality's training rows held out to decide when an SAE has converged (at most 1024 rows)
 HELD_OUT_SHARE = 0.1
+#: steps of each of the ReLU + L1 kind's coefficient probes (at most; a fifth of the cap when that is less)
+PROBE_STEPS = 200
 
 
 class SAERowsError(ValueError):
@@ -154,8 +156,10 @@ def sae_codesets(dense_cs: CodeSet, dense: tuple, sparse_model: tuple, sparse_cs
                else f"k = {k}: the model's image L0 {t.l0:.0f} capped at {MAX_MATCHED_K}")
     dense_train, dense_held = split_held_out(_encode(*dense, imgs, caps, towers=False), HELD_OUT_SHARE)
     tower_train, tower_held = split_held_out(_encode(*sparse_model, imgs, caps, towers=True), HELD_OUT_SHARE)
-    # the held-out FVU is measured at least 20 times over the cap (every 100 steps at most)
-    fit = {"steps": steps, "stop": StopRule(eval_every=max(1, min(100, steps // 20)))}
+    # the held-out FVU is measured at least 20 times over the cap (every 100 steps at most); the ReLU kind's L1 probes
+    # keep the 200 steps each they had with the fixed 1000 (a longer cap buys the final training, not the search)
+    fit = {"steps": steps, "stop": StopRule(eval_every=max(1, min(100, steps // 20))),
+           "probe_steps": max(1, min(steps // 5, PROBE_STEPS))}
     out: list[CodeSet] = []
     bar = tqdm(total=len(DENSE_KINDS) + len(LIVE_KINDS) + 4, desc="SAEs", disable=not progress)
     analysed = (("image", dense_cs.image), ("text", dense_cs.text))
