@@ -50,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="images per zero-shot task for class consistency (100; 0 skips it)")
     p.add_argument("--sae", action="store_true",
                    help="add SAE baselines trained on the dense model's embeddings (needs --dense)")
-    p.add_argument("--sae-steps", type=int, default=1000, help="training steps per SAE (1000)")
+    p.add_argument("--sae-steps", type=int, default=1000,
+                   help="the most steps an SAE trains (1000): it stops earlier when its held-out FVU is flat; rows "
+                        "record the steps run and whether it converged")
     p.add_argument("--sae-train", type=int, default=4000, metavar="N",
                    help="training scenes (with --data: images of the dense run's training CSV) whose "
                         "embeddings train the SAEs (4000)")

@@ -22,6 +22,11 @@ def _c(header: str, tip: str, doc: str = INTERPRET_DOC) -> Column:
     return Column(header, tip, doc)
 
 
+#: what "converged" meant: summaries since issue 36 item 3 train until the held-out FVU is flat; older ones
+CONVERGED_TIP = ("1 when the held-out FVU was flat before the step cap (sae.train.StopRule); in summaries written "
+                 "before that rule, when the FVU fell by < 0.005 over the last 10% of steps")
+
+
 #: column key -> (label, definition, doc), in display order (the HTML report shows these first, in this order)
 COLUMNS: dict[str, Column] = {
     # sparsity: the analysis' own sample
@@ -34,6 +39,8 @@ COLUMNS: dict[str, Column] = {
                            SPARSITY_DOC),
     "active_pct_text": _c("active on texts %", "% of features firing (> tau) on at least n_min texts", SPARSITY_DOC),
     "dead_pct": _c("dead features %", "% of features that never fire (> tau) on any input", SPARSITY_DOC),
+    "live_features": _c("live features", "features that fire (> tau) on at least one analysed input (the "
+                        "complement of dead_pct, as a count)", SPARSITY_DOC),
     "live_selective_frac": _c("live and selective", "share of all features that are live and fire on under 20% "
                               "of inputs"),
     "effective_rank_image": _c("effective rank (images)", "exp of the entropy of the normalised singular values of "
@@ -126,10 +133,19 @@ COLUMNS: dict[str, Column] = {
                     "docs/sae.md"),
     "fvu_text": _c("SAE unexplained variance (texts)", "held-out fraction of variance the SAE leaves unexplained",
                    "docs/sae.md"),
-    "sae_converged_image": _c("SAE converged (images)", "1 when the FVU fell by < 0.005 over the last 10% of steps",
-                              "docs/sae.md"),
-    "sae_converged_text": _c("SAE converged (texts)", "1 when the FVU fell by < 0.005 over the last 10% of steps",
-                             "docs/sae.md"),
+    "sae_converged_image": _c("SAE converged (images)", CONVERGED_TIP, "docs/sae.md"),
+    "sae_converged_text": _c("SAE converged (texts)", CONVERGED_TIP, "docs/sae.md"),
+    "fvu_train_image": _c("SAE unexplained variance, training rows (images)", "the FVU on the SAE's own training "
+                          "rows", "docs/sae.md"),
+    "fvu_train_text": _c("SAE unexplained variance, training rows (texts)", "the FVU on the SAE's own training rows",
+                         "docs/sae.md"),
+    "sae_steps_image": _c("SAE steps (images)", "training steps the SAE ran (until flat, or the cap)", "docs/sae.md"),
+    "sae_steps_text": _c("SAE steps (texts)", "training steps the SAE ran (until flat, or the cap)", "docs/sae.md"),
+    "sae_max_steps": _c("SAE step cap", "the most steps an SAE could run (--sae-steps)", "docs/sae.md"),
+    "sae_live_target": _c("SAE live-feature target", "the analysed model's live features, which a live-matched SAE "
+                          "is trained to have", "docs/sae.md"),
+    "sae_live_within": _c("SAE live target met", "1 when the live-matched SAE's live features are within 10% of the "
+                          "target", "docs/sae.md"),
     "sae_fvu_drop_image": _c("SAE FVU drop (images)", "how much the FVU fell over the last 10% of steps",
                              "docs/sae.md"),
     "sae_fvu_drop_text": _c("SAE FVU drop (texts)", "how much the FVU fell over the last 10% of steps", "docs/sae.md"),

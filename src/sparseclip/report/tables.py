@@ -43,8 +43,10 @@ def analysis_table(path: str | Path) -> str:
         text += f"\nClarity reference encoder: {data['reference']}.\n"
     sae = _sae_lines(rows)
     if sae:
-        text += "\nHow the SAE rows trained (held-out unexplained variance; converged = the FVU fell by < 0.005 over " \
-                "the last 10% of steps before the decay):\n\n" + sae + "\n"
+        flat = any("fvu_train_image" in r for r in rows)
+        text += ("\nHow the SAE rows trained (held-out unexplained variance; converged = " + (
+            "the held-out FVU was flat before the step cap, docs/sae.md" if flat else
+            "the FVU fell by < 0.005 over the last 10% of steps before the decay") + "):\n\n" + sae + "\n")
     if data.get("verdicts"):
         from ..interpret.verdicts import render_verdicts
 
@@ -71,12 +73,21 @@ def _sae_lines(rows: list[dict]) -> str:
         sides = [side for side in ("image", "text") if f"fvu_{side}" in r]
         if not sides:
             continue
-        parts = [f"{side} FVU {r[f'fvu_{side}']:.3f} "
-                 f"({'converged' if r.get(f'sae_converged_{side}') else 'NOT converged'})" for side in sides]
+        parts = []
+        for side in sides:
+            train = f" (train {r[f'fvu_train_{side}']:.3f})" if f"fvu_train_{side}" in r else ""
+            steps = f" after {r[f'sae_steps_{side}']} steps" if f"sae_steps_{side}" in r else ""
+            parts.append(f"{side} FVU {r[f'fvu_{side}']:.3f}{train} "
+                         f"({'converged' if r.get(f'sae_converged_{side}') else 'NOT converged'}{steps})")
         knob = r.get("sae_k_or_l1")
         if knob is not None:
             parts.append(f"L1 {knob:.3g}" if "relu" in r["model"].lower() else f"k {knob:.0f}")
-        out.append(f"- {r['model']}: " + ", ".join(parts) + f"; image L0 reached {r['L0_image']:.1f}")
+        live = ""
+        if r.get("live_features") is not None:
+            live = f", {r['live_features']} live features ({r['dead_pct']:.1f}% dead)"
+            if r.get("sae_live_target") is not None:
+                live += f", target {r['sae_live_target']}" + ("" if r.get("sae_live_within") else " NOT met")
+        out.append(f"- {r['model']}: " + ", ".join(parts) + f"; image L0 reached {r['L0_image']:.1f}" + live)
     return "\n".join(out)
 
 
