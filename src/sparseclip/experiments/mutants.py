@@ -17,7 +17,8 @@ Usage::
 
     python -m sparseclip.experiments.mutants              # every group, from scratch (what ``make mutants`` runs)
     python -m sparseclip.experiments.mutants eval index   # only these groups (the others keep their rows)
-    python -m sparseclip.experiments.mutants --survivors  # rerun only the mutants that survived last time
+    python -m sparseclip.experiments.mutants --survivors  # rerun only the mutants that survived last time (and
+                                                          # those the scratch folder has no result for)
 """
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sparseclip.experiments.mutants", description=__doc__.split("\n")[0])
     p.add_argument("groups", nargs="*", help=f"groups to run: {', '.join(BY_NAME)} (default: all)")
     p.add_argument("--survivors", action="store_true",
-                   help="rerun only the mutants the report lists as not killed (after adding tests)")
+                   help="rerun only the mutants the report lists as not killed (after adding tests) and those "
+                   "without a result in the scratch folder")
     p.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1: the machine is shared)")
     p.add_argument("--collect", action="store_true", help="run nothing: read the scratch folders' last results")
     p.add_argument("--resume", action="store_true", help="keep the scratch folders' results: test only the mutants "
@@ -222,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     path = ROOT / REPORT
     for name in names:
         old = _load(path)["groups"].get(name, {})
-        again = [s["name"] for s in old.get("survivors", [])] if args.survivors else None
+        again = sorted({s["name"] for s in old.get("survivors", [])} | _untested(BY_NAME[name])) \
+            if args.survivors else None
         if args.survivors and not again:
             continue
         print(f"mutants: {name} ({'survivors of the last run' if again else 'every mutant'})", flush=True)
@@ -238,6 +241,15 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(path, report)
         print(f"mutants: {name}: {_caught(row)} of {row['total']} caught", flush=True)
     return 0
+
+
+def _untested(group: Group) -> set[str]:
+    """The mutants of ``group`` its scratch folder has no result for (a run stopped part-way, or a source file that
+    changed since: mutmut made its mutants anew), so that ``--survivors`` tests them too."""
+    scratch = ROOT / "build" / "mutmut" / group.name
+    if not (scratch / "mutants").exists():
+        return set()
+    return {n for n, s in _statuses(scratch).items() if s == "not checked" and group.counts(n)}
 
 
 def _load(path: Path) -> dict:
