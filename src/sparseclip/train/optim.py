@@ -1,4 +1,6 @@
-"""AdamW with OpenCLIP's parameter groups and a warmup + cosine learning-rate schedule."""
+"""AdamW with OpenCLIP's parameter groups, and the run's schedules: the learning rate (warmup + cosine or
+constant) and the cap on the logit scale (fixed, or annealed from ``train.logit_scale_max_start``), in
+:class:`Schedules`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import Config, TrainConfig
 
 
 def exclude_from_decay(name: str, p: nn.Parameter) -> bool:
@@ -57,3 +59,55 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.
     factor = constant_with_warmup(cfg.warmup) if cfg.schedule == "constant" else cosine_with_warmup(cfg.warmup,
                                                                                                    cfg.steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def logit_scale_max_at(cfg: Config, done: int) -> float:
+    """The cap on the logit scale after ``done`` steps: ``model.logit_scale_max``, or with a schedule
+    (``train.logit_scale_max_start``) the geometric path from the start to it over the first
+    ``train.logit_scale_max_anneal`` of the steps."""
+    end, begin = cfg.model.logit_scale_max, cfg.train.logit_scale_max_start
+    if begin <= 0:
+        return end
+    frac = min(1.0, done / max(1.0, cfg.train.logit_scale_max_anneal * cfg.train.steps))
+    return math.exp(math.log(begin) + frac * (math.log(end) - math.log(begin)))
+
+
+class Schedules:
+    """Everything that moves with the step: the learning rate (``train.schedule``, :func:`make_scheduler`) and
+    the cap on the logit scale (:func:`logit_scale_max_at`), its start included.
+
+    Where the cap starts: at ``train.logit_scale_max_start`` with a schedule, else at ``model.logit_scale_max``.
+    Where the scale starts: with ``model.init_at_cap`` at the cap's start (the model is built at
+    ``model.logit_scale_max``; :meth:`start` moves it to a schedule's start), else at ``model.init_logit_scale``.
+    After each step (:meth:`step`) the learning rate moves on and the scale is clamped to the step's cap.
+    Its state (:meth:`state_dict`) is the learning-rate scheduler's: the cap is a function of the step.
+    """
+
+    def __init__(self, cfg: Config, optimizer: torch.optim.Optimizer) -> None:
+        self.cfg = cfg
+        self.lr = make_scheduler(optimizer, cfg.train)
+
+    @property
+    def cap_start(self) -> float:
+        """The cap before the first step."""
+        begin = self.cfg.train.logit_scale_max_start
+        return begin if begin > 0 else self.cfg.model.logit_scale_max
+
+    def cap(self, done: int) -> float:
+        """The cap on the logit scale after ``done`` steps."""
+        return logit_scale_max_at(self.cfg, done)
+
+    def start(self, model: nn.Module) -> None:
+        """Set the model's logit scale where the run starts it (before a resume loads its own)."""
+        if self.cfg.train.logit_scale_max_start > 0 and self.cfg.model.init_at_cap:
+            with torch.no_grad():
+                model.logit_scale.fill_(math.log(self.cap_start))
+
+    def step(self, model: nn.Module, done: int) -> None:
+        """After step ``done``: the next learning rate, and the scale clamped to this step's cap."""
+        self.lr.step()
+        model.clamp_logit_scale(self.cap(done))
+
+    def last_lr(self) -> float:
+        """The learning rate of the first parameter group for the next step."""
+        return self.lr.get_last_lr()[0]
