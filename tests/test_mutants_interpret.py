@@ -511,7 +511,8 @@ def test_verdicts_at_matched_live_features_by_hand():
     # live features counted for the model only, or for the SAE rows only: no verdict at matched live features
     for row in ({"L0_image": 10.0, "live_features": 100}, {"L0_image": 10.0}):
         model.row = row
-        counted = others if "live_features" not in row else [sae("SAE c", 0.0, L0_image=11.0)]
+        counted = others if "live_features" not in row else [sae("SAE c", 0.0, L0_image=11.0),
+                                                             _Analysis("SAE e", {"f1_frac": np.zeros(20)})]
         (v,) = verdicts(model, counted)
         assert "SAE_live" not in v["beats"] and all("matched_live" not in r for r in v["rows"])
         assert "live features" not in v["text"]
