@@ -278,9 +278,20 @@ def render(out: Path, dataset: str) -> str:
 
 
 def _sample(rows: list[dict]) -> str:
-    s = next((r["train_health"]["sample"] for r in rows if "train_health" in r), {})
+    """What the health columns were counted on; rows counted on different sample sizes say so, with which."""
+    samples = [r["train_health"]["sample"] for r in rows if "train_health" in r]
+    s = samples[0] if samples else {}
     if not s.get("of"):
-        return "training inputs"
+        sizes: dict[int, list[str]] = {}
+        for r in rows:
+            if "train_health" in r:
+                sizes.setdefault(r["train_health"]["sample"]["n"], []).append(f"{r['label']} (seed {r['seed']})")
+        if len(sizes) <= 1:
+            return f"{next(iter(sizes)):,} inputs of the training stream" if sizes else "training inputs"
+        first, *rest = sorted(sizes, key=lambda n: -len(sizes[n]))
+        return (f"{first:,} inputs of the training stream; " + "; ".join(
+            f"{n:,} for {', '.join(sizes[n])}" for n in rest) + ": a larger sample counts a rare feature as active "
+            "more often")
     return f"all {s['n']:,} training pairs" if s["n"] == s["of"] else f"a sample of {s['n']:,} of {s['of']:,} pairs"
 
 
