@@ -96,8 +96,8 @@ GROUPS: tuple[Group, ...] = (
            "report.py": ("choose", "_base", "wilson")}),
     Group("interpret", tuple(f"{_P}interpret/{m}.py" for m in ("purity", "baselines", "verdicts", "lattice",
                                                                 "clarity")),
-          ("tests/test_interpret_purity.py", "tests/test_interpret.py", "tests/test_interpret_field_metrics.py",
-           "tests/test_mutants_interpret.py")),
+          ("tests/test_interpret_purity.py", "tests/test_mutants_purity.py", "tests/test_interpret.py",
+           "tests/test_interpret_field_metrics.py", "tests/test_mutants_interpret.py")),
 )
 BY_NAME = {g.name: g for g in GROUPS}
 
