@@ -62,3 +62,21 @@ def test_mutants_not_run_count_as_not_caught_and_are_not_listed(tmp_path):
     assert (s["eval"]["not checked"], s["eval"]["unexplained"], s["eval"]["score"]) == (1, 3, pytest.approx(7 / 11))
     (tmp_path / "r.json").write_text(json.dumps(report))
     assert mutants_survivors(tmp_path, ["r.json"]).splitlines()[0] == "**eval** (3 not caught; 1 not run)"
+
+
+def test_untested_lists_only_the_groups_not_checked_mutants_in_scope(tmp_path, monkeypatch):
+    """``--survivors`` also tests the mutants a scratch folder has no result for: those 'not checked' and in the
+    group's scope (the steer group counts only some functions of bench.py), none when no scratch folder exists."""
+    import sparseclip.experiments.mutants as m
+
+    monkeypatch.setattr(m, "ROOT", tmp_path)
+    steer = BY_NAME["steer"]
+    assert m._untested(steer) == set()  # no scratch folder yet
+    (tmp_path / "build" / "mutmut" / "steer" / "mutants").mkdir(parents=True)
+    statuses = {"sparseclip.steer.bench.x_pool_seeds__mutmut_1": "not checked",   # in scope, no result: listed
+                "sparseclip.steer.bench.x_pool_seeds__mutmut_2": "killed",        # has a result
+                "sparseclip.steer.bench.x_load_items__mutmut_1": "not checked",   # bench.py outside the scope
+                "sparseclip.steer.judge.x_judge__mutmut_7": "not checked"}        # judge.py counts whole
+    monkeypatch.setattr(m, "_statuses", lambda scratch: statuses)
+    assert m._untested(steer) == {"sparseclip.steer.bench.x_pool_seeds__mutmut_1",
+                                  "sparseclip.steer.judge.x_judge__mutmut_7"}
