@@ -32,3 +32,13 @@ def test_import_digits_cli_refuses_bad_settings_in_one_line(tmp_path, capsys):
     assert main(["import-digits", str(tmp_path / "d"), "--captions", "9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "captions" in err[0] and "Traceback" not in err[0]
+
+
+def test_import_commands_refuse_an_unusable_output_folder_in_one_line(tmp_path, capsys):
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    for cmd in ("import-digits", "import-world"):
+        assert main([cmd, str(afile / "sub")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"sparseclip: error: OUT {afile / 'sub'}: {afile} is a file, not a folder"]
+    assert afile.read_text() == "x"

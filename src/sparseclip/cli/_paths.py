@@ -4,7 +4,6 @@ command that computes for minutes and then fails to write would lose the work.""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from . import UserError
@@ -13,6 +12,8 @@ from . import UserError
 def _probe_writable(folder: Path, flag: str, out: str) -> None:
     """Create and remove a file in ``folder`` (tried for real: root passes every permission check, yet cannot
     write to /sys or a read-only mount)."""
+    import tempfile  # only when an output is checked: not on every command's start-up
+
     try:
         fd, probe = tempfile.mkstemp(prefix=".sparseclip-probe-", dir=folder)
     except OSError as e:

@@ -60,13 +60,17 @@ def _written(summary: dict) -> int:
 
 def run_world(args: argparse.Namespace) -> int:
     from ..data.export import import_world
+    from ._paths import check_out_dir
 
+    check_out_dir(args.out, "OUT")
     return _written(import_world(args.out, args.n_train, args.n_test, args.size, args.captions))
 
 
 def run_digits(args: argparse.Namespace) -> int:
     from ..data.export import import_digits
+    from ._paths import check_out_dir
 
+    check_out_dir(args.out, "OUT")
     return _written(import_digits(args.out, args.size, args.captions))
 
 
